@@ -1,0 +1,167 @@
+"""Kernel stacks: one convolution kernel holding every transformed copy of a canonical kernel.
+
+This is the heart of the method (paper Eq. 7 with ``P -> R``): each representation matrix
+``R[g]`` (exact permutation or learned doubly stochastic) acts on the flattened canonical
+kernel, ``K_g = R[g] · vec(θ)``, and all ``G`` copies go into one ordinary convolution.
+
+Layout (written down once, here):
+
+* Images are NHWC. Feature maps with a group axis are ``[B, H, W, C, G]``: channel major,
+  group element minor. Reshaping to ``[B, H, W, C·G]`` gives convolution channel
+  ``c·G + g``, which is the reference code's (channel major, element minor) order.
+* Kernels are HWIO. A lifting kernel is ``[k, k, C_in, C_out·G]`` (output channel ``o·G+g``);
+  a group kernel is ``[k, k, C_in·G, C_out·G]`` (input channel ``i·G + g_in``).
+* Canonical weights keep the reference's shapes: lifting ``[C_out, C_in, k²]``; group
+  convolution ``[C_out, C_in, G·k²]`` flattened as ``(g_in, y, x)``.
+
+Equivariance is exact with exact representations (``ops.groups``) for odd kernels, or with
+'VALID' padding on images whose size keeps the rotation centre on the grid after each layer;
+'SAME' padding with an even kernel shifts the centre by half a pixel and breaks it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+_PADDINGS = ("VALID", "SAME")
+_POOLS = ("mean", "max")
+
+
+def _kernel_size_from(d: int, name: str, value) -> int:
+  k = math.isqrt(d)
+  if k * k != d:
+    raise ValueError(f"{name} must act on a flattened k×k kernel (a square size); "
+                     f"got size {d} from shape {value}")
+  return k
+
+
+def _check_reps(reps, name="reps"):
+  if reps.ndim != 3 or reps.shape[1] != reps.shape[2]:
+    raise ValueError(f"{name} must have shape [G, d, d]; got {tuple(reps.shape)}")
+
+
+def lift_kernels(reps: jnp.ndarray, weight: jnp.ndarray) -> jnp.ndarray:
+  """Builds the lifting kernel stack.
+
+  Args:
+    reps: ``[G, k², k²]`` representation stack (rows: output kernel position).
+    weight: ``[C_out, C_in, k²]`` canonical kernels, flattened row-major.
+
+  Returns:
+    HWIO kernel ``[k, k, C_in, C_out·G]`` with
+    ``out[y, x, i, o·G+g] = Σ_m reps[g, y·k+x, m] · weight[o, i, m]``.
+  """
+  _check_reps(reps)
+  if weight.ndim != 3 or weight.shape[-1] != reps.shape[-1]:
+    raise ValueError(f"weight must have shape [C_out, C_in, {reps.shape[-1]}] to match reps "
+                     f"{tuple(reps.shape)}; got {tuple(weight.shape)}")
+  k = _kernel_size_from(reps.shape[-1], "reps", tuple(reps.shape))
+  group, (c_out, c_in, _) = reps.shape[0], weight.shape
+  stack = jnp.einsum("gnm,oim->niog", reps.astype(weight.dtype), weight)
+  return stack.reshape(k, k, c_in, c_out * group)
+
+
+def group_kernels(reps: jnp.ndarray, weight: jnp.ndarray) -> jnp.ndarray:
+  """Builds the group-convolution kernel stack.
+
+  Args:
+    reps: ``[G, G·k², G·k²]``; acts jointly on (input element, y, x).
+    weight: ``[C_out, C_in, G·k²]`` canonical kernels flattened as ``(g_in, y, x)``.
+
+  Returns:
+    HWIO kernel ``[k, k, C_in·G, C_out·G]`` with
+    ``out[y, x, i·G+h, o·G+g] = Σ_m reps[g, (h, y, x), m] · weight[o, i, m]``.
+  """
+  _check_reps(reps)
+  group, d = reps.shape[0], reps.shape[-1]
+  if d % group:
+    raise ValueError(f"reps of a group convolution must have shape [G, G·k², G·k²]; got "
+                     f"{tuple(reps.shape)} (size {d} is not a multiple of G={group})")
+  k = _kernel_size_from(d // group, "reps (per group element)", tuple(reps.shape))
+  if weight.ndim != 3 or weight.shape[-1] != d:
+    raise ValueError(f"weight must have shape [C_out, C_in, {d}] to match reps "
+                     f"{tuple(reps.shape)}; got {tuple(weight.shape)}")
+  c_out, c_in, _ = weight.shape
+  stack = jnp.einsum("gnm,oim->niog", reps.astype(weight.dtype), weight)
+  stack = stack.reshape(group, k, k, c_in, c_out * group)           # n = (h, y, x)
+  stack = jnp.transpose(stack, (1, 2, 3, 0, 4))                      # [k, k, C_in, G, C_out·G]
+  return stack.reshape(k, k, c_in * group, c_out * group)
+
+
+def _check_padding(padding):
+  if isinstance(padding, str):
+    if padding.upper() not in _PADDINGS:
+      raise ValueError(f"padding must be one of {_PADDINGS} or an int; got {padding!r}")
+    return padding.upper()
+  if isinstance(padding, int) and padding >= 0:
+    return [(padding, padding), (padding, padding)]
+  raise ValueError(f"padding must be one of {_PADDINGS} or a non-negative int; got {padding!r}")
+
+
+def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID",
+           compute_dtype: Optional[jnp.dtype] = None) -> jnp.ndarray:
+  """Plain NHWC/HWIO cross-correlation, stride 1. ``x [B,H,W,C_in]`` → ``[B,H',W',C_out]``.
+
+  ``compute_dtype`` (e.g. ``jnp.bfloat16``) casts both operands; the result is returned in
+  ``x``'s dtype.
+  """
+  out_dtype = x.dtype
+  if compute_dtype is not None:
+    x, kernel = x.astype(compute_dtype), kernel.astype(compute_dtype)
+  y = jax.lax.conv_general_dilated(
+      x, kernel, window_strides=(1, 1), padding=_check_padding(padding),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y.astype(out_dtype)
+
+
+def lift_conv(x: jnp.ndarray, reps: jnp.ndarray, weight: jnp.ndarray,
+              bias: Optional[jnp.ndarray] = None, padding="VALID",
+              compute_dtype=None) -> jnp.ndarray:
+  """Lifting convolution: ``x [B, H, W, C_in]`` → ``[B, H', W', C_out, G]``.
+
+  ``bias`` ``[C_out]`` is shared along the group axis.
+  """
+  if x.ndim != 4:
+    raise ValueError(f"x must have shape [B, H, W, C_in]; got {tuple(x.shape)}")
+  if x.shape[-1] != weight.shape[1]:
+    raise ValueError(f"x has {x.shape[-1]} channels but weight {tuple(weight.shape)} expects "
+                     f"C_in={weight.shape[1]}")
+  kernel = lift_kernels(reps, weight)
+  y = conv2d(x, kernel, padding, compute_dtype)
+  y = y.reshape(*y.shape[:3], weight.shape[0], reps.shape[0])
+  if bias is not None:
+    y = y + bias[:, None]
+  return y
+
+
+def group_conv(x: jnp.ndarray, reps: jnp.ndarray, weight: jnp.ndarray,
+               bias: Optional[jnp.ndarray] = None, padding="VALID",
+               compute_dtype=None) -> jnp.ndarray:
+  """Group convolution: ``x [B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
+
+  ``bias`` ``[C_out]`` is shared along the group axis.
+  """
+  if x.ndim != 5:
+    raise ValueError(f"x must have shape [B, H, W, C_in, G]; got {tuple(x.shape)}")
+  group = reps.shape[0]
+  if x.shape[-1] != group or x.shape[-2] != weight.shape[1]:
+    raise ValueError(f"x {tuple(x.shape)} must be [B, H, W, C_in={weight.shape[1]}, "
+                     f"G={group}] to match weight {tuple(weight.shape)} and reps "
+                     f"{tuple(reps.shape)}")
+  kernel = group_kernels(reps, weight)
+  y = conv2d(x.reshape(*x.shape[:3], -1), kernel, padding, compute_dtype)
+  y = y.reshape(*y.shape[:3], weight.shape[0], group)
+  if bias is not None:
+    y = y + bias[:, None]
+  return y
+
+
+def group_pool(x: jnp.ndarray, mode: str = "mean") -> jnp.ndarray:
+  """Pools the group axis: ``[B, H, W, C, G]`` → ``[B, H, W, C]`` (mean or max)."""
+  if mode not in _POOLS:
+    raise ValueError(f"mode must be one of {_POOLS}; got {mode!r}")
+  return jnp.mean(x, axis=-1) if mode == "mean" else jnp.max(x, axis=-1)
