@@ -1,0 +1,101 @@
+"""``create_model(name, *, num_classes, rngs, **options)``: the paper's models by name.
+
+=========  =======================================================================
+name       model
+=========  =======================================================================
+cnn        MNIST CNN, 64 channels (412,170 parameters)
+gcnn       MNIST C4 G-CNN, 32 channels (410,890); ``group="D4"`` for D4; 16 channels
+           gives the paper's Table 1 "103 K" (103,050)
+wscnn      MNIST weight-sharing CNN, 32 channels, 4 elements, fixed identity
+           (410,890 free + 121,875 representation logits)
+resnet     CIFAR-10 ResNet, 32 channels (428,170); 64 → 1,660,170; 128 → 6,544,906
+gresnet    CIFAR-10 C4 G-ResNet, 32 channels (1,632,394)
+wsresnet   CIFAR-10 weight-sharing ResNet, 32 channels, 4 elements
+           (1,632,394 free + 468,195 representation logits)
+=========  =======================================================================
+
+Options (all keyword): ``channels``, ``in_channels``, ``kernel_size``, ``group`` (exact
+models: one of ``ops.GROUP_NAMES``), ``num_elements`` (learned models), ``num_blocks`` (MNIST
+models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolutions only;
+Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
+``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,
+``remat_sinkhorn``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from ds_symmetry.models.networks import ConvNet, ResNet
+
+_WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
+               "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn")
+
+# name -> (network class, layer family, default options)
+_MODELS: dict[str, tuple[type, str, dict[str, Any]]] = {
+    "cnn": (ConvNet, "plain", {"channels": 64, "in_channels": 1}),
+    "gcnn": (ConvNet, "exact", {"channels": 32, "in_channels": 1, "group": "C4"}),
+    "wscnn": (ConvNet, "learned", {"channels": 32, "in_channels": 1, "num_elements": 4}),
+    "resnet": (ResNet, "plain", {"channels": 32, "in_channels": 3}),
+    # The reference's GResNet lifting layer is unpadded (32 -> 26 px); its WSResNet's is not.
+    "gresnet": (ResNet, "exact", {"channels": 32, "in_channels": 3, "group": "C4",
+                                  "stem_padding": "VALID"}),
+    "wsresnet": (ResNet, "learned", {"channels": 32, "in_channels": 3, "num_elements": 4}),
+}
+MODEL_NAMES = tuple(_MODELS)
+
+_NETWORK_OPTIONS = {
+    ConvNet: ("channels", "in_channels", "num_blocks", "kernel_size", "padding", "group",
+              "num_elements", "compute_dtype"),
+    ResNet: ("channels", "in_channels", "kernel_size", "stem_padding", "group", "num_elements",
+             "hidden_features", "dropout", "compute_dtype"),
+}
+
+
+def _compute_dtype(value):
+  if value is None or value in ("float32", jnp.float32):
+    return None
+  if value in ("bfloat16", jnp.bfloat16):
+    return jnp.bfloat16
+  if value in ("float16", jnp.float16):
+    return jnp.float16
+  raise ValueError(f"compute_dtype must be one of None, 'float32', 'bfloat16', 'float16'; "
+                   f"got {value!r}")
+
+
+def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> nnx.Module:
+  """Builds a model by name (see the module docstring for names and options).
+
+  Returns an NNX module mapping images ``[B, H, W, C]`` to logits ``[B, num_classes]``.
+  """
+  if name not in _MODELS:
+    raise ValueError(f"model name must be one of {list(MODEL_NAMES)}; got {name!r}")
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
+  network, family, defaults = _MODELS[name]
+  allowed = set(_NETWORK_OPTIONS[network]) | set(_WS_OPTIONS)
+  unknown = sorted(set(options) - allowed)
+  if unknown:
+    raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid options: "
+                     f"{sorted(allowed)}")
+  if family == "plain":
+    bad = sorted(set(options) & ({"group", "num_elements"} | set(_WS_OPTIONS)))
+    if bad:
+      raise ValueError(f"option(s) {bad} do not apply to the plain model {name!r}")
+  if family == "exact" and "num_elements" in options:
+    raise ValueError(f"num_elements does not apply to {name!r}: its group "
+                     f"{options.get('group', defaults['group'])!r} fixes it; pass group=...")
+  if family == "learned" and "group" in options:
+    raise ValueError(f"group does not apply to {name!r}: its stacks are learned; use "
+                     f"num_elements=... (or the exact model of the same family)")
+
+  merged = dict(defaults, **options)
+  ws_options = {key: merged.pop(key) for key in _WS_OPTIONS if key in merged}
+  merged["compute_dtype"] = _compute_dtype(merged.get("compute_dtype"))
+  channels = merged.get("channels")
+  if not isinstance(channels, int) or channels < 1:
+    raise ValueError(f"channels must be a positive int; got {channels!r}")
+  return network(family, num_classes=num_classes, ws_options=ws_options, rngs=rngs, **merged)

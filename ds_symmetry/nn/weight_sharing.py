@@ -1,0 +1,215 @@
+"""Weight-sharing convolutions (Flax NNX): learned doubly stochastic or exact, frozen stacks.
+
+Both layers own canonical kernels ``θ`` and a representation stack ``R`` and compute
+``Conv2D[x, R·θ]`` through ``ops.lift_conv`` / ``ops.group_conv``. The stack is either
+
+* learned (``group=None``): ``R = [I, sinkhorn(Θ_1), …, sinkhorn(Θ_{G-1})]`` with free logits
+  ``Θ`` (a :class:`RepresentationLogits`), one stack shared by all channels of the layer; or
+* exact and frozen (``group="C4"``, ``"D4"``, …): the permutations from ``ops.groups``. This
+  *is* the G-CNN — the same code path with fixed permutations, not a second implementation.
+
+Shapes: ``WSLiftConv``: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``;
+``WSGroupConv``: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
+
+Initialisation follows the reference code (``wsmodules.py``):
+
+* logits uniform in [0, 1) (``logits_init="uniform"``); alternatives ``"normal"``
+  (N(0, 1)), ``"kaiming_uniform"`` (torch's ``kaiming_uniform_(a=√5)`` on ``[n, d, d]``:
+  U(±1/d)), ``"identity"`` (``identity_scale·I`` plus uniform [0, 1) noise: starts near the
+  identity);
+* lifting weights ``[C_out, C_in, k²]``: torch ``kaiming_normal_(a=√5)``,
+  std = 1/√(3·C_in·k²);
+* group weights ``[C_out, C_in, G·k²]``: torch ``kaiming_uniform_(a=√5)``,
+  U(±1/√(C_in·G·k²));
+* bias ``[C_out]`` zeros, shared along the group axis.
+
+The fixed identity (``fix_identity=True``, the reference's default) is the first element, is
+not learned and does not pass through Sinkhorn (the reference adds 1e-16 to it; irrelevant in
+float32 outside ``entropy``, which clamps at 1e-16 anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ds_symmetry.ops import groups as groups_ops
+from ds_symmetry.ops import kernels as kernel_ops
+from ds_symmetry.ops.regularisers import entropy, norm_loss
+from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
+
+LOGITS_INITS = ("uniform", "normal", "kaiming_uniform", "identity")
+
+
+class RepresentationLogits(nnx.Param):
+  """Free logits of a learned representation stack. The trainer gives them their own
+  learning rate (the reference's ``learning_rate_reps``) by filtering on this type."""
+
+
+def _init_logits(key, shape, mode: str, identity_scale: float):
+  n, d, _ = shape
+  if mode == "uniform":
+    return jax.random.uniform(key, shape, jnp.float32)
+  if mode == "normal":
+    return jax.random.normal(key, shape, jnp.float32)
+  if mode == "kaiming_uniform":
+    bound = 1.0 / d  # gain √(1/3) · √(3 / fan_in), fan_in = d·d
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+  if mode == "identity":
+    noise = jax.random.uniform(key, shape, jnp.float32)
+    return noise + identity_scale * jnp.eye(d, dtype=jnp.float32)[None]
+  raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {mode!r}")
+
+
+class _WeightSharingConv(nnx.Module):
+  """Shared machinery of :class:`WSLiftConv` and :class:`WSGroupConv`."""
+
+  kind: str = ""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
+               num_elements: int = 4, group: Optional[str] = None, fix_identity: bool = True,
+               logits_init: str = "uniform", identity_scale: float = 5.0,
+               sinkhorn_iters: int = 20, sinkhorn_tau: float = 1.0,
+               sinkhorn_tol: Optional[float] = None, remat_sinkhorn: bool = False,
+               padding="VALID", use_bias: bool = True, compute_dtype=None,
+               rngs: nnx.Rngs):
+    for name, value in (("in_features", in_features), ("out_features", out_features),
+                        ("kernel_size", kernel_size), ("sinkhorn_iters", sinkhorn_iters)):
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    if group is not None:
+      expected = groups_ops.group_order(group)  # validates the name
+      if num_elements not in (None, expected):
+        raise ValueError(f"num_elements={num_elements!r} does not match group {group!r} of "
+                         f"order {expected}; pass num_elements={expected} or None")
+      num_elements = expected
+    if not isinstance(num_elements, int) or num_elements < 1:
+      raise ValueError(f"num_elements must be a positive int; got {num_elements!r}")
+    if logits_init not in LOGITS_INITS:
+      raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {logits_init!r}")
+    kernel_ops._check_padding(padding)  # pylint: disable=protected-access
+
+    self.in_features, self.out_features = in_features, out_features
+    self.kernel_size, self.num_elements, self.group = kernel_size, num_elements, group
+    self.fix_identity = bool(fix_identity)
+    self.sinkhorn_iters, self.sinkhorn_tau, self.sinkhorn_tol = (
+        sinkhorn_iters, float(sinkhorn_tau), sinkhorn_tol)
+    self.remat_sinkhorn, self.padding, self.compute_dtype = remat_sinkhorn, padding, compute_dtype
+
+    d = self.representation_size
+    weight_key, logits_key = rngs.params(), rngs.params()
+    self.weight = nnx.Param(self._init_weight(weight_key))
+    self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
+    num_learned = num_elements - 1 if self.fix_identity else num_elements
+    if group is None and num_learned > 0:
+      self.logits = RepresentationLogits(
+          _init_logits(logits_key, (num_learned, d, d), logits_init, identity_scale))
+    else:
+      self.logits = None
+
+  # Subclasses define ``representation_size`` (d), ``_init_weight``, ``_exact_stack``.
+
+  @property
+  def is_learned(self) -> bool:
+    return self.group is None
+
+  # -- the stack --------------------------------------------------------------------------
+  def _sinkhorn(self, logits):
+    run = functools.partial(sinkhorn, num_iters=self.sinkhorn_iters, tau=self.sinkhorn_tau,
+                            tol=self.sinkhorn_tol)
+    if self.remat_sinkhorn:
+      run = jax.checkpoint(run)
+    return run(logits)
+
+  def representation_stack(self) -> jnp.ndarray:
+    """The layer's ``[G, d, d]`` stack: doubly stochastic (learned) or exact permutations."""
+    if self.group is not None:
+      return self._exact_stack()
+    d = self.representation_size
+    parts = []
+    if self.fix_identity:
+      parts.append(jnp.eye(d, dtype=jnp.float32)[None])
+    if self.logits is not None:
+      parts.append(self._sinkhorn(self.logits[...].astype(jnp.float32)))
+    return jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+  def regularizers(self) -> dict[str, jnp.ndarray]:
+    """``norm`` (reference norm loss on the raw logits) and ``entropy`` (of the stack,
+    fixed identity included, as the reference); zeros for exact stacks."""
+    if self.logits is None:
+      zero = jnp.zeros((), jnp.float32)
+      return {"norm": zero, "entropy": zero}
+    return {"norm": norm_loss(self.logits[...]), "entropy": entropy(self.representation_stack())}
+
+  def marginal_error(self) -> jnp.ndarray:
+    """Largest |row sum − 1| / |column sum − 1| over the learned part of the stack."""
+    if self.logits is None:
+      return jnp.zeros((), jnp.float32)
+    return jnp.max(marginal_error(self._sinkhorn(self.logits[...].astype(jnp.float32))))
+
+
+class WSLiftConv(_WeightSharingConv):
+  """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``.
+
+  ``R`` acts on the flattened k×k kernel (d = k²)."""
+
+  kind = "lift"
+
+  @property
+  def representation_size(self) -> int:
+    return self.kernel_size ** 2
+
+  def _init_weight(self, key):
+    fan_in = self.in_features * self.kernel_size ** 2
+    std = 1.0 / math.sqrt(3.0 * fan_in)  # torch kaiming_normal_(a=√5)
+    return std * jax.random.normal(
+        key, (self.out_features, self.in_features, self.kernel_size ** 2), jnp.float32)
+
+  def _exact_stack(self):
+    return groups_ops.spatial_permutations(self.group, self.kernel_size)
+
+  def expanded_kernel(self) -> jnp.ndarray:
+    """HWIO kernel ``[k, k, C_in, C_out·G]`` (output channel ``o·G + g``)."""
+    return kernel_ops.lift_kernels(self.representation_stack(), self.weight[...])
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    bias = None if self.bias is None else self.bias[...]
+    return kernel_ops.lift_conv(x, self.representation_stack(), self.weight[...], bias,
+                                self.padding, self.compute_dtype)
+
+
+class WSGroupConv(_WeightSharingConv):
+  """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
+
+  ``R`` acts jointly on (input element, y, x), d = G·k²; the exact version is the
+  shift-twist (regular) representation."""
+
+  kind = "group"
+
+  @property
+  def representation_size(self) -> int:
+    return self.num_elements * self.kernel_size ** 2
+
+  def _init_weight(self, key):
+    fan_in = self.in_features * self.representation_size
+    bound = 1.0 / math.sqrt(fan_in)  # torch kaiming_uniform_(a=√5)
+    return jax.random.uniform(
+        key, (self.out_features, self.in_features, self.representation_size), jnp.float32,
+        -bound, bound)
+
+  def _exact_stack(self):
+    return groups_ops.shift_twist_permutations(self.group, self.kernel_size)
+
+  def expanded_kernel(self) -> jnp.ndarray:
+    """HWIO kernel ``[k, k, C_in·G, C_out·G]``."""
+    return kernel_ops.group_kernels(self.representation_stack(), self.weight[...])
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    bias = None if self.bias is None else self.bias[...]
+    return kernel_ops.group_conv(x, self.representation_stack(), self.weight[...], bias,
+                                 self.padding, self.compute_dtype)

@@ -1,0 +1,25 @@
+"""Parameter-free normalisation and pooling used by the paper's models (pure jnp)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def normalize(x: jnp.ndarray, axes: Sequence[int], epsilon: float = 1e-5) -> jnp.ndarray:
+  """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance, no affine), as torch's
+  ``layer_norm`` / ``instance_norm`` without weights. Statistics are computed in float32."""
+  dtype = x.dtype
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=tuple(axes), keepdims=True)
+  var = jnp.mean(jnp.square(x32 - mean), axis=tuple(axes), keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + epsilon)).astype(dtype)
+
+
+def spatial_max_pool(x: jnp.ndarray, window: int = 2) -> jnp.ndarray:
+  """Max pool over H and W (axes 1, 2) with stride = window, 'VALID' (floors odd sizes, as
+  torch's ``MaxPool2d``). ``x``: ``[B, H, W, ...]``."""
+  dims = (1, window, window) + (1,) * (x.ndim - 3)
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, "VALID")
