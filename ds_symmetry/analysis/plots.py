@@ -1,0 +1,147 @@
+"""PNG figures of learned stacks (matplotlib, Agg canvas, no pyplot global state).
+
+matplotlib is imported inside each function, so ``import ds_symmetry.analysis`` stays cheap.
+Every function writes one PNG to ``path`` (parent folders are created) and returns the path
+as a ``pathlib.Path``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Optional, Union
+
+import numpy as np
+
+from ds_symmetry.analysis.groups import cayley_error
+from ds_symmetry.analysis.permutations import check_stack, nearest_permutations, to_numpy
+
+PathLike = Union[str, os.PathLike]
+
+
+def _figure(width: float, height: float):
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def _save(figure, path: PathLike) -> pathlib.Path:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, format="png")
+  return path
+
+
+def plot_stack(stack, path: PathLike, title: Optional[str] = None) -> pathlib.Path:
+  """Heat maps of every ``R_g`` (top row) above its nearest exact permutation (bottom row).
+
+  Args:
+    stack: ``[n, d, d]``.
+    path: output PNG file.
+    title: optional figure title.
+
+  Returns:
+    ``path``.
+  """
+  array = check_stack(stack, "stack")
+  permutations, distances = nearest_permutations(array)
+  n = array.shape[0]
+  figure = _figure(1.9 * n + 0.6, 4.2)
+  axes = figure.subplots(2, n, squeeze=False)
+  for g in range(n):
+    image = axes[0, g].imshow(array[g], cmap="viridis", vmin=0.0, vmax=max(1e-12, array.max()))
+    axes[0, g].set_title(f"R[{g}]", fontsize=9)
+    axes[1, g].imshow(permutations[g], cmap="Greys", vmin=0.0, vmax=1.0)
+    axes[1, g].set_title(f"nearest P, dist {distances[g]:.2f}", fontsize=8)
+    for axis in axes[:, g]:
+      axis.set_xticks([])
+      axis.set_yticks([])
+  figure.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8)
+  if title:
+    figure.suptitle(title)
+  return _save(figure, path)
+
+
+def plot_kernel_orbit(weight, stack, path: PathLike, max_channels: int = 8,
+                      in_channel: int = 0) -> pathlib.Path:
+  """Canonical kernels under each learned element (the paper's Fig. 2).
+
+  Panel ``(g, c)`` shows ``R[g] · vec(θ_c)`` as a k×k image: rows are stack elements, columns
+  output channels (one colour scale per column).
+
+  Args:
+    weight: ``[C_out, C_in, k²]`` lifting weights (input channel ``in_channel`` is shown) or
+      ``[C_out, k²]``.
+    stack: ``[G, k², k²]`` lifting representation stack.
+    path: output PNG file.
+    max_channels: at most this many output channels are drawn.
+    in_channel: which input channel of a 3-D ``weight`` to draw.
+
+  Returns:
+    ``path``.
+  """
+  reps = check_stack(stack, "stack")
+  kernels = to_numpy(weight, "weight")
+  if kernels.ndim == 3:
+    if not 0 <= in_channel < kernels.shape[1]:
+      raise ValueError(f"in_channel must be in [0, {kernels.shape[1]}); got {in_channel!r}")
+    kernels = kernels[:, in_channel]
+  if kernels.ndim != 2 or kernels.shape[-1] != reps.shape[-1]:
+    raise ValueError(f"weight must have shape [C_out, C_in, {reps.shape[-1]}] or "
+                     f"[C_out, {reps.shape[-1]}] to match stack {reps.shape}; got "
+                     f"{to_numpy(weight, 'weight').shape}")
+  k = int(round(np.sqrt(reps.shape[-1])))
+  if k * k != reps.shape[-1]:
+    raise ValueError(f"stack must act on flattened k×k kernels; got d={reps.shape[-1]}")
+  if not isinstance(max_channels, int) or max_channels < 1:
+    raise ValueError(f"max_channels must be a positive int; got {max_channels!r}")
+  channels = min(max_channels, kernels.shape[0])
+  orbit = np.einsum("gnm,cm->gcn", reps, kernels[:channels]).reshape(
+      reps.shape[0], channels, k, k)
+  figure = _figure(1.2 * channels + 0.6, 1.2 * reps.shape[0] + 0.4)
+  axes = figure.subplots(reps.shape[0], channels, squeeze=False)
+  for c in range(channels):
+    bound = max(1e-12, float(np.abs(orbit[:, c]).max()))
+    for g in range(reps.shape[0]):
+      axis = axes[g, c]
+      axis.imshow(orbit[g, c], cmap="RdBu_r", vmin=-bound, vmax=bound)
+      axis.set_xticks([])
+      axis.set_yticks([])
+      if g == 0:
+        axis.set_title(f"ch {c}", fontsize=8)
+      if c == 0:
+        axis.set_ylabel(f"R[{g}]", fontsize=8)
+  return _save(figure, path)
+
+
+def plot_cayley(stack, path: PathLike) -> pathlib.Path:
+  """The approximate Cayley table (left, product index as text) and its errors (right).
+
+  Args:
+    stack: ``[n, d, d]``.
+    path: output PNG file.
+
+  Returns:
+    ``path``.
+  """
+  result = cayley_error(stack)
+  n = result.table.shape[0]
+  figure = _figure(2 * (0.5 * n + 1.5), 0.5 * n + 1.5)
+  table_axis, error_axis = figure.subplots(1, 2)
+  table_axis.imshow(result.table, cmap="tab10" if n <= 10 else "viridis", vmin=0,
+                    vmax=max(n - 1, 1))
+  for a in range(n):
+    for b in range(n):
+      table_axis.text(b, a, str(result.table[a, b]), ha="center", va="center", fontsize=8)
+  table_axis.set_title("argmin_c |R_a R_b - R_c|", fontsize=9)
+  image = error_axis.imshow(result.errors, cmap="magma", vmin=0.0)
+  error_axis.set_title(f"error (max {result.max_error:.2f})", fontsize=9)
+  figure.colorbar(image, ax=error_axis, shrink=0.8)
+  for axis in (table_axis, error_axis):
+    axis.set_xlabel("b")
+    axis.set_ylabel("a")
+    axis.set_xticks(range(n))
+    axis.set_yticks(range(n))
+  return _save(figure, path)
