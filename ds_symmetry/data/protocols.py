@@ -106,19 +106,25 @@ class Protocol:
 
   def preprocess(self, images: jax.Array) -> jax.Array:
     """uint8 ``[B, H, W, C]`` -> float32 normalised, no random transform."""
-    return transforms.normalize(transforms.to_float(images), self.mean, self.std)
+    return _augment(None, self.mean, self.std, None, images)
 
   def augment(self, key: jax.Array, images: jax.Array) -> jax.Array:
     """uint8 ``[B, H, W, C]`` -> float32 ``[B, H, W, C]``: random transform, then normalise.
 
     Pure jnp; call it inside the jitted train step with a fresh key per step.
     """
-    floats = transforms.to_float(images)
-    if self.random_transform is not None:
-      floats = self.random_transform(key, floats)
-    return transforms.normalize(floats, self.mean, self.std)
+    return _augment(self.random_transform, self.mean, self.std, key, images)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _augment(transform, mean, std, key, images):
+  floats = transforms.to_float(images)
+  if transform is not None:
+    floats = transform(key, floats)
+  return transforms.normalize(floats, mean, std)
+
+
+@functools.lru_cache(maxsize=None)  # same options -> same function -> no recompile
 def _rotation_transform(max_angle_deg, rotation_group_order):
   def transform(key, images):
     angles = transforms.random_rotation_angles(
@@ -128,6 +134,7 @@ def _rotation_transform(max_angle_deg, rotation_group_order):
   return transform
 
 
+@functools.lru_cache(maxsize=None)  # same options -> same function -> no recompile
 def _scale_transform(min_scale, max_scale, antialias):
   def transform(key, images):
     factors = jax.random.uniform(key, (images.shape[0],), jnp.float32, min_scale, max_scale)
@@ -135,6 +142,7 @@ def _scale_transform(min_scale, max_scale, antialias):
   return transform
 
 
+@functools.lru_cache(maxsize=None)  # same options -> same function -> no recompile
 def _flip_transform(flip_probability):
   def transform(key, images):
     flags = jax.random.bernoulli(key, flip_probability, (images.shape[0],))
@@ -166,7 +174,7 @@ def _build_transform(name: str, options: dict[str, Any]):
   return None
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _freeze_chunk(transform, key, chunk, indices, mean, std, noise_std):
   def one(index, image):
     transform_key, noise_key = jax.random.split(jax.random.fold_in(key, index))
@@ -174,9 +182,7 @@ def _freeze_chunk(transform, key, chunk, indices, mean, std, noise_std):
     if transform is not None:
       floats = transform(transform_key, floats)
     out = transforms.normalize(floats, mean, std)
-    if noise_std:
-      out = transforms.add_gaussian_noise(noise_key, out, noise_std)
-    return out[0]
+    return transforms.add_gaussian_noise(noise_key, out, noise_std)[0]  # std 0: exact no-op
   return jax.vmap(one)(indices, chunk)
 
 
@@ -197,7 +203,7 @@ def freeze_test_set(images: np.ndarray, *, seed: int, transform, mean, std,
                                               chunk.dtype)])
     indices = jnp.arange(start, start + len(chunk), dtype=jnp.uint32)
     out = _freeze_chunk(transform, key, jnp.asarray(chunk), indices, tuple(mean), tuple(std),
-                        float(noise_std))
+                        jnp.float32(noise_std))
     pieces.append(np.asarray(out)[:size])
   if not pieces:
     return np.zeros((0,) + images.shape[1:], np.float32)
