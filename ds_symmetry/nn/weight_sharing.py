@@ -72,7 +72,7 @@ class _WeightSharingConv(nnx.Module):
   kind: str = ""
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
-               num_elements: int = 4, group: Optional[str] = None, fix_identity: bool = True,
+               num_elements: Optional[int] = None, group: Optional[str] = None, fix_identity: bool = True,
                logits_init: str = "uniform", identity_scale: float = 5.0,
                sinkhorn_iters: int = 20, sinkhorn_tau: float = 1.0,
                sinkhorn_tol: Optional[float] = None, remat_sinkhorn: bool = False,
@@ -88,6 +88,8 @@ class _WeightSharingConv(nnx.Module):
         raise ValueError(f"num_elements={num_elements!r} does not match group {group!r} of "
                          f"order {expected}; pass num_elements={expected} or None")
       num_elements = expected
+    elif num_elements is None:
+      num_elements = 4  # the paper's |H| in every experiment
     if not isinstance(num_elements, int) or num_elements < 1:
       raise ValueError(f"num_elements must be a positive int; got {num_elements!r}")
     if logits_init not in LOGITS_INITS:

@@ -142,19 +142,24 @@ def dihedral_permutations(kernel_size: int) -> jnp.ndarray:
   return spatial_permutations("D4", kernel_size)
 
 
-def regular_permutations(name: str) -> jnp.ndarray:
-  """Left-regular representation ``Λ``: float32 ``[G, G, G]`` with ``Λ[g][g·h, h] = 1``."""
-  table = cayley_table(name)
+@functools.lru_cache(maxsize=None)
+def _regular_np(name: str) -> np.ndarray:
+  table = _cayley_table_np(name)
   order = table.shape[0]
   reps = np.zeros((order, order, order), dtype=np.float32)
   for g in range(order):
     reps[g, table[g], np.arange(order)] = 1.0
-  return jnp.asarray(reps)
+  return reps
+
+
+def regular_permutations(name: str) -> jnp.ndarray:
+  """Left-regular representation ``Λ``: float32 ``[G, G, G]`` with ``Λ[g][g·h, h] = 1``."""
+  return jnp.asarray(_regular_np(_check_group(name)))
 
 
 @functools.lru_cache(maxsize=None)
 def _shift_twist_np(name: str, kernel_size: int) -> np.ndarray:
-  regular = np.asarray(regular_permutations(name))
+  regular = _regular_np(name)
   spatial = _spatial_permutations_np(name, kernel_size)
   return np.stack([np.kron(regular[g], spatial[g]) for g in range(regular.shape[0])])
 
