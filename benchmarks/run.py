@@ -20,7 +20,10 @@ import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
 from benchmarks import common
 
 BENCHMARKS = {
+    "augmentation": "benchmarks.augmentation",
     "sinkhorn": "benchmarks.sinkhorn",
+    "models": "benchmarks.models",
+    "layer_scaling": "benchmarks.layer_scaling",
 }
 
 

@@ -133,3 +133,29 @@ def test_transforms_under_jit_and_vmap():
   np.testing.assert_allclose(vmapped, transforms.scale(images, angles / 4), atol=1e-6)
   grad = jax.grad(lambda a: transforms.rotate(images, a).sum())(angles)
   assert np.all(np.isfinite(np.asarray(grad)))
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_scale_matches_pil_bilinear_resize_and_paste(antialias):
+  pil = pytest.importorskip("PIL.Image")
+  rng = np.random.default_rng(0)
+  image = rng.random((28, 28)).astype(np.float32)
+  factors = [0.3, 0.45, 0.77, 0.9] if antialias else [0.9]  # PIL always antialiases
+  out = np.asarray(transforms.scale(jnp.asarray(np.repeat(image[None, ..., None], len(factors),
+                                                          0)),
+                                    jnp.asarray(factors), antialias=antialias))
+  for index, factor in enumerate(factors):
+    size = int(28 * factor)
+    if not antialias:  # torch interpolate(bilinear, align_corners=False), written out.
+      centre = (np.arange(size) + 0.5) * 28 / size - 0.5
+      low = np.clip(np.floor(centre).astype(int), 0, 27)
+      high = np.clip(low + 1, 0, 27)
+      frac = np.clip(centre - np.floor(centre), 0, 1)
+      rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
+      resized = rows[:, low] * (1 - frac)[None] + rows[:, high] * frac[None]
+    else:
+      resized = np.asarray(pil.fromarray(image, mode="F").resize((size, size), pil.BILINEAR))
+    canvas = np.zeros((28, 28), np.float32)
+    top = (28 - size) // 2
+    canvas[top:top + size, top:top + size] = resized
+    np.testing.assert_allclose(out[index, ..., 0], canvas, atol=2e-6)

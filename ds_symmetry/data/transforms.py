@@ -19,9 +19,11 @@ Conventions:
     of PIL / torchvision's antialiased bilinear resize (a triangle widened by the
     downscaling ratio, weights renormalised at the borders); ``antialias=False`` gives the
     plain 2-tap bilinear of ``torch.nn.functional.interpolate(align_corners=False)``.
-    Factor 1 is exactly the identity. Differences to torchvision can appear only in
-    weights at the truncated edges of PIL's filter window (a few 1e-7) and in uint8 rounding,
-    which torchvision applies when it resizes PIL images and we do not.
+    Factor 1 is exactly the identity. The result equals PIL's ``Image.resize(BILINEAR)`` of a
+    float (mode ``"F"``) image pasted the same way, to 1e-6 (tested). torchvision resizes
+    tensors with the same antialiased filter; when it resizes PIL uint8 images, PIL's
+    fixed-point weights and uint8 rounding differ from this float computation by up to about
+    one grey level. The paste offset ``(H - int(H*f)) // 2`` is our reading of "centred".
 """
 
 from __future__ import annotations
