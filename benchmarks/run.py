@@ -22,8 +22,6 @@ from benchmarks import common
 BENCHMARKS = {
     "augmentation": "benchmarks.augmentation",
     "sinkhorn": "benchmarks.sinkhorn",
-    "models": "benchmarks.models",
-    "layer_scaling": "benchmarks.layer_scaling",
 }
 
 
