@@ -22,6 +22,8 @@ from benchmarks import common
 BENCHMARKS = {
     "augmentation": "benchmarks.augmentation",
     "sinkhorn": "benchmarks.sinkhorn",
+    "models": "benchmarks.models",
+    "layer_scaling": "benchmarks.layer_scaling",
 }
 
 
