@@ -1,0 +1,85 @@
+"""``python -m ds_symmetry.report WORKDIR``: the learned-symmetry report of a training run.
+
+Reads ``WORKDIR/stacks.npz`` (written at every evaluation) and, when present,
+``results.json`` / ``metrics.jsonl``; prints per learned layer the nearest group, its distance,
+the distance of every comparable group, and the approximate Cayley-table error
+(``ds_symmetry.analysis.summarize_stack``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+STACKS_FILE = "stacks.npz"
+
+
+def load_stacks(workdir: str) -> tuple[dict[str, np.ndarray], dict]:
+  """``({layer: stack [G, d, d]}, meta)`` from ``workdir/stacks.npz``."""
+  path = os.path.join(workdir, STACKS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir!r} the workdir of a run that has "
+                            f"finished at least one evaluation?")
+  with np.load(path) as data:
+    meta = json.loads(str(data["meta"]))
+    stacks = {key[len("stack/"):]: data[key] for key in data.files if key.startswith("stack/")}
+  return stacks, meta
+
+
+def format_report(workdir: str) -> str:
+  from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
+  stacks, meta = load_stacks(workdir)
+  lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} (stacks at step {meta['step']})"]
+  results_path = os.path.join(workdir, "results.json")
+  if os.path.exists(results_path):
+    with open(results_path, encoding="utf-8") as file:
+      results = json.load(file)
+    lines.append(
+        f"model {results['model']} on {results['protocol']}: final test accuracy "
+        f"{_pct(results.get('final_test_accuracy'))}, best {_pct(results.get('best_test_accuracy'))}"
+        f" (epoch {results.get('best_epoch')}); parameters {results['parameters']['free']:,} free"
+        f" + {results['parameters']['representation']:,} representation")
+  learned = [name for name in stacks if meta["layers"][name]["learned"]]
+  if not learned:
+    lines.append("no learned weight-sharing layers (exact or plain model)")
+    return "\n".join(lines)
+  header = f"{'layer':<24} {'kind':<6} {'G':>2} {'d':>4}  {'nearest':<8} {'distance':>8}  " \
+           f"{'Cayley err':>10}  other groups"
+  lines += [header, "-" * len(header)]
+  for name in learned:
+    info = meta["layers"][name]
+    summary = summarize_stack(stacks[name], info["kernel_size"], info["kind"])
+    nearest = summary["group"] if summary["group"] != "none" else f"({summary['best_candidate']})"
+    others = ", ".join(f"{k[len('distance_'):]} {v:.3f}" for k, v in summary.items()
+                       if k.startswith("distance_"))
+    lines.append(f"{name:<24} {info['kind']:<6} {summary['stack_size']:>2} {summary['dim']:>4}  "
+                 f"{nearest:<8} {summary['group_distance']:>8.4f}  "
+                 f"{summary['cayley_max_error']:>10.4f}  {others}")
+  lines.append("nearest: the identified group, or (closest candidate) when none is within the "
+               "threshold; distance ‖R − P‖_F/√d; Cayley err: max error of the approximate "
+               "Cayley table")
+  return "\n".join(lines)
+
+
+def _pct(value):
+  return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("workdir")
+  args = parser.parse_args(argv)
+  try:
+    print(format_report(args.workdir))
+  except FileNotFoundError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

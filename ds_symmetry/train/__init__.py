@@ -1,0 +1,11 @@
+"""The trainer: optimizer, jitted train/eval steps, checkpoints, metrics, data parallelism.
+
+``train_and_evaluate(config, workdir)`` is the library entry point (``ds_symmetry.main`` is
+its thin command line). ``base_config()`` / ``validate_config()`` define the config fields.
+"""
+
+from ds_symmetry.train.config import base_config, cifar_config, validate_config
+from ds_symmetry.train.trainer import STACKS_FILE, epoch_order, make_mesh, train_and_evaluate
+
+__all__ = ["STACKS_FILE", "base_config", "cifar_config", "epoch_order", "make_mesh",
+           "train_and_evaluate", "validate_config"]

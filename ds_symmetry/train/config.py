@@ -1,0 +1,179 @@
+"""Trainer configuration: the base ``ConfigDict``, the paper's defaults, and validation.
+
+Every experiment file in ``configs/`` starts from :func:`base_config` and changes a few
+fields. The config is locked, so a misspelt override (``--config.learnig_rate=...``) is an
+error; :func:`validate_config` then checks values (model and protocol names, ranges).
+
+Fields (defaults are the paper's MNIST settings, ``research/paper.md`` §2.3):
+
+  model, model_options           ``create_model(model, **model_options)``
+  protocol, protocol_options     ``make_protocol(protocol, **protocol_options)``
+  data_dir                       None: ``$DS_SYMMETRY_DATA`` / cache / download (data module)
+  limit_train, limit_test        None or keep the first N examples
+  optimizer                      "adamw" (the only one; weight decay on every parameter)
+  learning_rate, logits_learning_rate, weight_decay, b1, b2, eps
+  schedule                       "constant" | "cosine" | "warmup_cosine"; warmup_steps
+  grad_clip_norm                 0 = off; else global-norm clipping
+  norm_weight, entropy_weight    loss = CE + norm_weight·norm + entropy_weight·entropy
+  num_epochs, num_train_steps    num_train_steps > 0 overrides num_epochs
+  batch_size, eval_batch_size    global batch sizes (divisible by the device count)
+  eval_every_epochs              evaluation (and stacks.npz, analysis) every N epochs and at the end
+  checkpoint_every_steps, keep_checkpoints
+  seed
+  log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
+  track_symmetry                 nearest-group distances of learned stacks at every eval
+  save_figures                   PNGs of stacks and lifting-kernel orbits at the end
+  distributed.*                  ``jax.distributed.initialize`` arguments (multi-host)
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from ds_symmetry.data import PROTOCOLS
+from ds_symmetry.models import MODEL_NAMES
+
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+OPTIMIZERS = ("adamw",)
+PROGRESS_BAR = ("auto", "on", "off")
+
+# Fields whose change on resume only changes logging/length, not the math of steps done so far.
+RESUMABLE_CHANGES = ("num_epochs", "num_train_steps", "log_every_steps", "progress_bar",
+                     "checkpoint_every_steps", "keep_checkpoints", "eval_every_epochs",
+                     "save_figures", "track_symmetry", "data_dir", "distributed")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The paper's reference settings for MNIST (wscnn on rotated MNIST), unlocked."""
+  config = ml_collections.ConfigDict()
+  config.model = "wscnn"
+  config.model_options = ml_collections.ConfigDict({"sinkhorn_iters": 20})
+  config.protocol = "rotated_mnist"
+  config.protocol_options = ml_collections.ConfigDict()
+  config.data_dir = config_dict.placeholder(str)
+  config.limit_train = config_dict.placeholder(int)
+  config.limit_test = config_dict.placeholder(int)
+
+  config.optimizer = "adamw"
+  config.learning_rate = 1e-2
+  config.logits_learning_rate = 1e-2
+  config.weight_decay = 1e-4
+  config.b1 = 0.9
+  config.b2 = 0.999
+  config.eps = 1e-8
+  config.schedule = "constant"
+  config.warmup_steps = 0
+  config.grad_clip_norm = 0.0
+
+  config.norm_weight = 0.1
+  config.entropy_weight = 0.0
+
+  config.num_epochs = 100
+  config.num_train_steps = -1
+  config.batch_size = 64
+  config.eval_batch_size = 500
+
+  config.eval_every_epochs = 1
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.seed = 0
+  config.log_every_steps = 100
+  config.progress_bar = "auto"
+  config.track_symmetry = True
+  config.save_figures = True
+
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.coordinator_address = config_dict.placeholder(str)
+  config.distributed.num_processes = config_dict.placeholder(int)
+  config.distributed.process_id = config_dict.placeholder(int)
+  return config
+
+
+def cifar_config() -> ml_collections.ConfigDict:
+  """The paper's CIFAR-10 reference settings (wsresnet)."""
+  config = base_config()
+  config.model = "wsresnet"
+  config.protocol = "cifar10"
+  config.learning_rate = 1e-4
+  config.logits_learning_rate = 1e-2
+  config.batch_size = 128
+  config.num_epochs = 200
+  return config
+
+
+def model_options_for(model: str, **extra) -> ml_collections.ConfigDict:
+  """Model options valid for ``model``: the weight-sharing ones only for learned models."""
+  options = {}
+  if model.startswith("ws"):
+    options["sinkhorn_iters"] = 20
+  options.update(extra)
+  return ml_collections.ConfigDict(options)
+
+
+_REQUIRED = tuple(base_config().keys())
+
+
+def _fail(name, value, expected):
+  raise ValueError(f"config.{name}: {value!r} is not accepted; expected {expected}")
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """Raises ``ValueError`` naming the field, the value and what is accepted."""
+  keys = set(config.keys())
+  unknown = sorted(keys - set(_REQUIRED))
+  missing = sorted(set(_REQUIRED) - keys)
+  if unknown:
+    raise ValueError(f"config: unknown key(s) {unknown}; valid keys: {sorted(_REQUIRED)}")
+  if missing:
+    raise ValueError(f"config: missing key(s) {missing}; start from "
+                     f"ds_symmetry.train.config.base_config()")
+  if config.model not in MODEL_NAMES:
+    _fail("model", config.model, f"one of {list(MODEL_NAMES)}")
+  if config.protocol not in PROTOCOLS:
+    _fail("protocol", config.protocol, f"one of {list(PROTOCOLS)}")
+  if config.optimizer not in OPTIMIZERS:
+    _fail("optimizer", config.optimizer, f"one of {list(OPTIMIZERS)}")
+  if config.schedule not in SCHEDULES:
+    _fail("schedule", config.schedule, f"one of {list(SCHEDULES)}")
+  if config.progress_bar not in PROGRESS_BAR:
+    _fail("progress_bar", config.progress_bar, f"one of {list(PROGRESS_BAR)}")
+  for name in ("learning_rate", "logits_learning_rate"):
+    if not config[name] > 0:
+      _fail(name, config[name], "a positive float")
+  for name in ("weight_decay", "norm_weight", "entropy_weight", "grad_clip_norm"):
+    if not config[name] >= 0:
+      _fail(name, config[name], "a float >= 0")
+  for name in ("batch_size", "eval_batch_size", "eval_every_epochs", "checkpoint_every_steps",
+               "keep_checkpoints", "log_every_steps"):
+    if not isinstance(config[name], int) or config[name] < 1:
+      _fail(name, config[name], "a positive int")
+  if not isinstance(config.num_epochs, int) or config.num_epochs < 0:
+    _fail("num_epochs", config.num_epochs, "an int >= 0")
+  if not isinstance(config.num_train_steps, int) or config.num_train_steps == 0 or (
+      config.num_train_steps < -1):
+    _fail("num_train_steps", config.num_train_steps, "-1 (use num_epochs) or a positive int")
+  if config.num_train_steps < 0 and config.num_epochs < 1:
+    _fail("num_epochs", config.num_epochs, "a positive int when num_train_steps is -1")
+  if not isinstance(config.warmup_steps, int) or config.warmup_steps < 0:
+    _fail("warmup_steps", config.warmup_steps, "an int >= 0")
+  if not isinstance(config.seed, int):
+    _fail("seed", config.seed, "an int")
+  for name in ("limit_train", "limit_test"):
+    if config[name] is not None and (not isinstance(config[name], int) or config[name] < 1):
+      _fail(name, config[name], "None or a positive int")
+  if num_devices is not None:
+    for name in ("batch_size", "eval_batch_size"):
+      if config[name] % num_devices:
+        raise ValueError(
+            f"config.{name}: {config[name]} is not divisible by the number of devices "
+            f"({num_devices}); choose a multiple of {num_devices}")
+
+
+def config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+  """``(harmless, breaking)`` top-level keys that differ between two config dicts."""
+  harmless, breaking = [], []
+  for key in sorted(set(saved) | set(current)):
+    if saved.get(key) != current.get(key):
+      (harmless if key in RESUMABLE_CHANGES else breaking).append(key)
+  return harmless, breaking
