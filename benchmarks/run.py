@@ -24,6 +24,7 @@ BENCHMARKS = {
     "sinkhorn": "benchmarks.sinkhorn",
     "models": "benchmarks.models",
     "layer_scaling": "benchmarks.layer_scaling",
+    "training": "benchmarks.training",
 }
 
 

@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   """The paper's reference settings for MNIST (wscnn on rotated MNIST), unlocked."""
   config = ml_collections.ConfigDict()
   config.model = "wscnn"
-  config.model_options = ml_collections.ConfigDict({"sinkhorn_iters": 20})
+  config.model_options = ml_collections.ConfigDict({"channels": 32, "sinkhorn_iters": 20})
   config.protocol = "rotated_mnist"
   config.protocol_options = ml_collections.ConfigDict()
   config.data_dir = config_dict.placeholder(str)
@@ -100,15 +100,6 @@ def cifar_config() -> ml_collections.ConfigDict:
   config.batch_size = 128
   config.num_epochs = 200
   return config
-
-
-def model_options_for(model: str, **extra) -> ml_collections.ConfigDict:
-  """Model options valid for ``model``: the weight-sharing ones only for learned models."""
-  options = {}
-  if model.startswith("ws"):
-    options["sinkhorn_iters"] = 20
-  options.update(extra)
-  return ml_collections.ConfigDict(options)
 
 
 _REQUIRED = tuple(base_config().keys())

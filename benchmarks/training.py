@@ -1,0 +1,103 @@
+"""Training throughput of the paper's models: one jitted train step (augmentation included).
+
+  python -m benchmarks.run training [--quick]
+
+Each row builds the trainer's own step (``ds_symmetry.train.steps``): gather a batch from the
+device-resident uint8 train array, the protocol's augmentation (rotation for MNIST, flips for
+CIFAR), forward, backward, AdamW update, with the paper's regulariser. Median over steps after
+compilation. ``reference_ms`` is the authors' PyTorch code on this machine kind (2 CPU cores,
+batch 64, no data loading; research/data.md); ``speedup`` = reference_ms / step_ms (> 1: faster
+than the reference, although ours also augments). Quick mode: fewer repeats and 8-channel
+CIFAR models.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import ds_symmetry  # noqa: F401
+from benchmarks.common import median_time
+from ds_symmetry.data import make_protocol
+from ds_symmetry.models import create_model
+from ds_symmetry.train import base_config, make_mesh
+from ds_symmetry.train import steps as steps_lib
+
+TITLE = "Training step throughput (augmentation included), this CPU"
+COLUMNS = ["model", "channels", "batch", "compile_s", "step_ms", "images_per_s", "reference_ms",
+           "speedup"]
+REFERENCE_MS = {"cnn": 105.0, "gcnn": 380.0, "wscnn": 390.0}
+
+
+def _protocol(cifar: bool):
+  rng = np.random.default_rng(0)
+  shape = (32, 32, 3) if cifar else (28, 28, 1)
+  arrays = (rng.integers(0, 256, (2048,) + shape, dtype=np.uint8),
+            rng.integers(0, 10, (2048,), dtype=np.int32),
+            rng.integers(0, 256, (16,) + shape, dtype=np.uint8),
+            rng.integers(0, 10, (16,), dtype=np.int32))
+  return make_protocol("flipped_cifar10" if cifar else "rotated_mnist", arrays=arrays)
+
+
+def _row(name, protocol, batch, options, repeats):
+  mesh = make_mesh()
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  config = base_config()
+  model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
+  functions = steps_lib.ModelFunctions(model)
+  tx = steps_lib.make_optimizer(config, functions.param_labels(), 1000)
+  state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
+  step = steps_lib.make_train_step(functions, tx, steps_lib.protocol_augment(protocol), seed=0,
+                                   norm_weight=0.1, entropy_weight=0.0, mesh=mesh)
+  images = jax.device_put(protocol.train_images, replicated)
+  labels = jax.device_put(protocol.train_labels, replicated)
+  count = protocol.train_images.shape[0] // batch
+  batches = [jax.device_put(np.arange(i * batch, (i + 1) * batch, dtype=np.int32), sharded)
+             for i in range(count)]
+  holder = {"state": state, "i": 0}
+
+  def one():
+    holder["state"], metrics = step(holder["state"], images, labels,
+                                    batches[holder["i"] % count])
+    holder["i"] += 1
+    return holder["state"], metrics
+
+  start = time.perf_counter()
+  jax.block_until_ready(one())
+  compile_s = time.perf_counter() - start
+  seconds = median_time(one, repeats=repeats, warmup=1)
+  reference = REFERENCE_MS.get(name)
+  return {"model": name, "channels": model_channels(name, options), "batch": batch,
+          "compile_s": compile_s, "step_ms": 1e3 * seconds, "images_per_s": batch / seconds,
+          "reference_ms": reference if reference else "",
+          "speedup": reference / (1e3 * seconds) if reference else ""}
+
+
+def model_channels(name, options):
+  from ds_symmetry.train.variants import DEFAULT_CHANNELS  # pylint: disable=import-outside-toplevel
+  return options.get("channels", DEFAULT_CHANNELS[name])
+
+
+def run(quick: bool) -> list[dict]:
+  repeats = 3 if quick else 10
+  rows = []
+  mnist = _protocol(cifar=False)
+  for name in ("cnn", "gcnn", "wscnn"):
+    rows.append(_row(name, mnist, 64, {}, repeats))
+  cifar = _protocol(cifar=True)
+  for name in ("resnet", "gresnet", "wsresnet"):
+    rows.append(_row(name, cifar, 128, {"channels": 8} if quick else {}, repeats))
+  return rows
+
+
+def main():
+  from benchmarks.common import format_table  # pylint: disable=import-outside-toplevel
+  print(format_table(run(quick=False), COLUMNS))
+
+
+if __name__ == "__main__":
+  main()
