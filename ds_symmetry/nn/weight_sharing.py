@@ -30,7 +30,6 @@ float32 outside ``entropy``, which clamps at 1e-16 anyway).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Optional
 
@@ -122,11 +121,10 @@ class _WeightSharingConv(nnx.Module):
 
   # -- the stack --------------------------------------------------------------------------
   def _sinkhorn(self, logits):
-    run = functools.partial(sinkhorn, num_iters=self.sinkhorn_iters, tau=self.sinkhorn_tau,
-                            tol=self.sinkhorn_tol)
-    if self.remat_sinkhorn:
-      run = jax.checkpoint(run)
-    return run(logits)
+    # remat_sinkhorn: the backward pass recomputes each iteration from saved row/column
+    # potentials instead of keeping num_iters full [n, d, d] iterates alive.
+    return sinkhorn(logits, num_iters=self.sinkhorn_iters, tau=self.sinkhorn_tau,
+                    tol=self.sinkhorn_tol, memory_efficient=self.remat_sinkhorn)
 
   def representation_stack(self) -> jnp.ndarray:
     """The layer's ``[G, d, d]`` stack: doubly stochastic (learned) or exact permutations."""
