@@ -192,7 +192,8 @@ def _run_main(tmp_path, data_dir, workdir, devices, **overrides):
 
 
 def test_eight_devices_match_one_device(tmp_path, shared_mnist_dir):
-  overrides = dict(num_train_steps=4, save_figures=False, track_symmetry=False)
+  overrides = dict(num_train_steps=4, save_figures=False, track_symmetry=False,
+                   eval_batch_size=40)
   out = {}
   for devices in (1, 8):
     workdir = tmp_path / f"devices{devices}"
