@@ -226,18 +226,5 @@ def chunk_test_set(images: np.ndarray, labels: np.ndarray, chunk: int):
 
 
 def protocol_augment(protocol) -> Callable:
-  """``protocol.augment`` as a pure function of ``(key, uint8 batch)``.
-
-  Built from the protocol's public parts (``random_transform``, ``mean``, ``std``) so it traces
-  inside the train step (``Protocol.augment`` currently wraps a jitted function in
-  ``functools.lru_cache``, which cannot hash traced arguments).
-  """
-  from ds_symmetry.data import transforms  # pylint: disable=import-outside-toplevel
-  transform, mean, std = protocol.random_transform, protocol.mean, protocol.std
-
-  def augment(key, images):
-    floats = transforms.to_float(images)
-    if transform is not None:
-      floats = transform(key, floats)
-    return transforms.normalize(floats, mean, std)
-  return augment
+  """The protocol's augmentation ``(key, uint8 batch) -> float32 batch``, traced in the step."""
+  return protocol.augment
