@@ -202,9 +202,21 @@ def resolve_config(run: Run) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def _config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]]:
-  from ds_symmetry.train.config import config_differences  # pylint: disable=import-outside-toplevel
-  return config_differences(saved, current)
+def _config_differences(saved: dict, current: dict,
+                        finished: bool = False) -> tuple[list[str], list[str]]:
+  """``(harmless, breaking)`` top-level fields that differ, by the trainer's rule.
+
+  For a ``finished`` run, fields it did not record (added to the config schema since) are not
+  differences (:func:`experiments.tables.diff_configs`): nothing will resume from it. An
+  unfinished run is judged exactly as the trainer will judge it when resuming.
+  """
+  # pylint: disable-next=import-outside-toplevel
+  from ds_symmetry.train.config import RESUMABLE_CHANGES, config_differences
+  if not finished:
+    return config_differences(saved, current)
+  keys = sorted({key.split(".")[0] for key, _, _ in tables.diff_configs(saved, current)})
+  return ([k for k in keys if k in RESUMABLE_CHANGES],
+          [k for k in keys if k not in RESUMABLE_CHANGES])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -234,7 +246,8 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
   if results is not None:
     if config is None:
       return "done", ""
-    harmless, breaking = _config_differences(results.get("config") or {}, config)
+    harmless, breaking = _config_differences(results.get("config") or {}, config,
+                                             finished=True)
     if breaking:
       return "conflict", f"results.json has another config: fields {breaking} differ"
     longer = [key for key in harmless if key in LENGTH_FIELDS]

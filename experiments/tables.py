@@ -37,8 +37,8 @@ class SeedResult:
     lift: ``(group or "none", distance, best candidate)`` of the learned lifting layer, or None.
     wall_time_s: total training wall time over every invocation (see :func:`total_wall_time`).
     deviations: config fields in which the run differs from its row (e.g. ``"num_epochs=1
-      (grid: 100)"``), ignoring logging/checkpoint/data-location fields; "" when it matches
-      or was not checked.
+      (grid: 100)"``), ignoring logging/checkpoint/data-location fields and fields the run
+      did not record (see :func:`diff_configs`); "" when it matches or was not checked.
   """
   seed: int
   workdir: str
@@ -197,15 +197,40 @@ IGNORED_FIELDS = ("log_every_steps", "progress_bar", "checkpoint_every_steps",
                   "data_dir", "distributed")
 
 
+_ABSENT = object()
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict) and value:
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def diff_configs(saved: dict, expected: dict) -> list[tuple[str, object, object]]:
+  """``[(dotted key, saved value, expected value)]`` where two configs differ.
+
+  Nested dicts (``model_options``) are compared field by field. A field the saved config does
+  not have at all is skipped: the run was recorded before that field existed, so its value
+  then is unknown (the model and trainer defaults are kept when fields are added). A field the
+  expected config lacks is reported with the value ``_ABSENT``.
+  """
+  flat_saved, flat_expected = _flatten(saved), _flatten(expected)
+  return [(key, flat_saved[key], flat_expected.get(key, _ABSENT))
+          for key in sorted(flat_saved)
+          if flat_expected.get(key, _ABSENT) != flat_saved[key]]
+
+
 def config_deviations(saved: dict, expected: dict) -> str:
-  """``"num_epochs=1 (grid: 100), limit_train=2048 (grid: None)"``; "" when equal."""
-  parts = []
-  for key in sorted(set(saved) | set(expected)):
-    if key in IGNORED_FIELDS or key == "seed" or saved.get(key) == expected.get(key):
-      continue
-    parts.append(f"{key}={json.dumps(saved.get(key), sort_keys=True)} "
-                 f"(grid: {json.dumps(expected.get(key), sort_keys=True)})")
-  return ", ".join(parts)
+  """``"num_epochs=1 (grid: 100), limit_train=2048 (grid: null)"``; "" when they match."""
+  def text(value):
+    return "absent" if value is _ABSENT else json.dumps(value, sort_keys=True)
+  return ", ".join(f"{key}={text(old)} (grid: {text(new)})"
+                   for key, old, new in diff_configs(saved, expected)
+                   if key.split(".")[0] not in IGNORED_FIELDS and key != "seed")
 
 
 def collect(grid: Grid, root: str, seeds: Sequence[int] | None = None,

@@ -209,6 +209,12 @@ def test_run_status_done_extend_conflict_partial_locked(tmp_path):
   assert grid_lib.run_status(run, longer) == ("extend", "num_epochs 1 -> 5")
   status, detail = grid_lib.run_status(run, dict(config, learning_rate=0.5))
   assert status == "conflict" and "learning_rate" in detail
+  # Fields added to the config schema after a run finished do not make it stale ...
+  newer = dict(config, new_field=1, model_options=dict(config["model_options"], new_option=2))
+  assert grid_lib.run_status(run, newer)[0] == "done"
+  # ... but a changed nested field does.
+  wider = dict(config, model_options=dict(config["model_options"], channels=99))
+  assert grid_lib.run_status(run, wider)[0] == "conflict"
 
   _write_json(run.lock_path, {"host": socket.gethostname(), "pid": os.getpid()})
   assert grid_lib.run_status(run, config)[0] == "locked"
@@ -355,7 +361,8 @@ def test_csv_table_and_seed_discovery(tmp_path):
   _write_json(str(root / "mini" / "cnn" / "seed7" / "results.json"),
               _fake_results({"seed": 7}, 0.98, free=412170))
   code, out = _main("table", "--grid=table1", f"--root={root}")  # empty grid: all missing
-  assert code == 0 and "| `rotated_cnn` | Rotations | CNN | 0/3 * | – | 98.48 ± .08 | – |" in out
+  assert code == 0
+  assert "| `rotated_cnn` | Rotations | CNN | 0/3 * | – | 98.48 ± .08 | – |" in out
   results = tables.collect(MINI, str(root))  # seed 7 is found on disk
   assert [s.seed for s in results[0].seeds] == [0, 1, 2, 7]
   rows = {r[1]: r for r in (line.split(",") for line in
@@ -413,6 +420,8 @@ def test_table_marks_runs_made_with_another_config(tmp_path):
     run = grid_lib.expand(grid, str(root), seeds=(seed,), rows=grid.rows[:1])[0]
     config = dict(grid_lib.resolve_config(run), num_epochs=epochs, data_dir="/x",
                   progress_bar="on")
+    del config["limit_test"]  # recorded before a field existed: not a deviation
+    config["model_options"] = {"channels": 8}
     _write_json(os.path.join(run.workdir, "results.json"), _fake_results(config, 0.5))
   code, out = _main("table", "--grid=smoke", f"--root={root}", "--rows=cnn")
   assert code == 0
