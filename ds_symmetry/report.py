@@ -32,9 +32,15 @@ def load_stacks(workdir: str) -> tuple[dict[str, np.ndarray], dict]:
 
 def format_report(workdir: str) -> str:
   from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
-  stacks, meta = load_stacks(workdir)
-  lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} (stacks at step {meta['step']})"]
   results_path = os.path.join(workdir, "results.json")
+  has_stacks = os.path.exists(os.path.join(workdir, STACKS_FILE))
+  if has_stacks or not os.path.exists(results_path):
+    stacks, meta = load_stacks(workdir)
+    lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} "
+             f"(stacks at step {meta['step']})"]
+  else:  # a finished run of a model without weight-sharing layers writes no stacks
+    stacks, meta = {}, {"layers": {}}
+    lines = [f"Learned-symmetry report: {os.path.abspath(workdir)}"]
   if os.path.exists(results_path):
     with open(results_path, encoding="utf-8") as file:
       results = json.load(file)

@@ -13,7 +13,9 @@ Shapes: ``WSLiftConv``: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``;
 
 Initialisation follows the reference code (``wsmodules.py``):
 
-* logits uniform in [0, 1) (``logits_init="uniform"``); alternatives ``"normal"``
+* logits uniform in [0, 1) (``logits_init="uniform"``); alternatives ``"balanced_uniform"``
+  (the same stacks, with the logits' gauge fixed so the norm regulariser starts at ≈0 instead
+  of ≈28–68 per layer; it then no longer dominates the first epoch), ``"normal"``
   (N(0, 1)), ``"kaiming_uniform"`` (torch's ``kaiming_uniform_(a=√5)`` on ``[n, d, d]``:
   U(±1/d)), ``"identity"`` (``identity_scale·I`` plus uniform [0, 1) noise: starts near the
   identity);
@@ -42,7 +44,7 @@ from ds_symmetry.ops import kernels as kernel_ops
 from ds_symmetry.ops.regularisers import entropy, norm_loss
 from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
 
-LOGITS_INITS = ("uniform", "normal", "kaiming_uniform", "identity")
+LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity")
 
 
 class RepresentationLogits(nnx.Param):
@@ -54,6 +56,10 @@ def _init_logits(key, shape, mode: str, identity_scale: float):
   n, d, _ = shape
   if mode == "uniform":
     return jax.random.uniform(key, shape, jnp.float32)
+  if mode == "balanced_uniform":
+    # Same Sinkhorn output as "uniform" (Sinkhorn ignores row/column constants), but the
+    # logits start with log row/column sums ≈ 0, where the norm regulariser is ≈ 0.
+    return jnp.log(sinkhorn(jax.random.uniform(key, shape, jnp.float32), num_iters=50))
   if mode == "normal":
     return jax.random.normal(key, shape, jnp.float32)
   if mode == "kaiming_uniform":

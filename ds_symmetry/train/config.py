@@ -33,6 +33,7 @@ from ml_collections import config_dict
 
 from ds_symmetry.data import PROTOCOLS
 from ds_symmetry.models import MODEL_NAMES
+from ds_symmetry.train import variants
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adamw",)
@@ -48,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   """The paper's reference settings for MNIST (wscnn on rotated MNIST), unlocked."""
   config = ml_collections.ConfigDict()
   config.model = "wscnn"
-  config.model_options = ml_collections.ConfigDict({"channels": 32, "sinkhorn_iters": 20})
+  config.model_options = variants.model_options("wscnn", 32)
   config.protocol = "rotated_mnist"
   config.protocol_options = ml_collections.ConfigDict()
   config.data_dir = config_dict.placeholder(str)

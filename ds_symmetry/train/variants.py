@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import ml_collections
+from ml_collections import config_dict
 
 MNIST_MODELS = ("cnn", "gcnn", "wscnn")
 # The factory's default widths, written out so ``--config.model_options.channels=N`` works.
@@ -25,11 +26,21 @@ def _parse(arg: str | None, models: tuple[str, ...], default: str):
     raise ValueError(f"config variant: {arg!r} is not accepted; expected one of {list(models)}, "
                      f"optionally followed by a channel count (e.g. {models[1]}16)")
   name, channels = match.group(1), match.group(2)
-  options = {}
-  if name.startswith("ws"):
-    options["sinkhorn_iters"] = 20
-  options["channels"] = int(channels) if channels else DEFAULT_CHANNELS[name]
-  return name, ml_collections.ConfigDict(options)
+  return name, model_options(name, int(channels) if channels else DEFAULT_CHANNELS[name])
+
+
+def model_options(name: str, channels: int) -> ml_collections.ConfigDict:
+  """Every option ``create_model(name)`` accepts that a config may want to override, written
+  out with the layers' defaults so ``--config.model_options.<field>=...`` works for each."""
+  options = {"channels": channels,
+             "compute_dtype": config_dict.placeholder(str)}  # None: float32
+  if name.startswith("ws"):  # learned stacks
+    options.update(num_elements=4, fix_identity=True, logits_init="uniform",
+                   sinkhorn_iters=20, sinkhorn_tau=1.0,
+                   sinkhorn_tol=config_dict.placeholder(float), remat_sinkhorn=False)
+  elif name.startswith("g"):  # exact group
+    options.update(group="C4")
+  return ml_collections.ConfigDict(options)
 
 
 def mnist_variant(arg: str | None):
