@@ -195,3 +195,12 @@ def test_channel_mismatch_is_a_clear_error():
 
 def test_model_names_are_listed():
   assert set(MODEL_NAMES) >= {"cnn", "gcnn", "wscnn", "resnet", "gresnet", "wsresnet"}
+
+
+def test_balanced_uniform_init_gives_the_uniform_stacks_with_norm_near_zero():
+  uniform = WSGroupConv(2, 3, 3, logits_init="uniform", rngs=nnx.Rngs(0))
+  balanced = WSGroupConv(2, 3, 3, logits_init="balanced_uniform", rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(balanced.representation_stack(), uniform.representation_stack(),
+                             atol=1e-5)
+  assert float(uniform.regularizers()["norm"]) > 10.0
+  assert float(balanced.regularizers()["norm"]) < 1e-3
