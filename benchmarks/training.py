@@ -108,7 +108,8 @@ def run(quick: bool) -> list[dict]:
   rows.append(plain)
   cifar = synthetic_protocol(cifar=True)
   for name in ("resnet", "gresnet", "wsresnet"):
-    rows.append(_row(name, cifar, 128, {"channels": 8} if quick else {}, repeats))
+    # CIFAR steps take seconds on a CPU: fewer repeats.
+    rows.append(_row(name, cifar, 128, {"channels": 8} if quick else {}, max(3, repeats // 3)))
   return rows
 
 
