@@ -204,3 +204,17 @@ def test_balanced_uniform_init_gives_the_uniform_stacks_with_norm_near_zero():
                              atol=1e-5)
   assert float(uniform.regularizers()["norm"]) > 10.0
   assert float(balanced.regularizers()["norm"]) < 1e-3
+
+
+def test_group_pool_module_makes_an_exact_lifting_layer_invariant_up_to_rotation():
+  from ds_symmetry.nn import GroupPool
+  layer = WSLiftConv(1, 4, 5, group="C4", rngs=nnx.Rngs(0))
+  x = _mnist_batch(6)
+  for mode in ("mean", "max"):
+    pool = GroupPool(mode)
+    pooled = pool(layer(x))
+    rotated = pool(layer(jnp.rot90(x, 1, axes=(1, 2))))
+    np.testing.assert_allclose(rotated, jnp.rot90(pooled, 1, axes=(1, 2)), rtol=1e-5,
+                               atol=1e-5 * float(jnp.max(jnp.abs(pooled))))
+  with pytest.raises(ValueError, match="mode"):
+    GroupPool("sum")

@@ -5,5 +5,6 @@ from ds_symmetry.nn.introspection import (StackInfo, count_parameters, max_margi
                                           weight_sharing_layers)
 from ds_symmetry.nn.plain import ChannelLinear, torch_conv, torch_linear
 from ds_symmetry.nn.norms import ChannelBatchNorm, ChannelLayerNorm, GroupLayerNorm
+from ds_symmetry.nn.pooling import GroupPool
 from ds_symmetry.nn.weight_sharing import (LOGITS_INITS, RepresentationLogits, WSGroupConv,
                                            WSLiftConv)
