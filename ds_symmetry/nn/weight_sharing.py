@@ -77,7 +77,8 @@ class _WeightSharingConv(nnx.Module):
   kind: str = ""
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
-               num_elements: Optional[int] = None, group: Optional[str] = None, fix_identity: bool = True,
+               num_elements: Optional[int] = None, group: Optional[str] = None,
+               fix_identity: bool = True,
                logits_init: str = "uniform", identity_scale: float = 5.0,
                sinkhorn_iters: int = 20, sinkhorn_tau: float = 1.0,
                sinkhorn_tol: Optional[float] = None, remat_sinkhorn: bool = False,
