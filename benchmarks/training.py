@@ -56,7 +56,7 @@ def measure_step(name, protocol, batch, options, repeats, *, augment=True) -> di
   functions = steps_lib.ModelFunctions(model)
   tx = steps_lib.make_optimizer(config, functions.param_labels(), 1000)
   state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
-  transform = (steps_lib.protocol_augment(protocol) if augment
+  transform = (protocol.augment if augment
                else lambda key, images: protocol.preprocess(images))
   step = steps_lib.make_train_step(functions, tx, transform, seed=0, norm_weight=0.1,
                                    entropy_weight=0.0, mesh=mesh)

@@ -120,7 +120,17 @@ class _WeightSharingConv(nnx.Module):
     else:
       self.logits = None
 
-  # Subclasses define ``representation_size`` (d), ``_init_weight``, ``_exact_stack``.
+  # Subclasses define ``representation_size`` (d), ``_init_weight``, ``_exact_stack``, and
+  # the ops they apply: ``_build_kernels`` and ``_convolve``.
+
+  def expanded_kernel(self) -> jnp.ndarray:
+    """The HWIO kernel holding every transformed copy (output channel ``o·G + g``)."""
+    return self._build_kernels(self.representation_stack(), self.weight[...])
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    bias = None if self.bias is None else self.bias[...]
+    return self._convolve(x, self.representation_stack(), self.weight[...], bias,
+                          self.padding, self.compute_dtype)
 
   @property
   def is_learned(self) -> bool:
@@ -166,6 +176,8 @@ class WSLiftConv(_WeightSharingConv):
   ``R`` acts on the flattened k×k kernel (d = k²)."""
 
   kind = "lift"
+  _build_kernels = staticmethod(kernel_ops.lift_kernels)  # HWIO [k, k, C_in, C_out·G]
+  _convolve = staticmethod(kernel_ops.lift_conv)
 
   @property
   def representation_size(self) -> int:
@@ -180,14 +192,6 @@ class WSLiftConv(_WeightSharingConv):
   def _exact_stack(self):
     return groups_ops.spatial_permutations(self.group, self.kernel_size)
 
-  def expanded_kernel(self) -> jnp.ndarray:
-    """HWIO kernel ``[k, k, C_in, C_out·G]`` (output channel ``o·G + g``)."""
-    return kernel_ops.lift_kernels(self.representation_stack(), self.weight[...])
-
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    bias = None if self.bias is None else self.bias[...]
-    return kernel_ops.lift_conv(x, self.representation_stack(), self.weight[...], bias,
-                                self.padding, self.compute_dtype)
 
 
 class WSGroupConv(_WeightSharingConv):
@@ -197,6 +201,8 @@ class WSGroupConv(_WeightSharingConv):
   shift-twist (regular) representation."""
 
   kind = "group"
+  _build_kernels = staticmethod(kernel_ops.group_kernels)  # HWIO [k, k, C_in·G, C_out·G]
+  _convolve = staticmethod(kernel_ops.group_conv)
 
   @property
   def representation_size(self) -> int:
@@ -211,12 +217,3 @@ class WSGroupConv(_WeightSharingConv):
 
   def _exact_stack(self):
     return groups_ops.shift_twist_permutations(self.group, self.kernel_size)
-
-  def expanded_kernel(self) -> jnp.ndarray:
-    """HWIO kernel ``[k, k, C_in·G, C_out·G]``."""
-    return kernel_ops.group_kernels(self.representation_stack(), self.weight[...])
-
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    bias = None if self.bias is None else self.bias[...]
-    return kernel_ops.group_conv(x, self.representation_stack(), self.weight[...], bias,
-                                 self.padding, self.compute_dtype)

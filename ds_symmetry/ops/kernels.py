@@ -118,6 +118,12 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID",
   return y.astype(out_dtype)
 
 
+def _unflatten_group_axis(y, c_out: int, group: int, bias):
+  """``[B, H, W, C_out·G]`` → ``[B, H, W, C_out, G]``, plus a bias ``[C_out]`` shared over G."""
+  y = y.reshape(*y.shape[:3], c_out, group)
+  return y if bias is None else y + bias[:, None]
+
+
 def lift_conv(x: jnp.ndarray, reps: jnp.ndarray, weight: jnp.ndarray,
               bias: Optional[jnp.ndarray] = None, padding="VALID",
               compute_dtype=None) -> jnp.ndarray:
@@ -130,12 +136,8 @@ def lift_conv(x: jnp.ndarray, reps: jnp.ndarray, weight: jnp.ndarray,
   if x.shape[-1] != weight.shape[1]:
     raise ValueError(f"x has {x.shape[-1]} channels but weight {tuple(weight.shape)} expects "
                      f"C_in={weight.shape[1]}")
-  kernel = lift_kernels(reps, weight)
-  y = conv2d(x, kernel, padding, compute_dtype)
-  y = y.reshape(*y.shape[:3], weight.shape[0], reps.shape[0])
-  if bias is not None:
-    y = y + bias[:, None]
-  return y
+  y = conv2d(x, lift_kernels(reps, weight), padding, compute_dtype)
+  return _unflatten_group_axis(y, weight.shape[0], reps.shape[0], bias)
 
 
 def group_conv(x: jnp.ndarray, reps: jnp.ndarray, weight: jnp.ndarray,
@@ -152,12 +154,8 @@ def group_conv(x: jnp.ndarray, reps: jnp.ndarray, weight: jnp.ndarray,
     raise ValueError(f"x {tuple(x.shape)} must be [B, H, W, C_in={weight.shape[1]}, "
                      f"G={group}] to match weight {tuple(weight.shape)} and reps "
                      f"{tuple(reps.shape)}")
-  kernel = group_kernels(reps, weight)
-  y = conv2d(x.reshape(*x.shape[:3], -1), kernel, padding, compute_dtype)
-  y = y.reshape(*y.shape[:3], weight.shape[0], group)
-  if bias is not None:
-    y = y + bias[:, None]
-  return y
+  y = conv2d(x.reshape(*x.shape[:3], -1), group_kernels(reps, weight), padding, compute_dtype)
+  return _unflatten_group_axis(y, weight.shape[0], group, bias)
 
 
 def group_pool(x: jnp.ndarray, mode: str = "mean") -> jnp.ndarray:

@@ -224,7 +224,3 @@ def chunk_test_set(images: np.ndarray, labels: np.ndarray, chunk: int):
   return (images.reshape((chunks, chunk) + images.shape[1:]), labels.reshape(chunks, chunk),
           mask.reshape(chunks, chunk))
 
-
-def protocol_augment(protocol) -> Callable:
-  """The protocol's augmentation ``(key, uint8 batch) -> float32 batch``, traced in the step."""
-  return protocol.augment

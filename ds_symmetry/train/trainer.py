@@ -28,7 +28,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -243,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tx = steps_lib.make_optimizer(config, functions.param_labels(), total_steps)
   state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
   train_step = steps_lib.make_train_step(
-      functions, tx, steps_lib.protocol_augment(protocol), seed=config.seed,
+      functions, tx, protocol.augment, seed=config.seed,
       norm_weight=config.norm_weight, entropy_weight=config.entropy_weight, mesh=mesh)
   eval_step = steps_lib.make_eval_step(functions, norm_weight=config.norm_weight,
                                        entropy_weight=config.entropy_weight, mesh=mesh)
@@ -281,14 +280,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step = start_step
   compile_seconds = None
   train_seconds, train_steps_timed = 0.0, 0
-  last_stacks = None
+  last_stacks, last_summaries = None, None
   try:
     while step < total_steps:
       epoch = step // steps_per_epoch
       order = epoch_order(config.seed, epoch, num_train)
       epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
       if step % steps_per_epoch == 0:
-        state = dict(state, train_sums=jax.tree.map(jnp.zeros_like, state["train_sums"]))
+        state = steps_lib.reset_train_sums(state)
       timer = time.time()
       while step < epoch_end:
         offset = (step % steps_per_epoch) * config.batch_size
@@ -325,8 +324,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                   "train_accuracy": sums["correct"] / sums["count"], **results}
         last_stacks = {k: np.asarray(v) for k, v in
                        jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
+        last_summaries = None
         if config.track_symmetry and last_stacks:
-          record["layers"] = _layer_metrics(_symmetry_summaries(last_stacks, metadata))
+          last_summaries = _symmetry_summaries(last_stacks, metadata)
+          record["layers"] = _layer_metrics(last_summaries)
         record["wall_s"] = time.time() - run_start
         writer.write(record)
         if is_main and last_stacks:
@@ -351,7 +352,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if last_stacks is None:
     last_stacks = {k: np.asarray(v) for k, v in
                    jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
-  summaries = _symmetry_summaries(last_stacks, metadata) if last_stacks else {}
+  if last_summaries is None:
+    last_summaries = _symmetry_summaries(last_stacks, metadata) if last_stacks else {}
   figures = _save_figures(workdir, final_model, last_stacks, metadata) if (
       is_main and config.save_figures) else []
   summary = {
@@ -366,7 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                             if train_seconds > 0 and train_steps_timed else None),
       "train_step_compilations": train_step._cache_size(),  # pylint: disable=protected-access
       "resumed_from_step": restored_step,
-      "learned_symmetry": summaries, "figures": figures,
+      "learned_symmetry": last_summaries, "figures": figures,
       "config": _config_dict(config),
   }
   if is_main:
