@@ -142,12 +142,7 @@ def _check_element(name, g) -> int:
 def _spatial(name: str, g: int, x):
   if x.ndim < 3:
     raise ValueError(f"x must have spatial axes 1 and 2 ([B, H, W, ...]); got shape {x.shape}")
-  if name == "flip":
-    return flip_horizontal(x) if g else x
-  if name == "D4":
-    flip, rotation = divmod(g, 4)
-    return rotate90(flip_horizontal(x) if flip else x, rotation)
-  return rotate90(x, g * (4 // _groups.group_order(name)))
+  return _groups.apply_element(name, g, x, axes=(1, 2))
 
 
 def image_transform(name: str, g: int) -> Transform:

@@ -52,16 +52,19 @@ def group_order(name: str) -> int:
   return _GROUP_ORDERS[_check_group(name)]
 
 
-def _element_transform(name: str, index: int, grid: np.ndarray) -> np.ndarray:
-  """Applies group element ``index`` of group ``name`` to a 2-D array (numpy)."""
-  if name == "flip":
-    return np.flip(grid, axis=1) if index == 1 else grid
+def apply_element(name: str, index: int, array, axes: tuple[int, int] = (0, 1)):
+  """Applies group element ``index`` of group ``name`` to the two spatial ``axes`` (y, x) of a
+  numpy or jax array: rotations are ``rot90``, the flip reverses x (``axes[1]``), D4 element
+  ``f*4 + r`` flips first, then rotates. Returns the same kind of array."""
+  xp = np if isinstance(array, np.ndarray) else jnp
+  if _check_group(name) == "flip":
+    return xp.flip(array, axis=axes[1]) if index == 1 else array
   if name == "D4":
     flip, rotation = divmod(index, 4)
-    grid = np.flip(grid, axis=1) if flip else grid
-    return np.rot90(grid, rotation)
+    array = xp.flip(array, axis=axes[1]) if flip else array
+    return xp.rot90(array, rotation, axes=axes)
   step = 4 // group_order(name)  # C2 rotates by 180°, C4 by 90°
-  return np.rot90(grid, index * step)
+  return xp.rot90(array, index * step, axes=axes)
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,7 +75,7 @@ def _spatial_permutations_np(name: str, kernel_size: int) -> np.ndarray:
   reps = np.zeros((order, d, d), dtype=np.float32)
   for g in range(order):
     # (g·K)[p] = K[source[p]], so row p of L[g] selects column source[p].
-    source = _element_transform(name, g, indices).reshape(-1)
+    source = apply_element(name, g, indices).reshape(-1)
     reps[g, np.arange(d), source] = 1.0
   return reps
 
