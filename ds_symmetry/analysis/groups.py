@@ -90,6 +90,9 @@ class GroupDistance:
       learned element is within it of a group element and (when ``n ≥ |G|``) every group
       element has a learned element within it. This is the score ``identify_group`` uses.
     covering_mean: the mean distance under ``covering_assignment``.
+    labelling: for ``kind="group"``, int ``[n]``: the group element each learned element is
+      taken to be *on the input-element axis* (see :func:`group_labelling`); the exact
+      representation compared against is relabelled accordingly. ``None`` for ``kind="lift"``.
   """
   name: str
   cost: np.ndarray
@@ -102,6 +105,7 @@ class GroupDistance:
   covering_assignment: np.ndarray
   covering_distance: float
   covering_mean: float
+  labelling: Optional[np.ndarray] = None
 
 
 def _saturating_matching_exists(allowed: np.ndarray) -> bool:
@@ -123,7 +127,8 @@ def _bottleneck(cost: np.ndarray, lower: float) -> float:
   return float(values[low])
 
 
-def _group_distance_from_cost(name: str, cost: np.ndarray) -> GroupDistance:
+def _group_distance_from_cost(name: str, cost: np.ndarray,
+                              labelling: Optional[np.ndarray] = None) -> GroupDistance:
   n, order = cost.shape
   rows, cols = linear_sum_assignment(cost)
   assignment = np.full(n, -1, dtype=np.int64)
@@ -154,7 +159,67 @@ def _group_distance_from_cost(name: str, cost: np.ndarray) -> GroupDistance:
       mean_distance=float(np.nanmean(distances)), nearest=nearest,
       nearest_distances=nearest_distances, covers_group=n >= order,
       covering_assignment=covering, covering_distance=float(covering_costs.max()),
-      covering_mean=float(covering_costs.mean()))
+      covering_mean=float(covering_costs.mean()), labelling=labelling)
+
+
+def spatial_marginals(stack, kernel_size: int) -> np.ndarray:
+  """The spatial part of group-convolution matrices: ``[n, k², k²]``.
+
+  ``M_i = (1/n) Σ_{h, q} R_i[(h, ·), (q, ·)]`` (the ``k²×k²`` blocks summed over input and
+  output elements). For ``R_i = Λ ⊗ L`` with a permutation ``Λ`` this is exactly ``L``.
+  """
+  array = check_stack(stack, "stack")
+  kernel_size = check_kernel_size(kernel_size)
+  _check_stack_for_kind(array, kernel_size, "group")
+  n, k2 = array.shape[0], kernel_size ** 2
+  return array.reshape(n, n, k2, n, k2).sum(axis=(1, 3)) / n
+
+
+def group_labelling(stack, name: str, kernel_size: int) -> np.ndarray:
+  """Which element of group ``name`` each learned element of a group convolution is.
+
+  Learned elements come in an arbitrary order, and the same order labels the input-element
+  axis of the next layer; judging a group layer therefore needs one labelling for both. It is
+  read from the spatial marginals (:func:`spatial_marginals`): a one-to-one assignment
+  (Hungarian) of the ``n`` marginals to the group's spatial permutations.
+
+  Returns:
+    int ``[n]``: ``labelling[i]`` is the group element of learned element ``i`` (n == |G|).
+  """
+  array = check_stack(stack, "stack")
+  if array.shape[0] != _groups.group_order(_check_name(name)):
+    raise ValueError(f"name={name!r} has {_groups.group_order(name)} elements, but the stack "
+                     f"{array.shape} has n={array.shape[0]}")
+  cost = pairwise_distances(spatial_marginals(array, kernel_size),
+                            group_representations(name, kernel_size, "lift"))
+  _, columns = linear_sum_assignment(cost)
+  return columns.astype(np.int64)
+
+
+def relabelled_shift_twist(name: str, kernel_size: int, labelling) -> np.ndarray:
+  """The exact group-convolution representation when learned element ``i`` is group element
+  ``labelling[i]`` on the input-element axis.
+
+  Returns:
+    float64 ``[G, G·k², G·k²]``, indexed by the group element ``g``:
+    ``kron(Λ_g, L_g)`` with ``Λ_g[h, q] = 1`` iff ``labelling[h] = g · labelling[q]``. With
+    ``labelling = arange(G)`` it equals ``ops.shift_twist_permutations``.
+  """
+  order = _groups.group_order(_check_name(name))
+  labelling = np.asarray(labelling, dtype=np.int64)
+  if labelling.shape != (order,) or sorted(labelling.tolist()) != list(range(order)):
+    raise ValueError(f"labelling must be a permutation of range({order}); got "
+                     f"{labelling.tolist()}")
+  table = _groups.cayley_table(name)
+  spatial = group_representations(name, kernel_size, "lift")
+  position = np.argsort(labelling)          # group element -> learned index
+  reps = []
+  for g in range(order):
+    regular = np.zeros((order, order))
+    for q in range(order):
+      regular[position[table[g, labelling[q]]], q] = 1.0
+    reps.append(np.kron(regular, spatial[g]))
+  return np.stack(reps)
 
 
 def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") -> GroupDistance:
@@ -165,7 +230,10 @@ def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") ->
     name: one of ``ops.GROUP_NAMES``.
     kernel_size: k.
     kind: ``"lift"`` (``d = k²``, spatial permutations) or ``"group"`` (``d = |G|·k²``,
-      shift-twist permutations; needs ``n == |G|`` since ``d = n·k²``).
+      shift-twist permutations; needs ``n == |G|`` since ``d = n·k²``). A group layer is
+      judged up to a relabelling of the group elements that is the same on its output and
+      input-element axes (:func:`group_labelling`; returned as ``labelling``): an exact G-CNN
+      whose elements come in another order is at distance 0.
 
   Returns:
     :class:`GroupDistance`.
@@ -184,8 +252,12 @@ def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") ->
         f"name={name!r} has {_groups.group_order(name)} elements, but a group-convolution "
         f"stack of shape {array.shape} has n={array.shape[0]} (kind='group' needs "
         f"n == |G|)")
-  reps = group_representations(name, kernel_size, kind)
-  return _group_distance_from_cost(name, pairwise_distances(array, reps))
+  if kind == "lift":
+    reps = group_representations(name, kernel_size, kind)
+    return _group_distance_from_cost(name, pairwise_distances(array, reps))
+  labelling = group_labelling(array, name, kernel_size)
+  reps = relabelled_shift_twist(name, kernel_size, labelling)
+  return _group_distance_from_cost(name, pairwise_distances(array, reps), labelling)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,10 @@ models: one of ``ops.GROUP_NAMES``), ``num_elements`` (learned models), ``num_bl
 models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolutions only;
 Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
 ``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,
-``remat_sinkhorn``.
+``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), ``sharing``
+(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``)
+and ``cayley_temperature``; ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
+(``"reference"``/``"se2cnn"``) apply to the exact models too.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from flax import nnx
 from ds_symmetry.models.networks import ConvNet, ResNet
 
 _WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
-               "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn")
+               "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn", "constraint", "kernel_mask",
+               "weight_init", "sharing", "cayley_temperature")
+# Options that also apply to the exact (G-CNN) models: they shape the canonical kernels.
+_KERNEL_OPTIONS = ("kernel_mask", "weight_init")
 
 # name -> (network class, layer family, default options)
 _MODELS: dict[str, tuple[type, str, dict[str, Any]]] = {
@@ -85,6 +91,11 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
     bad = sorted(set(options) & ({"group", "num_elements"} | set(_WS_OPTIONS)))
     if bad:
       raise ValueError(f"option(s) {bad} do not apply to the plain model {name!r}")
+  if family == "exact":
+    bad = sorted(set(options) & (set(_WS_OPTIONS) - set(_KERNEL_OPTIONS)))
+    if bad:
+      raise ValueError(f"option(s) {bad} do not apply to the exact model {name!r} (its stack "
+                       f"is a fixed group); only {list(_KERNEL_OPTIONS)} do")
   if family == "exact" and "num_elements" in options:
     raise ValueError(f"num_elements does not apply to {name!r}: its group "
                      f"{options.get('group', defaults['group'])!r} fixes it; pass group=...")

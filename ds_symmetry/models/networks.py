@@ -27,7 +27,13 @@ FAMILIES = ("plain", "exact", "learned")
 
 
 class _LayerFactory:
-  """Builds the first (lifting) and hidden convolutions of one family."""
+  """Builds the first (lifting) and hidden convolutions of one family.
+
+  ``ws_options`` may hold the group layers' ``sharing`` (and ``cayley_temperature``); with a
+  tied sharing the factory hands every group layer the lifting layer it builds first (and,
+  for ``"tied_shared"``, the first group layer's ``A`` logits)."""
+
+  _GROUP_ONLY = ("sharing", "cayley_temperature")
 
   def __init__(self, family: str, *, group: Optional[str], num_elements: int,
                ws_options: dict[str, Any], compute_dtype, rngs: nnx.Rngs):
@@ -35,22 +41,39 @@ class _LayerFactory:
       raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
     self.family, self.rngs, self.compute_dtype = family, rngs, compute_dtype
     self.ws_kwargs = dict(ws_options, compute_dtype=compute_dtype)
+    self.group_kwargs = {key: self.ws_kwargs.pop(key) for key in self._GROUP_ONLY
+                         if key in self.ws_kwargs}
     if family == "exact":
       self.ws_kwargs.update(group=group, num_elements=None)
+      self.group_kwargs.pop("sharing", None)
     elif family == "learned":
       self.ws_kwargs.update(group=None, num_elements=num_elements)
+    self.sharing = self.group_kwargs.get("sharing", "full")
+    self.lifting, self.shared_group_logits = None, None
 
   def first(self, c_in, c_out, k, padding):
     if self.family == "plain":
       return torch_conv(c_in, c_out, k, padding=padding, compute_dtype=self.compute_dtype,
                         rngs=self.rngs)
-    return WSLiftConv(c_in, c_out, k, padding=padding, rngs=self.rngs, **self.ws_kwargs)
+    self.lifting = WSLiftConv(c_in, c_out, k, padding=padding, rngs=self.rngs, **self.ws_kwargs)
+    return self.lifting
 
   def hidden(self, c_in, c_out, k, padding):
     if self.family == "plain":
       return torch_conv(c_in, c_out, k, padding=padding, compute_dtype=self.compute_dtype,
                         rngs=self.rngs)
-    return WSGroupConv(c_in, c_out, k, padding=padding, rngs=self.rngs, **self.ws_kwargs)
+    kwargs = dict(self.ws_kwargs, **self.group_kwargs)
+    if self.sharing.startswith("tied"):
+      kwargs["spatial_source"] = self.lifting
+      if self.sharing == "tied_shared":
+        if self.shared_group_logits is None:
+          kwargs["sharing"] = "tied"  # the first group layer owns the shared A
+        else:
+          kwargs["group_logits_source"] = self.shared_group_logits
+    layer = WSGroupConv(c_in, c_out, k, padding=padding, rngs=self.rngs, **kwargs)
+    if self.sharing == "tied_shared" and self.shared_group_logits is None:
+      self.shared_group_logits = layer.group_logits
+    return layer
 
 
 def _global_mean(x: jnp.ndarray) -> jnp.ndarray:

@@ -2,8 +2,9 @@
 
 The trainer never needs to know which model it trains. It calls:
 
-* :func:`regularizer_terms` — ``{"norm": Σ_layers norm_loss, "entropy": Σ_layers entropy}``
-  (zeros for models without learned stacks); the loss adds ``λ_norm·norm + λ_ent·entropy``.
+* :func:`regularizer_terms` — ``{"norm": Σ norm_loss, "entropy": Σ entropy, "isometry":
+  Σ isometry_loss}`` over the layers (zeros for models without learned stacks); the loss adds
+  ``λ_norm·norm + λ_ent·entropy + λ_iso·isometry``.
 * :func:`representation_stacks` — every weight-sharing layer's stack, for tracking and plots.
 * :func:`max_marginal_error` — the largest Sinkhorn row/column error over all layers.
 * :func:`count_parameters` — ``{"free": …, "representation": …}``.
@@ -42,9 +43,12 @@ def weight_sharing_layers(model: nnx.Module) -> list[tuple[str, _WeightSharingCo
   return layers
 
 
+REGULARIZERS = ("norm", "entropy", "isometry")
+
+
 def regularizer_terms(model: nnx.Module) -> dict[str, jnp.ndarray]:
-  """Sum of each layer's ``norm`` and ``entropy`` terms (scalars, float32)."""
-  total = {"norm": jnp.zeros((), jnp.float32), "entropy": jnp.zeros((), jnp.float32)}
+  """Sum of each layer's ``norm``, ``entropy`` and ``isometry`` terms (scalars, float32)."""
+  total = {name: jnp.zeros((), jnp.float32) for name in REGULARIZERS}
   for _, layer in weight_sharing_layers(model):
     if layer.is_learned:
       for name, value in layer.regularizers().items():

@@ -41,15 +41,28 @@ from flax import nnx
 
 from ds_symmetry.ops import groups as groups_ops
 from ds_symmetry.ops import kernels as kernel_ops
+from ds_symmetry.ops import structure as structure_ops
 from ds_symmetry.ops.regularisers import entropy, norm_loss
 from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
 
 LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity")
+# How a learned matrix is made from its free parameters (the reviewers' ablation):
+# doubly stochastic (the paper), row-stochastic (softmax over each row), or unconstrained.
+CONSTRAINTS = ("sinkhorn", "softmax", "none")
+# How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
+SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley")
+WEIGHT_INITS = ("reference", "se2cnn")
+KERNEL_MASKS = ("none", "disk")
 
 
 class RepresentationLogits(nnx.Param):
   """Free logits of a learned representation stack. The trainer gives them their own
   learning rate (the reference's ``learning_rate_reps``) by filtering on this type."""
+
+
+class FixedStack(nnx.Variable):
+  """A frozen ``[G, d, d]`` stack that replaced a learned one (``analysis.discover``): not a
+  parameter, so no optimizer updates it; saved and restored with the model."""
 
 
 def _init_logits(key, shape, mode: str, identity_scale: float):
@@ -72,7 +85,20 @@ def _init_logits(key, shape, mode: str, identity_scale: float):
 
 
 class _WeightSharingConv(nnx.Module):
-  """Shared machinery of :class:`WSLiftConv` and :class:`WSGroupConv`."""
+  """Shared machinery of :class:`WSLiftConv` and :class:`WSGroupConv`.
+
+  Options common to both layers (besides the stack's source, see the module docstring):
+
+  * ``constraint``: how a learned matrix is made from its logits: ``"sinkhorn"`` (doubly
+    stochastic, the paper), ``"softmax"`` (row-stochastic: each row a softmax, as in Yeh et
+    al. 2022) or ``"none"`` (the matrix is the parameter itself, initialised to the Sinkhorn
+    output of the initial logits so all three start from the same stack).
+  * ``kernel_mask``: ``"disk"`` zeroes the canonical kernels' pixels farther than k/2 from the
+    centre (as the reference's G-CNN does; for odd k and C4 the rotation then permutes the
+    disk exactly); ``"none"`` (default) keeps every pixel.
+  * ``weight_init``: ``"reference"`` (the reference weight-sharing layers' torch inits, below)
+    or ``"se2cnn"`` (the reference G-CNN's ``N(0, (2/√fan_in)²)``, fan_in = ``C_in·d``).
+  """
 
   kind: str = ""
 
@@ -82,8 +108,10 @@ class _WeightSharingConv(nnx.Module):
                logits_init: str = "uniform", identity_scale: float = 5.0,
                sinkhorn_iters: int = 20, sinkhorn_tau: float = 1.0,
                sinkhorn_tol: Optional[float] = None, remat_sinkhorn: bool = False,
+               constraint: str = "sinkhorn", kernel_mask: str = "none",
+               weight_init: str = "reference",
                padding="VALID", use_bias: bool = True, compute_dtype=None,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, **stack_options):
     for name, value in (("in_features", in_features), ("out_features", out_features),
                         ("kernel_size", kernel_size), ("sinkhorn_iters", sinkhorn_iters)):
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -98,8 +126,12 @@ class _WeightSharingConv(nnx.Module):
       num_elements = 4  # the paper's |H| in every experiment
     if not isinstance(num_elements, int) or num_elements < 1:
       raise ValueError(f"num_elements must be a positive int; got {num_elements!r}")
-    if logits_init not in LOGITS_INITS:
-      raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {logits_init!r}")
+    for name, value, allowed in (("logits_init", logits_init, LOGITS_INITS),
+                                 ("constraint", constraint, CONSTRAINTS),
+                                 ("kernel_mask", kernel_mask, KERNEL_MASKS),
+                                 ("weight_init", weight_init, WEIGHT_INITS)):
+      if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
     kernel_ops._check_padding(padding)  # pylint: disable=protected-access
 
     self.in_features, self.out_features = in_features, out_features
@@ -108,33 +140,82 @@ class _WeightSharingConv(nnx.Module):
     self.sinkhorn_iters, self.sinkhorn_tau, self.sinkhorn_tol = (
         sinkhorn_iters, float(sinkhorn_tau), sinkhorn_tol)
     self.remat_sinkhorn, self.padding, self.compute_dtype = remat_sinkhorn, padding, compute_dtype
+    self.constraint, self.kernel_mask, self.weight_init = constraint, kernel_mask, weight_init
+    self.logits_init, self.identity_scale = logits_init, identity_scale
+    self.fixed_stack: Optional[FixedStack] = nnx.data(None)
 
-    d = self.representation_size
     weight_key, logits_key = rngs.params(), rngs.params()
     self.weight = nnx.Param(self._init_weight(weight_key))
     self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
-    num_learned = num_elements - 1 if self.fix_identity else num_elements
-    if group is None and num_learned > 0:
-      self.logits = RepresentationLogits(
-          _init_logits(logits_key, (num_learned, d, d), logits_init, identity_scale))
-    else:
-      self.logits = None
+    self._init_stack(logits_key, **stack_options)
 
-  # Subclasses define ``representation_size`` (d), ``_init_weight``, ``_exact_stack``, and
-  # the ops they apply: ``_build_kernels`` and ``_convolve``.
+  # Subclasses define ``representation_size`` (d), ``_weight_shape``, ``_reference_init``,
+  # ``_init_stack`` (the learned parameters), ``_exact_stack``, ``_learned_stack``,
+  # ``_own_logits``, ``_own_spatial_stack``, ``_drop_learned`` and the ops they apply:
+  # ``_build_kernels`` / ``_convolve``.
+
+  @property
+  def num_learned(self) -> int:
+    """Learned elements per stack (the fixed identity is not learned)."""
+    return self.num_elements - 1 if self.fix_identity else self.num_elements
+
+  def _new_logits(self, size: int, key) -> Optional[RepresentationLogits]:
+    """Free parameters of ``num_learned`` learned ``[size, size]`` matrices."""
+    if self.num_learned == 0:
+      return None
+    logits = _init_logits(key, (self.num_learned, size, size), self.logits_init,
+                          self.identity_scale)
+    if self.constraint == "none":  # the matrices themselves, starting where Sinkhorn would
+      logits = self._sinkhorn(logits)
+    return RepresentationLogits(logits)
+
+  def _init_weight(self, key):
+    shape = self._weight_shape()
+    fan_in = self.in_features * shape[-1]
+    if self.weight_init == "se2cnn":  # reference G-CNN: N(0, (2/√fan_in)²)
+      return (2.0 / math.sqrt(fan_in)) * jax.random.normal(key, shape, jnp.float32)
+    return self._reference_init(key, shape, fan_in)
+
+  def canonical_weight(self) -> jnp.ndarray:
+    """The canonical kernels with ``kernel_mask`` applied: ``[C_out, C_in, d]``."""
+    weight = self.weight[...]
+    if self.kernel_mask == "disk":
+      mask = structure_ops.disk_mask(self.kernel_size)
+      weight = weight * jnp.tile(mask, weight.shape[-1] // mask.shape[0]).astype(weight.dtype)
+    return weight
 
   def expanded_kernel(self) -> jnp.ndarray:
     """The HWIO kernel holding every transformed copy (output channel ``o·G + g``)."""
-    return self._build_kernels(self.representation_stack(), self.weight[...])
+    return self._build_kernels(self.representation_stack(), self.canonical_weight())
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     bias = None if self.bias is None else self.bias[...]
-    return self._convolve(x, self.representation_stack(), self.weight[...], bias,
+    return self._convolve(x, self.representation_stack(), self.canonical_weight(), bias,
                           self.padding, self.compute_dtype)
 
   @property
   def is_learned(self) -> bool:
-    return self.group is None
+    """Whether the stack has learned parameters (not an exact group, not frozen)."""
+    return self.group is None and self.fixed_stack is None
+
+  @property
+  def is_fixed(self) -> bool:
+    """Whether a learned stack was replaced by a frozen one (:meth:`freeze_stack`)."""
+    return self.fixed_stack is not None
+
+  def freeze_stack(self, stack) -> None:
+    """Replaces the learned stack by the frozen ``stack [G, d, d]`` (e.g. exact permutations
+    found by ``analysis.discover``); the learned parameters are dropped."""
+    stack = jnp.asarray(stack, jnp.float32)
+    d = self.representation_size
+    if stack.shape != (self.num_elements, d, d):
+      raise ValueError(f"stack must have shape {(self.num_elements, d, d)} for this layer; got "
+                       f"{tuple(stack.shape)}")
+    if self.group is not None:
+      raise ValueError(f"this layer's stack is the exact group {self.group!r}; only learned "
+                       f"stacks can be frozen")
+    self._drop_learned()
+    self.fixed_stack = FixedStack(stack)
 
   # -- the stack --------------------------------------------------------------------------
   def _sinkhorn(self, logits):
@@ -143,77 +224,251 @@ class _WeightSharingConv(nnx.Module):
     return sinkhorn(logits, num_iters=self.sinkhorn_iters, tau=self.sinkhorn_tau,
                     tol=self.sinkhorn_tol, memory_efficient=self.remat_sinkhorn)
 
-  def representation_stack(self) -> jnp.ndarray:
-    """The layer's ``[G, d, d]`` stack: doubly stochastic (learned) or exact permutations."""
-    if self.group is not None:
-      return self._exact_stack()
-    d = self.representation_size
-    parts = []
-    if self.fix_identity:
-      parts.append(jnp.eye(d, dtype=jnp.float32)[None])
-    if self.logits is not None:
-      parts.append(self._sinkhorn(self.logits[...].astype(jnp.float32)))
+  def _constrain(self, logits) -> jnp.ndarray:
+    """Learned matrices ``[n, s, s]`` from their free parameters, by ``constraint``."""
+    logits = logits.astype(jnp.float32)
+    if self.constraint == "sinkhorn":
+      return self._sinkhorn(logits)
+    if self.constraint == "softmax":
+      return jax.nn.softmax(logits / self.sinkhorn_tau, axis=-1)
+    return logits
+
+  def _with_identity(self, learned: Optional[jnp.ndarray], size: int) -> jnp.ndarray:
+    parts = [jnp.eye(size, dtype=jnp.float32)[None]] if self.fix_identity else []
+    if learned is not None:
+      parts.append(learned)
     return jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
+  def representation_stack(self) -> jnp.ndarray:
+    """The layer's ``[G, d, d]`` stack: learned (doubly stochastic by default), exact
+    permutations, or frozen."""
+    if self.group is not None:
+      return self._exact_stack()
+    if self.fixed_stack is not None:
+      return self.fixed_stack[...]
+    return self._learned_stack()
+
+  def _regularized_stacks(self):
+    """``(logits, matrices)`` pairs of the stacks this layer owns (shared ones are counted
+    by their owner)."""
+    return [(logits, self._constrain(logits[...])) for logits in self._own_logits()]
+
   def regularizers(self) -> dict[str, jnp.ndarray]:
-    """``norm`` (reference norm loss on the raw logits) and ``entropy`` (of the stack,
-    fixed identity included, as the reference); zeros for exact stacks."""
-    if self.logits is None:
-      zero = jnp.zeros((), jnp.float32)
-      return {"norm": zero, "entropy": zero}
-    return {"norm": norm_loss(self.logits[...]), "entropy": entropy(self.representation_stack())}
+    """``norm`` (reference norm loss on the raw logits; Sinkhorn only), ``entropy`` (of the
+    stacks the layer owns, with the fixed identity, as the reference) and ``isometry``
+    (:func:`ops.structure.isometry_loss` of the layer's own spatial stack, if any); zeros for
+    exact or frozen stacks."""
+    zero = jnp.zeros((), jnp.float32)
+    terms = {"norm": zero, "entropy": zero, "isometry": zero}
+    if not self.is_learned:
+      return terms
+    for logits, matrices in self._regularized_stacks():
+      if self.constraint == "sinkhorn":
+        terms["norm"] = terms["norm"] + norm_loss(logits[...])
+      terms["entropy"] = terms["entropy"] + entropy(
+          self._with_identity(jnp.maximum(matrices, 0.0), matrices.shape[-1]))
+    spatial = self._own_spatial_stack()
+    if spatial is not None:
+      terms["isometry"] = structure_ops.isometry_loss(spatial)
+    return terms
 
   def marginal_error(self) -> jnp.ndarray:
-    """Largest |row sum − 1| / |column sum − 1| over the learned part of the stack."""
-    if self.logits is None:
-      return jnp.zeros((), jnp.float32)
-    return jnp.max(marginal_error(self._sinkhorn(self.logits[...].astype(jnp.float32))))
+    """Largest |row sum − 1| / |column sum − 1| over the learned matrices the layer owns."""
+    errors = [jnp.max(marginal_error(matrices)) for _, matrices in self._regularized_stacks()]
+    return jnp.max(jnp.stack(errors)) if errors and self.is_learned else jnp.zeros(
+        (), jnp.float32)
 
 
 class WSLiftConv(_WeightSharingConv):
   """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``.
 
-  ``R`` acts on the flattened k×k kernel (d = k²)."""
+  ``R`` acts on the flattened k×k kernel (d = k²). With ``sharing="tied*"`` group layers
+  reuse this layer's learned stack as their spatial factor."""
 
   kind = "lift"
   _build_kernels = staticmethod(kernel_ops.lift_kernels)  # HWIO [k, k, C_in, C_out·G]
   _convolve = staticmethod(kernel_ops.lift_conv)
 
+  def _init_stack(self, key):
+    self.logits = self._new_logits(self.representation_size, key) if self.group is None else None
+
   @property
   def representation_size(self) -> int:
     return self.kernel_size ** 2
 
-  def _init_weight(self, key):
-    fan_in = self.in_features * self.kernel_size ** 2
+  def _weight_shape(self):
+    return (self.out_features, self.in_features, self.kernel_size ** 2)
+
+  def _reference_init(self, key, shape, fan_in):
     std = 1.0 / math.sqrt(3.0 * fan_in)  # torch kaiming_normal_(a=√5)
-    return std * jax.random.normal(
-        key, (self.out_features, self.in_features, self.kernel_size ** 2), jnp.float32)
+    return std * jax.random.normal(key, shape, jnp.float32)
 
   def _exact_stack(self):
     return groups_ops.spatial_permutations(self.group, self.kernel_size)
 
+  def _own_logits(self):
+    return [self.logits] if self.logits is not None else []
+
+  def _learned_stack(self):
+    learned = None if self.logits is None else self._constrain(self.logits[...])
+    return self._with_identity(learned, self.representation_size)
+
+  def _own_spatial_stack(self):
+    return self._learned_stack() if self.logits is not None else None
+
+  def _drop_learned(self):
+    self.logits = None
 
 
 class WSGroupConv(_WeightSharingConv):
   """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
 
-  ``R`` acts jointly on (input element, y, x), d = G·k²; the exact version is the
-  shift-twist (regular) representation."""
+  ``R`` acts jointly on (input element, y, x), d = G·k²; the exact version is the shift-twist
+  (regular) representation ``Λ(g) ⊗ L(g)``. How a learned stack is structured
+  (``sharing``):
+
+  * ``"full"`` (default, the paper): every element is a free ``[G·k², G·k²]`` matrix.
+  * ``"kronecker"``: ``R_g = A_g ⊗ B_g`` with the layer's own ``A [G, G, G]`` (input-element
+    axis) and ``B [G, k², k²]`` (kernel plane). The kernel is built from the factors
+    (``ops.structure.kronecker_group_kernels``), never from the ``[G, G·k², G·k²]`` stack.
+  * ``"tied"``: ``B`` is the lifting layer's learned stack (``spatial_source``), shared by every
+    group layer: the network learns one spatial action. The layer learns only ``A``.
+  * ``"tied_shared"``: as ``"tied"``, and one ``A`` (``group_logits_source``) is shared by all
+    group layers too.
+  * ``"tied_cayley"``: as ``"tied"``, and ``A`` is not learned at all but derived from how
+    ``B``'s elements compose (``ops.structure.soft_cayley_factors``). With an exact ``B`` the
+    layer is exactly a G-CNN layer in ``B``'s labelling of the elements.
+
+  A Kronecker product of doubly stochastic matrices is doubly stochastic, so every variant
+  keeps the paper's relaxation; with exact factors each one equals the exact G-CNN layer.
+  """
 
   kind = "group"
   _build_kernels = staticmethod(kernel_ops.group_kernels)  # HWIO [k, k, C_in·G, C_out·G]
   _convolve = staticmethod(kernel_ops.group_conv)
 
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
+               sharing: str = "full", spatial_source: Optional[WSLiftConv] = None,
+               group_logits_source: Optional[RepresentationLogits] = None,
+               cayley_temperature: float = 0.05, **kwargs):
+    if sharing not in SHARINGS:
+      raise ValueError(f"sharing must be one of {SHARINGS}; got {sharing!r}")
+    if not cayley_temperature > 0:
+      raise ValueError(f"cayley_temperature must be > 0; got {cayley_temperature!r}")
+    self.sharing, self.cayley_temperature = sharing, float(cayley_temperature)
+    super().__init__(in_features, out_features, kernel_size, spatial_source=spatial_source,
+                     group_logits_source=group_logits_source, **kwargs)
+
+  def _init_stack(self, key, spatial_source=None, group_logits_source=None):
+    # Attributes that may later hold parameters or modules are marked as data up front.
+    self.logits, self.group_logits, self.spatial_logits = (nnx.data(None),) * 3
+    self.spatial_source = nnx.data(None)
+    if self.group is not None:
+      self.sharing = "full"
+      return
+    if self.sharing == "full":
+      self.logits = self._new_logits(self.representation_size, key)
+      return
+    g, k = self.num_elements, self.kernel_size
+    group_key, spatial_key = jax.random.split(key)
+    if self.sharing == "kronecker":
+      self.spatial_logits = self._new_logits(k * k, spatial_key)
+    else:
+      if not isinstance(spatial_source, WSLiftConv) or not spatial_source.is_learned:
+        raise ValueError(f"sharing={self.sharing!r} needs spatial_source, a learned "
+                         f"WSLiftConv; got {spatial_source!r}")
+      if (spatial_source.kernel_size, spatial_source.num_elements,
+          spatial_source.fix_identity) != (k, g, self.fix_identity):
+        raise ValueError(
+            f"spatial_source must have kernel_size={k}, num_elements={g} and "
+            f"fix_identity={self.fix_identity} like this layer; got kernel_size="
+            f"{spatial_source.kernel_size}, num_elements={spatial_source.num_elements}, "
+            f"fix_identity={spatial_source.fix_identity}")
+      self.spatial_source = spatial_source
+    if self.sharing == "tied_shared":
+      if not isinstance(group_logits_source, RepresentationLogits):
+        raise ValueError(f"sharing='tied_shared' needs group_logits_source, the "
+                         f"RepresentationLogits [G-1, G, G] shared by the group layers; got "
+                         f"{group_logits_source!r}")
+      self.group_logits = group_logits_source
+    elif self.sharing != "tied_cayley":
+      self.group_logits = self._new_logits(g, group_key)
+
   @property
   def representation_size(self) -> int:
     return self.num_elements * self.kernel_size ** 2
 
-  def _init_weight(self, key):
-    fan_in = self.in_features * self.representation_size
+  def _weight_shape(self):
+    return (self.out_features, self.in_features, self.representation_size)
+
+  def _reference_init(self, key, shape, fan_in):
     bound = 1.0 / math.sqrt(fan_in)  # torch kaiming_uniform_(a=√5)
-    return jax.random.uniform(
-        key, (self.out_features, self.in_features, self.representation_size), jnp.float32,
-        -bound, bound)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
   def _exact_stack(self):
     return groups_ops.shift_twist_permutations(self.group, self.kernel_size)
+
+  @property
+  def _factorised(self) -> bool:
+    return self.is_learned and self.sharing != "full"
+
+  def _own_logits(self):
+    # tied_shared's A is owned by the model-level source; the first layer counts it.
+    owned = [self.logits, self.spatial_logits]
+    if self.sharing != "tied_shared":
+      owned.append(self.group_logits)
+    return [logits for logits in owned if logits is not None]
+
+  def factors(self) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(A [G, G, G], B [G, k², k²])`` of a factorised learned stack (``sharing != "full"``)."""
+    if not self._factorised:
+      raise ValueError(f"factors() needs a learned factorised stack; this layer has "
+                       f"sharing={self.sharing!r}, group={self.group!r}, "
+                       f"frozen={self.is_fixed}")
+    k2 = self.kernel_size ** 2
+    if self.spatial_source is not None:
+      spatial = self.spatial_source.representation_stack()
+    else:
+      spatial = self._with_identity(self._constrain(self.spatial_logits[...]), k2)
+    if self.sharing == "tied_cayley":
+      group = structure_ops.soft_cayley_factors(spatial, self.cayley_temperature)
+    else:
+      group = self._with_identity(
+          None if self.group_logits is None else self._constrain(self.group_logits[...]),
+          self.num_elements)
+    return group, spatial
+
+  def _learned_stack(self):
+    if self.sharing == "full":
+      learned = None if self.logits is None else self._constrain(self.logits[...])
+      return self._with_identity(learned, self.representation_size)
+    group, spatial = self.factors()
+    return jnp.einsum("gab,gmn->gambn", group, spatial).reshape(
+        self.num_elements, self.representation_size, self.representation_size)
+
+  def _own_spatial_stack(self):
+    if self.spatial_logits is None:
+      return None
+    return self._with_identity(self._constrain(self.spatial_logits[...]),
+                               self.kernel_size ** 2)
+
+  def _drop_learned(self):
+    self.logits = self.group_logits = self.spatial_logits = None
+    self.spatial_source = None
+    self.sharing = "full"
+
+  def expanded_kernel(self) -> jnp.ndarray:
+    if self._factorised:
+      return structure_ops.kronecker_group_kernels(*self.factors(), self.canonical_weight())
+    return super().expanded_kernel()
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    if not self._factorised:
+      return super().__call__(x)
+    if x.ndim != 5 or x.shape[-1] != self.num_elements or x.shape[-2] != self.in_features:
+      raise ValueError(f"x must have shape [B, H, W, C_in={self.in_features}, "
+                       f"G={self.num_elements}]; got {tuple(x.shape)}")
+    y = kernel_ops.conv2d(x.reshape(*x.shape[:3], -1), self.expanded_kernel(), self.padding,
+                          self.compute_dtype)
+    y = y.reshape(*y.shape[:3], self.out_features, self.num_elements)
+    return y if self.bias is None else y + self.bias[...][:, None]

@@ -128,9 +128,14 @@ def reset_train_sums(state):
   return dict(state, train_sums=jax.tree.map(jnp.zeros_like, state["train_sums"]))
 
 
+def _weighted_regularizers(terms, norm_weight, entropy_weight, isometry_weight):
+  return (norm_weight * terms["norm"] + entropy_weight * terms["entropy"]
+          + isometry_weight * terms["isometry"])
+
+
 def make_train_step(functions: ModelFunctions, tx: optax.GradientTransformation, augment: Callable,
                     *, seed: int, norm_weight: float, entropy_weight: float,
-                    mesh: jax.sharding.Mesh) -> Callable:
+                    mesh: jax.sharding.Mesh, isometry_weight: float = 0.0) -> Callable:
   """``train_step(state, train_images, train_labels, indices) -> (state, metrics)``.
 
   ``train_images`` uint8 ``[N, H, W, C]`` and ``train_labels`` ``[N]`` are device-resident and
@@ -145,11 +150,13 @@ def make_train_step(functions: ModelFunctions, tx: optax.GradientTransformation,
     logits = model(images).astype(jnp.float32)
     cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     terms = regularizer_terms(model)
-    loss = cross_entropy + norm_weight * terms["norm"] + entropy_weight * terms["entropy"]
+    loss = cross_entropy + _weighted_regularizers(terms, norm_weight, entropy_weight,
+                                                  isometry_weight)
     correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     aux = (functions.flat_batch_stats(model),
            {"loss": loss, "cross_entropy": cross_entropy, "correct": correct,
-            "norm": terms["norm"], "entropy": terms["entropy"]})
+            "norm": terms["norm"], "entropy": terms["entropy"],
+            "isometry": terms["isometry"]})
     return loss, aux
 
   def train_step(state, train_images, train_labels, indices):
@@ -179,7 +186,7 @@ def make_train_step(functions: ModelFunctions, tx: optax.GradientTransformation,
 
 
 def make_eval_step(functions: ModelFunctions, *, norm_weight: float, entropy_weight: float,
-                   mesh: jax.sharding.Mesh) -> Callable:
+                   mesh: jax.sharding.Mesh, isometry_weight: float = 0.0) -> Callable:
   """``eval_step(params, batch_stats, images [K,B,H,W,C], labels [K,B], mask [K,B]) -> dict``.
 
   Runs the whole (padded, chunked) test set in one call with ``lax.map`` over chunks; returns
@@ -203,10 +210,10 @@ def make_eval_step(functions: ModelFunctions, *, norm_weight: float, entropy_wei
     terms = regularizer_terms(model)
     cross_entropy = jnp.sum(ce_sums) / count
     return {"test_cross_entropy": cross_entropy,
-            "test_loss": cross_entropy + norm_weight * terms["norm"]
-                         + entropy_weight * terms["entropy"],
+            "test_loss": cross_entropy + _weighted_regularizers(
+                terms, norm_weight, entropy_weight, isometry_weight),
             "test_accuracy": jnp.sum(correct) / count,
-            "norm": terms["norm"], "entropy": terms["entropy"],
+            "norm": terms["norm"], "entropy": terms["entropy"], "isometry": terms["isometry"],
             "marginal_error": max_marginal_error(model)}
 
   return jax.jit(eval_step, in_shardings=(replicated, replicated, chunked, chunked, chunked),

@@ -243,9 +243,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
   train_step = steps_lib.make_train_step(
       functions, tx, protocol.augment, seed=config.seed,
-      norm_weight=config.norm_weight, entropy_weight=config.entropy_weight, mesh=mesh)
+      norm_weight=config.norm_weight, entropy_weight=config.entropy_weight,
+      isometry_weight=config.isometry_weight, mesh=mesh)
   eval_step = steps_lib.make_eval_step(functions, norm_weight=config.norm_weight,
-                                       entropy_weight=config.entropy_weight, mesh=mesh)
+                                       entropy_weight=config.entropy_weight,
+                                       isometry_weight=config.isometry_weight, mesh=mesh)
   stacks_fn = jax.jit(lambda params, stats: {
       name: info.stack for name, info in
       representation_stacks(functions.build(params, stats, train=False)).items()})
@@ -275,6 +277,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                config.model, parameters["free"], parameters["representation"], config.protocol,
                num_train, protocol.test_images.shape[0], num_devices, total_steps, num_epochs,
                steps_per_epoch, config.batch_size)
+
+  def evaluate(state, step: int, epoch: int):
+    """Test metrics, stacks and their symmetry summaries at ``step``; writes the eval record."""
+    sums = {k: float(v) for k, v in jax.device_get(state["train_sums"]).items()}
+    results = {k: float(v) for k, v in jax.device_get(
+        eval_step(state["params"], state["batch_stats"], *test_chunks)).items()}
+    record = {"type": "eval", "step": step, "epoch": epoch + 1,
+              "epochs_done": step / steps_per_epoch,
+              "train_loss": sums["loss"] / sums["count"],
+              "train_cross_entropy": sums["cross_entropy"] / sums["count"],
+              "train_accuracy": sums["correct"] / sums["count"], **results}
+    last_stacks = {k: np.asarray(v) for k, v in
+                   jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
+    last_summaries = None
+    if config.track_symmetry and last_stacks:
+      last_summaries = _symmetry_summaries(last_stacks, metadata)
+      record["layers"] = _layer_metrics(last_summaries)
+    record["wall_s"] = time.time() - run_start
+    writer.write(record)
+    if is_main and last_stacks:
+      save_stacks(os.path.join(workdir, STACKS_FILE), last_stacks, metadata, step)
+    progress.write(
+        f"epoch {epoch + 1}/{num_epochs} (step {step}): train loss {record['train_loss']:.4f}"
+        f" acc {record['train_accuracy']:.4f} | test loss {record['test_loss']:.4f} acc "
+        f"{record['test_accuracy']:.4f} | norm {record['norm']:.3g} marginal error "
+        f"{record['marginal_error']:.2g}")
+    return last_stacks, last_summaries
 
   progress = _Progress(config.progress_bar, total_steps, start_step, config.log_every_steps)
   step = start_step
@@ -308,6 +337,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           writer.write({"type": "train", "step": step, "epoch": epoch, **values})
           text = f"epoch {epoch + 1}/{num_epochs} loss {values['loss']:.4f}"
         progress.update(step, text)
+        if (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
+            and step < epoch_end):
+          eval_start = time.time()
+          last_stacks, last_summaries = evaluate(state, step, epoch)
+          checkpointer.save(step, state)
+          timer += time.time() - eval_start  # keep train_seconds free of evaluation time
         if step % config.checkpoint_every_steps == 0 and step < epoch_end:
           checkpointer.save(step, state)
       jax.block_until_ready(state)
@@ -315,28 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
       # End of epoch: evaluate (every eval_every_epochs and at the end), then checkpoint.
       if (epoch + 1) % config.eval_every_epochs == 0 or step == total_steps:
-        sums = {k: float(v) for k, v in jax.device_get(state["train_sums"]).items()}
-        results = {k: float(v) for k, v in jax.device_get(
-            eval_step(state["params"], state["batch_stats"], *test_chunks)).items()}
-        record = {"type": "eval", "step": step, "epoch": epoch + 1,
-                  "train_loss": sums["loss"] / sums["count"],
-                  "train_cross_entropy": sums["cross_entropy"] / sums["count"],
-                  "train_accuracy": sums["correct"] / sums["count"], **results}
-        last_stacks = {k: np.asarray(v) for k, v in
-                       jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
-        last_summaries = None
-        if config.track_symmetry and last_stacks:
-          last_summaries = _symmetry_summaries(last_stacks, metadata)
-          record["layers"] = _layer_metrics(last_summaries)
-        record["wall_s"] = time.time() - run_start
-        writer.write(record)
-        if is_main and last_stacks:
-          save_stacks(os.path.join(workdir, STACKS_FILE), last_stacks, metadata, step)
-        progress.write(
-            f"epoch {epoch + 1}/{num_epochs} (step {step}): train loss {record['train_loss']:.4f}"
-            f" acc {record['train_accuracy']:.4f} | test loss {record['test_loss']:.4f} acc "
-            f"{record['test_accuracy']:.4f} | norm {record['norm']:.3g} marginal error "
-            f"{record['marginal_error']:.2g}")
+        last_stacks, last_summaries = evaluate(state, step, epoch)
       checkpointer.save(step, state)
   finally:
     progress.close()

@@ -37,9 +37,11 @@ def model_options(name: str, channels: int) -> ml_collections.ConfigDict:
   if name.startswith("ws"):  # learned stacks
     options.update(num_elements=4, fix_identity=True, logits_init="uniform",
                    sinkhorn_iters=20, sinkhorn_tau=1.0,
-                   sinkhorn_tol=config_dict.placeholder(float), remat_sinkhorn=False)
-  elif name.startswith("g"):  # exact group
-    options.update(group="C4")
+                   sinkhorn_tol=config_dict.placeholder(float), remat_sinkhorn=False,
+                   constraint="sinkhorn", sharing="full", cayley_temperature=0.05,
+                   kernel_mask="none", weight_init="reference")
+  elif name.startswith("g"):  # exact group: the reference G-CNN's disk mask and init
+    options.update(group="C4", kernel_mask="disk", weight_init="se2cnn")
   return ml_collections.ConfigDict(options)
 
 
