@@ -19,7 +19,7 @@ Fields (defaults are the paper's MNIST settings, ``research/paper.md`` §2.3):
   num_epochs, num_train_steps    num_train_steps > 0 overrides num_epochs
   batch_size, eval_batch_size    global batch sizes (divisible by the device count)
   eval_every_epochs              evaluation (and stacks.npz, analysis) every N epochs and at the end
-  eval_every_steps               0 = off; else also evaluate every N steps inside an epoch
+  evals_per_epoch                evaluations per evaluated epoch (4: every quarter epoch)
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
@@ -44,7 +44,7 @@ PROGRESS_BAR = ("auto", "on", "off")
 # Fields whose change on resume only changes logging/length, not the math of steps done so far.
 RESUMABLE_CHANGES = ("num_epochs", "num_train_steps", "log_every_steps", "progress_bar",
                      "checkpoint_every_steps", "keep_checkpoints", "eval_every_epochs",
-                     "eval_every_steps",
+                     "evals_per_epoch",
                      "save_figures", "track_symmetry", "data_dir", "distributed")
 
 
@@ -80,7 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 500
 
   config.eval_every_epochs = 1
-  config.eval_every_steps = 0
+  config.evals_per_epoch = 1
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -142,12 +142,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
                "grad_clip_norm"):
     if not config[name] >= 0:
       _fail(name, config[name], "a float >= 0")
-  for name in ("batch_size", "eval_batch_size", "eval_every_epochs", "checkpoint_every_steps",
+  for name in ("batch_size", "eval_batch_size", "eval_every_epochs", "evals_per_epoch",
+               "checkpoint_every_steps",
                "keep_checkpoints", "log_every_steps"):
     if not isinstance(config[name], int) or config[name] < 1:
       _fail(name, config[name], "a positive int")
-  if not isinstance(config.eval_every_steps, int) or config.eval_every_steps < 0:
-    _fail("eval_every_steps", config.eval_every_steps, "an int >= 0 (0 = off)")
   if not isinstance(config.num_epochs, int) or config.num_epochs < 0:
     _fail("num_epochs", config.num_epochs, "an int >= 0")
   if not isinstance(config.num_train_steps, int) or config.num_train_steps == 0 or (

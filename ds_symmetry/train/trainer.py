@@ -317,6 +317,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       epoch_end = min((epoch + 1) * steps_per_epoch, total_steps)
       if step % steps_per_epoch == 0:
         state = steps_lib.reset_train_sums(state)
+      epoch_start = epoch * steps_per_epoch  # extra evaluations at fractions of the epoch
+      mid_epoch_evals = {epoch_start + (j * steps_per_epoch) // config.evals_per_epoch
+                         for j in range(1, config.evals_per_epoch)} if (
+                             (epoch + 1) % config.eval_every_epochs == 0) else set()
       timer = time.time()
       while step < epoch_end:
         offset = (step % steps_per_epoch) * config.batch_size
@@ -337,8 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           writer.write({"type": "train", "step": step, "epoch": epoch, **values})
           text = f"epoch {epoch + 1}/{num_epochs} loss {values['loss']:.4f}"
         progress.update(step, text)
-        if (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
-            and step < epoch_end):
+        if step in mid_epoch_evals:
           eval_start = time.time()
           last_stacks, last_summaries = evaluate(state, step, epoch)
           checkpointer.save(step, state)

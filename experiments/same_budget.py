@@ -1,0 +1,90 @@
+"""The same-budget study: can a learned model find the group on real data, fast?
+
+Protocol (issue #8): rotated MNIST exactly as the paper builds it (all 60k training images
+rotated afresh per draw, the test set rotated once and frozen, plus the σ = 0.01 noise), batch
+64, 2 epochs, 32 channels for the group models (the paper's widths: the CNN keeps its 64), test
+accuracy every quarter epoch (``evals_per_epoch=4``), a checkpoint at each of them
+(``keep_checkpoints=12``) so the discovered G-CNN can be evaluated at every quarter.
+
+Rows (``python -m experiments.grid list``):
+
+  cnn, gcnn                 the baselines (the G-CNN with the reference's disk mask and init)
+  gcnn_plain                the G-CNN without them (our layer's defaults): item 0's effect
+  wscnn_paper               the paper's settings (lr 1e-2 weights and logits, uniform logits)
+  wscnn_cpu                 the CPU default's settings (lr 1e-3, balanced_uniform, logits 5e-2)
+  kronecker, tied, tied_shared, tied_cayley
+                            structured sharing (``model_options.sharing``), CPU settings
+  tied_cayley_iso           tied_cayley with the isometry prior (the best variant, see
+                            docs/learning_the_group.md for how it was chosen)
+  ablation_softmax, ablation_none
+                            the best variant with row-stochastic / unconstrained matrices
+  unrotated_best, scaled_best
+                            the best variant on plain and on scaled MNIST: what it learns where
+                            there are no rotations
+
+Run (one process at a time; resumable; a done run is skipped):
+
+  python -m experiments.grid run --grid=same_budget --root=results --seeds=0
+  python -m experiments.grid run --grid=same_budget --root=results --seeds=1 \\
+      --rows=cnn,gcnn,wscnn_paper,tied_cayley_iso
+
+then ``python -m experiments.same_budget_report --root=results`` tabulates, projects every
+learned run to its discovered G-CNN, and plots.
+"""
+
+from __future__ import annotations
+
+from experiments.spec import Grid, Row
+
+# The protocol, shared by every row.
+PROTOCOL = {"num_epochs": 2, "batch_size": 64, "evals_per_epoch": 4, "keep_checkpoints": 12,
+            "checkpoint_every_steps": 100_000, "eval_batch_size": 1000, "log_every_steps": 50,
+            "progress_bar": "off"}
+# The CPU default's optimisation settings (configs/default.py), at the protocol's width.
+CPU_SETTINGS = {"learning_rate": 1e-3, "logits_learning_rate": 5e-2,
+                "model_options.logits_init": "balanced_uniform"}
+# The best variant found by the settings search (16 channels, 300–600 steps, never the test
+# set: the search scored the training loss and the distance to C4; see the docs).
+BEST = dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley", "isometry_weight": 1.0,
+                             "logits_learning_rate": 1e-2})
+
+_RM = "configs/rotated_mnist.py"
+
+
+def _row(name, variant, label, overrides=None, config=_RM, setting="Rotations", note=""):
+  return Row(name, f"{config}:{variant}", label, setting,
+             overrides=dict(PROTOCOL, **(overrides or {})), note=note)
+
+
+SAME_BUDGET = Grid(
+    name="same_budget",
+    title="Same budget: rotated MNIST, batch 64, 2 epochs, test accuracy every quarter epoch",
+    rows=(
+        _row("cnn", "cnn", "CNN (64 ch)"),
+        _row("gcnn", "gcnn", "G-CNN C4 (disk mask, se2cnn init)"),
+        _row("gcnn_plain", "gcnn", "G-CNN C4 (no mask, weight-sharing init)",
+             {"model_options.kernel_mask": "none", "model_options.weight_init": "reference"}),
+        _row("wscnn_paper", "wscnn", "WSCNN, paper settings"),
+        _row("wscnn_cpu", "wscnn", "WSCNN, CPU-default settings", CPU_SETTINGS),
+        _row("kronecker", "wscnn", "Kronecker sharing",
+             dict(CPU_SETTINGS, **{"model_options.sharing": "kronecker"})),
+        _row("tied", "wscnn", "Tied sharing (own A per layer)",
+             dict(CPU_SETTINGS, **{"model_options.sharing": "tied"})),
+        _row("tied_shared", "wscnn", "Tied sharing (one shared A)",
+             dict(CPU_SETTINGS, **{"model_options.sharing": "tied_shared"})),
+        _row("tied_cayley", "wscnn", "Tied sharing, A from B's Cayley table",
+             dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley"})),
+        _row("tied_cayley_iso", "wscnn", "Tied + Cayley + isometry prior (best)", BEST),
+        _row("ablation_softmax", "wscnn", "Best, row-stochastic (softmax)",
+             dict(BEST, **{"model_options.constraint": "softmax"})),
+        _row("ablation_none", "wscnn", "Best, unconstrained matrices",
+             dict(BEST, **{"model_options.constraint": "none"})),
+        _row("unrotated_best", "wscnn", "Best, on unrotated MNIST", BEST,
+             config="configs/mnist.py", setting="No rotations"),
+        _row("scaled_best", "wscnn", "Best, on scaled MNIST", BEST,
+             config="configs/scaled_mnist.py", setting="Scaling"),
+    ),
+    seeds=(0, 1),
+    notes=("2 seeds for cnn, gcnn, wscnn_paper and the best variant, 1 for the other rows.",
+           "accuracy = test accuracy on the frozen rotated test set; the fixed-C4 row of the "
+           "ablation is the gcnn row."))
