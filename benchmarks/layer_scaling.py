@@ -10,6 +10,11 @@ stack, each followed by the same single convolution:
 * ``exact_dense`` — our G-CNN path: the same permutations as dense 0/1 matrices through the
   weight-sharing einsum, O(|G|·C_out·C_in·(|G|k²)²);
 * ``weight_sharing`` — learned logits → Sinkhorn (20 iterations) → einsum (the WS layer).
+* ``kronecker`` — the factorised layer (``sharing="kronecker"``): logits ``A [G, G, G]`` and
+  ``B [G, k², k²]`` → Sinkhorn → ``ops.structure.kronecker_group_kernels`` (never the
+  ``[G, G·k², G·k²]`` stack);
+* ``tied_cayley`` — ``B`` only (in a network: the lifting layer's), ``A`` derived from B's
+  soft Cayley table (``sharing="tied_cayley"``).
 
 For |G| = 8, 16 there is no exact rotation group on a pixel grid; random permutations stand in
 (the cost does not depend on which permutation is applied). Memory is XLA's compiled-memory
@@ -29,6 +34,7 @@ import numpy as np
 
 from benchmarks import common
 from ds_symmetry import ops
+from ds_symmetry.ops import structure
 from ds_symmetry.ops.sinkhorn import sinkhorn
 
 TITLE = "App. C.4: one group-conv layer, inference (G-conv vs weight sharing)"
@@ -43,9 +49,15 @@ def _random_permutation_indices(group: int, d: int, seed: int = 0) -> np.ndarray
 
 
 def _variants(group: int, k: int):
+  """``{name: (fn(x, weight, logits), logits)}``: logits are inputs, not constants, so XLA
+  cannot fold the Sinkhorn iterations away."""
   d = group * k * k
   indices = jnp.asarray(_random_permutation_indices(group, d))
   dense = jax.nn.one_hot(indices, d, dtype=jnp.float32)  # [G, d, d], dense[g, n, π_g(n)] = 1
+  keys = jax.random.split(jax.random.PRNGKey(2), 3)
+  full_logits = jax.random.uniform(keys[0], (group, d, d))
+  factor_logits = (jax.random.uniform(keys[1], (group, group, group)),
+                   jax.random.uniform(keys[2], (group, k * k, k * k)))
 
   def gather(x, weight, logits):
     del logits
@@ -61,7 +73,21 @@ def _variants(group: int, k: int):
 
   def learned(x, weight, logits):
     return ops.group_conv(x, sinkhorn(logits, 20), weight, padding="SAME")
-  return {"gconv_gather": gather, "exact_dense": exact, "weight_sharing": learned}
+
+  def kronecker(x, weight, logits):
+    group_logits, spatial_logits = logits
+    kernel = structure.kronecker_group_kernels(sinkhorn(group_logits, 20),
+                                               sinkhorn(spatial_logits, 20), weight)
+    return ops.conv2d(x.reshape(*x.shape[:3], -1), kernel, "SAME")
+
+  def tied_cayley(x, weight, logits):
+    spatial = sinkhorn(logits[1], 20)
+    kernel = structure.kronecker_group_kernels(structure.soft_cayley_factors(spatial), spatial,
+                                               weight)
+    return ops.conv2d(x.reshape(*x.shape[:3], -1), kernel, "SAME")
+  return {"gconv_gather": (gather, full_logits), "exact_dense": (exact, full_logits),
+          "weight_sharing": (learned, full_logits), "kronecker": (kronecker, factor_logits),
+          "tied_cayley": (tied_cayley, factor_logits)}
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -73,16 +99,15 @@ def run(quick: bool = False) -> list[dict]:
       d = group * k * k
       x = jax.random.normal(jax.random.PRNGKey(0), (batch, 100, 100, CHANNELS, group))
       weight = jax.random.normal(jax.random.PRNGKey(1), (CHANNELS, CHANNELS, d))
-      logits = jax.random.uniform(jax.random.PRNGKey(2), (group, d, d))
       block = []
-      for variant, fn in _variants(group, k).items():
+      for variant, (fn, logits) in _variants(group, k).items():
         jitted = jax.jit(fn)
         memory = common.compiled_memory_bytes(jitted, x, weight, logits)
         seconds = common.median_time(lambda: jitted(x, weight, logits), repeats=repeats)
         block.append({"G": group, "k": k, "variant": variant, "ms": 1e3 * seconds,
                       "peak_MiB": memory["peak"] / 2**20,
-                      "stack_MiB": (group * d * d * 4 / 2**20) if variant != "gconv_gather"
-                      else 0.0})
+                      "stack_MiB": (group * d * d * 4 / 2**20) if variant in (
+                          "exact_dense", "weight_sharing") else 0.0})
       base = block[0]["ms"]
       for row in block:
         row["ratio_vs_gather"] = row["ms"] / base
@@ -98,7 +123,8 @@ def plot(rows, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for variant, style in (("gconv_gather", ":"), ("exact_dense", "--"), ("weight_sharing", "-")):
+  for variant, style in (("gconv_gather", ":"), ("exact_dense", "--"), ("weight_sharing", "-"),
+                         ("kronecker", "-."), ("tied_cayley", (0, (1, 1)))):
     for group, color in ((4, "tab:blue"), (8, "tab:orange"), (16, "tab:green")):
       sel = [r for r in rows if r["variant"] == variant and r["G"] == group]
       ks = [r["k"] for r in sel]

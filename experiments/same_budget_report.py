@@ -1,0 +1,261 @@
+"""Tabulate and plot the same-budget study, and evaluate every learned run's discovered G-CNN.
+
+  python -m experiments.same_budget_report --root=results [--no-discover] [--out=docs/figures]
+
+For each run ``<root>/same_budget/<row>/seed<k>`` (done or still running) it reads the
+quarter-epoch evaluations from ``metrics.jsonl`` (test accuracy; for learned models the lifting
+stack's nearest group and its distance, and the distance to C4). For learned runs it then
+loads every kept checkpoint, rounds the network to its discovered G-CNN
+(``ds_symmetry.discovery.discover_gcnn``) and measures that model's test accuracy and its
+invariance error under 90° rotations; results are cached in ``<run>/discovered.json``.
+
+Writes ``<root>/same_budget/summary.json`` (every curve, every seed) and two figures
+(``same_budget_accuracy.png``, ``same_budget_distance.png``) into ``--out``, and prints a
+Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+from experiments.same_budget import SAME_BUDGET
+from experiments.tables import read_json
+
+DISCOVERED_FILE = "discovered.json"
+
+
+def _evals(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  records = []
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as file:
+      for line in file:
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          break
+        if record.get("type") == "eval":
+          records.append(record)
+  # a resumed run may repeat a step: keep the last record of each
+  return sorted({r["step"]: r for r in records}.values(), key=lambda r: r["step"])
+
+
+def curve(workdir: str) -> list[dict[str, Any]]:
+  """One point per evaluation: epochs, test accuracy, and the lifting stack's group."""
+  points = []
+  for record in _evals(workdir):
+    lifting = (record.get("layers") or {}).get("convs/0", {})
+    points.append({
+        "step": record["step"],
+        "epochs": record.get("epochs_done", record.get("epoch")),
+        "test_accuracy": record["test_accuracy"],
+        "group": lifting.get("group"),
+        "group_distance": lifting.get("group_distance"),
+        "distance_C4": lifting.get("distance_C4"),
+    })
+  return points
+
+
+def _load_model(workdir: str, step: int):
+  """The model of ``workdir`` at checkpoint ``step`` (eval mode) and its config."""
+  # pylint: disable=import-outside-toplevel
+  import jax
+  import ml_collections
+  import orbax.checkpoint as ocp
+  from flax import nnx
+  from ds_symmetry.models import create_model
+  from ds_symmetry.train import steps as steps_lib
+  from ds_symmetry.train.checkpointing import Checkpointer
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as file:
+    config = ml_collections.ConfigDict(json.load(file))
+  model = create_model(config.model, num_classes=10, rngs=nnx.Rngs(config.seed),
+                       **config.model_options.to_dict())
+  functions = steps_lib.ModelFunctions(model)
+  tx = steps_lib.make_optimizer(config, functions.param_labels(), 1)
+  abstract = jax.eval_shape(lambda: steps_lib.init_state(functions, tx))
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=100)
+  try:
+    state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  finally:
+    checkpointer.close()
+  return functions.build(state["params"], state["batch_stats"], train=False), config
+
+
+def _accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
+  import jax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  forward = nnx.jit(lambda m, x: m(x).argmax(-1))
+  correct = 0
+  for start in range(0, len(images), batch):
+    predicted = forward(model, jax.numpy.asarray(images[start:start + batch]))
+    correct += int(np.sum(np.asarray(predicted) == labels[start:start + batch]))
+  return correct / len(images)
+
+
+def _invariance_error(model, images: np.ndarray) -> float:
+  """Largest relative change of the logits when the inputs turn by 90°, 180°, 270°."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  x = jnp.asarray(images[:64])
+  y = model(x)
+  worst = max(float(jnp.max(jnp.abs(model(jnp.rot90(x, t, axes=(1, 2))) - y)))
+              for t in (1, 2, 3))
+  return worst / float(jnp.max(jnp.abs(y)))
+
+
+def discovered_curve(workdir: str) -> list[dict[str, Any]]:
+  """The discovered G-CNN at every kept checkpoint of a learned run (cached)."""
+  # pylint: disable=import-outside-toplevel
+  from ds_symmetry.data import make_protocol
+  from ds_symmetry.discovery import discover_gcnn
+  cache_path = os.path.join(workdir, DISCOVERED_FILE)
+  cache = read_json(cache_path) or {}
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(name) for name in os.listdir(checkpoint_dir) if name.isdigit()) if (
+      os.path.isdir(checkpoint_dir)) else []
+  protocol = None
+  for step in steps:
+    if str(step) in cache:
+      continue
+    model, config = _load_model(workdir, step)
+    if protocol is None:
+      protocol = make_protocol(config.protocol, data_dir=config.get("data_dir"),
+                               seed=config.seed, **config.protocol_options.to_dict())
+    found = discover_gcnn(model, require_group=False)
+    entry = {"group": found.discovery.group, "is_group": found.discovery.is_group,
+             "projection_distance": float(np.mean(found.discovery.projection_distances)),
+             "learned_accuracy": _accuracy(model, protocol.test_images, protocol.test_labels)}
+    if found.discovery.is_group:
+      entry["discovered_accuracy"] = _accuracy(found.model, protocol.test_images,
+                                               protocol.test_labels)
+      entry["invariance_error"] = _invariance_error(found.model, protocol.test_images)
+    cache[str(step)] = entry
+    with open(cache_path + ".tmp", "w", encoding="utf-8") as file:
+      json.dump(cache, file, indent=1, sort_keys=True)
+    os.replace(cache_path + ".tmp", cache_path)
+  return [dict(step=int(step), **entry) for step, entry in sorted(
+      cache.items(), key=lambda item: int(item[0]))]
+
+
+def collect(root: str, discover: bool = True) -> dict[str, Any]:
+  """Every row's runs: ``{row: {"label", "seeds": {seed: {"curve", "discovered"}}}}``."""
+  summary = {}
+  for row in SAME_BUDGET.rows:
+    seeds = {}
+    for seed in SAME_BUDGET.seeds:
+      workdir = os.path.join(root, SAME_BUDGET.name, row.name, f"seed{seed}")
+      if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+        continue
+      entry = {"curve": curve(workdir),
+               "done": os.path.exists(os.path.join(workdir, "results.json"))}
+      learned = row.config.endswith(":wscnn")
+      if discover and learned and entry["done"]:
+        entry["discovered"] = discovered_curve(workdir)
+      seeds[str(seed)] = entry
+    if seeds:
+      summary[row.name] = {"label": row.label, "setting": row.setting,
+                           "config": row.config, "overrides": dict(row.overrides),
+                           "seeds": seeds}
+  return summary
+
+
+def _at(points: list[dict], epochs: float) -> Optional[dict]:
+  for point in points:
+    if point["epochs"] is not None and abs(point["epochs"] - epochs) < 1e-6:
+      return point
+  return None
+
+
+def markdown(summary: dict[str, Any]) -> str:
+  marks = (0.25, 0.5, 1.0, 1.5, 2.0)
+  lines = ["| row | seed | " + " | ".join(f"{m:g} ep" for m in marks)
+           + " | lifting stack at the end (distance to C4) | discovered G-CNN |",
+           "|---|---|" + "---|" * len(marks) + "---|---|"]
+  for name, row in summary.items():
+    for seed, run in row["seeds"].items():
+      cells = []
+      for mark in marks:
+        point = _at(run["curve"], mark)
+        cells.append(f"{100 * point['test_accuracy']:.1f}" if point else "")
+      last = run["curve"][-1] if run["curve"] else {}
+      group = ""
+      if last.get("distance_C4") is not None:
+        group = f"{last.get('group') or 'none'} ({last['distance_C4']:.2f})"
+      discovered = ""
+      if run.get("discovered"):
+        final = run["discovered"][-1]
+        discovered = (f"{final['group'] or 'not a known group'}: "
+                      f"{100 * final['discovered_accuracy']:.1f}% "
+                      f"(learned {100 * final['learned_accuracy']:.1f}%, invariance error "
+                      f"{final['invariance_error']:.1e})" if final.get("is_group")
+                      else "does not round to a group")
+      status = "" if run["done"] else " (running)"
+      lines.append(f"| {name}{status} | {seed} | " + " | ".join(cells)
+                   + f" | {group} | {discovered} |")
+  return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], out: str) -> list[str]:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  os.makedirs(out, exist_ok=True)
+  paths = []
+  for key, ylabel, filename in (
+      ("test_accuracy", "test accuracy (%)", "same_budget_accuracy.png"),
+      ("distance_C4", "lifting stack: distance to C4", "same_budget_distance.png")):
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    for index, (name, row) in enumerate(summary.items()):
+      color = f"C{index % 10}"
+      for seed_index, (seed, run) in enumerate(row["seeds"].items()):
+        points = [p for p in run["curve"] if p.get(key) is not None]
+        if not points:
+          continue
+        scale = 100.0 if key == "test_accuracy" else 1.0
+        axis.plot([p["epochs"] for p in points], [scale * p[key] for p in points],
+                  color=color, marker="o", markersize=3,
+                  linestyle="-" if seed_index == 0 else "--",
+                  label=name if seed_index == 0 else None)
+    if key == "distance_C4":
+      axis.axhline(0.5, color="gray", linewidth=0.8, linestyle=":")
+    axis.set_xlabel("epochs")
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize=7, ncol=2)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path = os.path.join(out, filename)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    paths.append(path)
+  return paths
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--root", default="results")
+  parser.add_argument("--out", default="docs/figures")
+  parser.add_argument("--no-discover", action="store_true",
+                      help="skip loading checkpoints for the discovered G-CNN")
+  args = parser.parse_args(argv)
+  summary = collect(args.root, discover=not args.no_discover)
+  if not summary:
+    print(f"no same_budget runs under {args.root!r}", file=sys.stderr)
+    return 1
+  path = os.path.join(args.root, SAME_BUDGET.name, "summary.json")
+  with open(path + ".tmp", "w", encoding="utf-8") as file:
+    json.dump(summary, file, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
+  print(markdown(summary))
+  for figure in plot(summary, args.out):
+    print(f"wrote {figure}")
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
