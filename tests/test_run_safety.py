@@ -213,8 +213,10 @@ def test_cli_flipped_byte_falls_back_to_the_previous_checkpoint(tmp_path, shared
 # --------------------------------------------------------------------------------------------
 def test_divergence_stops_with_finite_checkpoints_and_results(tmp_path, shared_mnist_dir):
   workdir = tmp_path / "run"
-  config = tiny_cnn(shared_mnist_dir, num_epochs=2, learning_rate=1e30)
-  with pytest.raises(TrainingDivergedError, match=r"the loss is (nan|inf) at step \d+"):
+  config = tiny_cnn(shared_mnist_dir, model="wscnn", num_epochs=2, learning_rate=1e30,
+                    checkpoint_every_steps=1)
+  with pytest.raises(TrainingDivergedError, match=r"the (loss is (nan|inf)|parameters are not "
+                                                  r"finite) at step \d+"):
     train_and_evaluate(config, str(workdir))
   results = json.loads((workdir / "results.json").read_text())
   assert results["status"] == "diverged"
@@ -233,7 +235,8 @@ def test_cli_divergence_is_one_line_and_keeps_finite_checkpoints(tmp_path, share
   result = run_cli(tmp_path, shared_mnist_dir, workdir,
                    config_overrides=cnn_overrides(model="wscnn",
                                                   model_options={"channels": 4},
-                                                  num_epochs=2, learning_rate=learning_rate))
+                                                  num_epochs=2, learning_rate=learning_rate,
+                                                  checkpoint_every_steps=1))
   assert_one_line_error(result, "training diverged", "last finite checkpoint")
   assert_finite_checkpoints(workdir)
   assert json.loads((workdir / "results.json").read_text())["status"] == "diverged"
