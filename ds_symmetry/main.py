@@ -44,6 +44,23 @@ def _fail(message: str, status: int) -> None:
   sys.exit(status)
 
 
+def _quiet_closed_event_loop_errors() -> None:
+  """After a failed checkpoint write (e.g. a full disk), the storage library's pending callbacks
+  find Orbax's event loop closed and print one traceback each (as "unraisable" exceptions);
+  the failure itself is reported once by :func:`main`, so those go to the debug log."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      logging.debug("a storage callback found its event loop closed",
+                    exc_info=(unraisable.exc_type, value, unraisable.exc_traceback))
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def parse_flags(argv):
   """absl's flag parsing, with a config override error (e.g. a misspelt field) in one line."""
   try:
@@ -58,6 +75,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  _quiet_closed_event_loop_errors()
   try:
     # Before anything asks JAX about devices: jax.distributed.initialize must come first.
     initialize_distributed(FLAGS.config)

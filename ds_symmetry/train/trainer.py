@@ -51,10 +51,17 @@ STACKS_FILE = "stacks.npz"
 # Setup helpers
 # --------------------------------------------------------------------------------------------
 class _QuietOrbax:
-  """Drops Orbax's per-save INFO chatter (it logs through absl like we do); keeps warnings."""
+  """Drops Orbax's per-save INFO chatter (it logs through absl like we do); keeps warnings.
+
+  Errors that Orbax's worker threads (and asyncio, for their tasks) log with full tracebacks,
+  e.g. one per array on a full disk, are shown only at debug verbosity: the same error reaches
+  the main thread, which reports it once."""
 
   def filter(self, record) -> bool:  # pylint: disable=missing-function-docstring
-    return record.levelno >= 30 or "orbax" not in record.pathname
+    from_orbax = "orbax" in record.pathname
+    if record.levelno >= 40 and (from_orbax or record.name == "asyncio"):
+      return logging.level_debug()
+    return record.levelno >= 30 or not from_orbax
 
 
 def _quiet_orbax_logs() -> None:
