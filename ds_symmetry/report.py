@@ -53,7 +53,9 @@ def load_results(workdir: str) -> dict | None:
   try:
     with open(path, encoding="utf-8") as file:
       results = json.load(file)
-    results["model"], results["protocol"], results["parameters"]["representation"]  # pylint: disable=pointless-statement
+    for key in ("model", "protocol"):
+      results[key]  # pylint: disable=pointless-statement
+    int(results["parameters"]["representation"])
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise ReportError(f"{path} is unreadable ({type(error).__name__}: {error}); it may be "
                       f"truncated: rerun the training command to rewrite it") from error

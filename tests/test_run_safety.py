@@ -228,14 +228,16 @@ def test_divergence_stops_with_finite_checkpoints_and_results(tmp_path, shared_m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("learning_rate", [1e30, 1e6])
+@pytest.mark.parametrize("learning_rate, limit_train", [(1e30, 256), (1e6, 1024)])
 def test_cli_divergence_is_one_line_and_keeps_finite_checkpoints(tmp_path, shared_mnist_dir,
-                                                                   learning_rate):
+                                                                   learning_rate, limit_train):
+  """1e30: NaN within a few steps; 1e6: the loss grows ~30× a step until it overflows."""
   workdir = tmp_path / "run"
   result = run_cli(tmp_path, shared_mnist_dir, workdir,
                    config_overrides=cnn_overrides(model="wscnn",
                                                   model_options={"channels": 4},
                                                   num_epochs=2, learning_rate=learning_rate,
+                                                  limit_train=limit_train,
                                                   checkpoint_every_steps=1))
   assert_one_line_error(result, "training diverged", "last finite checkpoint")
   assert_finite_checkpoints(workdir)
@@ -269,7 +271,8 @@ def test_cli_corrupt_checkpoint_replaced_and_warning_is_one_line(tmp_path, share
   _truncate_checkpoint(workdir / "checkpoints" / "4")
   second = run_cli(tmp_path, shared_mnist_dir, workdir)
   assert second.returncode == 0, second.stderr[-3000:]
-  warnings = [line for line in second.stderr.splitlines() if "step 4" in line and "rejected" in line]
+  warnings = [line for line in second.stderr.splitlines()
+              if "checkpoint at step 4" in line and "is rejected" in line]
   assert len(warnings) == 1 and LOG_LINE.match(warnings[0]), second.stderr[-3000:]
   assert not [line for line in second.stderr.splitlines()
               if line.strip() and not LOG_LINE.match(line)]

@@ -3,7 +3,8 @@
 Layout of ``checkpoints/<step>/`` (one Orbax composite checkpoint)::
 
   state/      the train state (``ocp.args.StandardSave``)
-  checksum/   JSON: ``{"sha256": hex digest of every leaf's bytes, "leaves": {path: [shape, dtype]}}``
+  checksum/   JSON: ``{"sha256": digest of every leaf's bytes,
+                     "leaves": {path: [shape, dtype]}}``
 
 Both items are written into a temporary directory that Orbax renames when complete, so a
 process killed while saving leaves no half-written checkpoint under a step name. A restored

@@ -497,7 +497,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     kept = ("no checkpoint was written before it" if last_checkpoint is None else
             f"the last finite checkpoint is at step {last_checkpoint}")
     raise TrainingDivergedError(
-        f"training diverged: {diverged.reason}; stopped ({kept}); what was measured until then is in "
+        f"training diverged: {diverged.reason}; stopped ({kept}); what was measured until "
+        f"then is in "
         f"{os.path.join(workdir, 'metrics.jsonl')} and results.json. Try a smaller "
         f"config.learning_rate or config.grad_clip_norm > 0") from None
   logging.info("final test accuracy %s (best %s at epoch %s); wall time %.1f s",
