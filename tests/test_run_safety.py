@@ -365,7 +365,7 @@ def test_main_initializes_distributed_before_touching_the_backend(tmp_path):
       main.train_and_evaluate = fake_train
       report.format_report = lambda workdir: "report"
       sys.argv = ["main", "--config={config_file}", "--workdir={tmp_path / 'run'}"]
-      app.run(main.main, flags_parser=main.parse_flags)
+      app.run(main.main)
       """)
   result = subprocess.run([sys.executable, "-c", launcher], env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=120)
