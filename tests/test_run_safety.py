@@ -183,6 +183,20 @@ def test_checksum_mismatch_and_nan_are_rejected_with_a_logged_fallback(tmp_path,
   checkpointer.close()
 
 
+def test_checkpoint_of_an_earlier_version_without_checksum_restores(tmp_path, caplog):
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  directory = tmp_path / "checkpoints"
+  with ocp.CheckpointManager(directory) as manager:  # the layout before checksums: "default"
+    manager.save(4, args=ocp.args.StandardSave(_tiny_state(3.0)))
+    manager.wait_until_finished()
+  checkpointer = Checkpointer(directory, keep=2)
+  with caplog.at_level("WARNING"):
+    step, state = checkpointer.restore(_abstract(_tiny_state(0)))
+  checkpointer.close()
+  assert step == 4 and float(state["params"]["w"][1, 1]) == 3.0
+  assert "no checksum" in caplog.text
+
+
 def test_a_nonfinite_state_is_never_saved(tmp_path):
   checkpointer = Checkpointer(tmp_path / "checkpoints", keep=2)
   with pytest.raises(checkpointing.NonFiniteStateError, match="step 3"):
@@ -305,10 +319,20 @@ def test_cli_misspelt_config_field_is_one_line(tmp_path, shared_mnist_dir):
 
 def test_no_restorable_checkpoint_logs_starting_from_step_zero(tmp_path, shared_mnist_dir,
                                                                caplog):
+  """A run that starts over removes an earlier run's outputs (here: left by a run of the same
+  config whose checkpoints are all gone)."""
   workdir = tmp_path / "run"
+  config = tiny_cnn(shared_mnist_dir, num_train_steps=1)
+  workdir.mkdir()
+  (workdir / "figures").mkdir()
+  (workdir / "figures" / "old_stack.png").write_bytes(b"png")
+  (workdir / "stacks.npz").write_bytes(b"old")
+  (workdir / "results.json").write_text('{"model": "old"}')
   with caplog.at_level("INFO"):
-    train_and_evaluate(tiny_cnn(shared_mnist_dir, num_train_steps=1), str(workdir))
+    train_and_evaluate(config, str(workdir))
   assert "starting from step 0" in caplog.text
+  assert not (workdir / "stacks.npz").exists() and not (workdir / "figures").exists()
+  assert json.loads((workdir / "results.json").read_text())["model"] == "cnn"
 
 
 def _can_mount_tmpfs():
