@@ -2,14 +2,21 @@
 
 What a run writes into ``workdir``::
 
-  config.json          the resolved config (resuming with a different one is an error)
+  config.json          the resolved config (a run of a different one in this workdir is an
+                       error, checked before anything is read or written)
   metrics.jsonl        one JSON record per line: ``{"type": "train", ...}`` every
                        ``log_every_steps`` and ``{"type": "eval", ...}`` per evaluated epoch
   tensorboard/         the same numbers as TensorBoard events
-  checkpoints/<step>/  Orbax checkpoints (the last ``keep_checkpoints``)
+  checkpoints/<step>/  Orbax checkpoints with a checksum (the last ``keep_checkpoints``;
+                       see ``checkpointing``); rejected ones go to rejected_checkpoints/
   stacks.npz           every weight-sharing layer's stack at the latest evaluation
   figures/*.png        learned stacks and lifting-kernel orbits (at the end)
-  results.json         final summary: accuracies, parameter counts, timing, config
+  results.json         final summary: status ("finished" or "diverged"), accuracies,
+                       parameter counts, timing, config
+
+Divergence: a non-finite loss (checked every step, one step late so the host does not wait)
+or non-finite parameters at a checkpoint stop the run; nothing non-finite is checkpointed, and
+:class:`TrainingDivergedError` is raised after ``results.json`` is written.
 
 Determinism: the data order of epoch ``e`` is a permutation drawn from ``(seed, e)``; the key
 of step ``s`` is ``fold_in(key(seed), s)``. Checkpoints hold the step and the epoch's running
