@@ -116,11 +116,12 @@ class Checkpointer:
                                            cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
     self.restored_step: int | None = None
+    self._written: set[int] = set()  # steps this object restored or saved: known to be good
 
   # -- saving --------------------------------------------------------------------------------
   def save(self, step: int, state: Any) -> None:
     """Saves ``state`` at ``step`` with its checksum; replaces a checkpoint already at ``step``
-    unless it is the one this run restored (identical by construction).
+    unless this object restored or saved it (then it is identical by construction).
 
     Raises :class:`NonFiniteStateError` (nothing written) if a float leaf is not finite.
     """
@@ -129,7 +130,7 @@ class Checkpointer:
       raise NonFiniteStateError(f"refusing to checkpoint step {step}: non-finite values in "
                                 f"{len(bad)} leaves (first: {bad[0]})")
     if step in self.manager.all_steps():
-      if step == self.restored_step:
+      if step in self._written:
         return
       logging.info("replacing the existing checkpoint at step %d", step)
       self.manager.delete(step)
@@ -138,6 +139,7 @@ class Checkpointer:
         **{STATE_ITEM: ocp.args.StandardSave(state),
            CHECKSUM_ITEM: ocp.args.JsonSave(checksum)}), force=True)
     self.manager.wait_until_finished()
+    self._written.add(step)
 
   # -- restoring -----------------------------------------------------------------------------
   def _step_path(self, step: int) -> str:
@@ -212,6 +214,7 @@ class Checkpointer:
         logging.warning("falling back to the checkpoint at step %d (newer checkpoint(s) at "
                         "step(s) %s were rejected)", step, rejected)
       self.restored_step = step
+      self._written.add(step)
       return step, state
     for bad_step in rejected:
       self._reject(bad_step)
