@@ -270,6 +270,19 @@ def _truncate_checkpoint(step_dir):
           file.truncate(os.path.getsize(path) // 2)
 
 
+def test_save_replaces_an_existing_step_it_did_not_write(tmp_path):
+  directory = tmp_path / "checkpoints"
+  first = Checkpointer(directory, keep=3)
+  first.save(2, _tiny_state(1.0))
+  first.save(2, _tiny_state(9.0))  # written by this object: kept as is
+  first.close()
+  assert float(read_checkpoint(directory, 2)[1]["params"]["w"][0, 0]) == 1.0
+  second = Checkpointer(directory, keep=3)
+  second.save(2, _tiny_state(5.0))
+  second.close()
+  assert float(read_checkpoint(directory, 2)[1]["params"]["w"][0, 0]) == 5.0
+
+
 def test_corrupt_checkpoint_is_replaced_on_rerun(tmp_path, shared_mnist_dir):
   workdir = tmp_path / "run"
   train_and_evaluate(tiny_cnn(shared_mnist_dir), str(workdir))
