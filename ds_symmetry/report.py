@@ -12,38 +12,72 @@ import argparse
 import json
 import os
 import sys
+import zipfile
 
 import numpy as np
 
 STACKS_FILE = "stacks.npz"
 
 
+class ReportError(ValueError):
+  """A workdir file the report needs is unreadable or inconsistent with the others."""
+
+
 def load_stacks(workdir: str) -> tuple[dict[str, np.ndarray], dict]:
-  """``({layer: stack [G, d, d]}, meta)`` from ``workdir/stacks.npz``."""
+  """``({layer: stack [G, d, d]}, meta)`` from ``workdir/stacks.npz``.
+
+  Raises ``FileNotFoundError`` if it is missing and :class:`ReportError` if it is unreadable.
+  """
   path = os.path.join(workdir, STACKS_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir!r} the workdir of a run that has "
                             f"finished at least one evaluation?")
-  with np.load(path) as data:
-    meta = json.loads(str(data["meta"]))
-    stacks = {key[len("stack/"):]: data[key] for key in data.files if key.startswith("stack/")}
+  try:
+    with np.load(path) as data:
+      meta = json.loads(str(data["meta"]))
+      stacks = {key[len("stack/"):]: data[key] for key in data.files
+                if key.startswith("stack/")}
+    for name in stacks:
+      meta["layers"][name]["learned"]  # pylint: disable=pointless-statement
+  except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+    raise ReportError(f"{path} is unreadable ({type(error).__name__}: {error}); it may be "
+                      f"truncated: rerun the training command to rewrite it") from error
   return stacks, meta
+
+
+def load_results(workdir: str) -> dict | None:
+  """``workdir/results.json`` as a dict, ``None`` if absent; :class:`ReportError` if unreadable."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as file:
+      results = json.load(file)
+    for key in ("model", "protocol"):
+      results[key]  # pylint: disable=pointless-statement
+    int(results["parameters"]["representation"])
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise ReportError(f"{path} is unreadable ({type(error).__name__}: {error}); it may be "
+                      f"truncated: rerun the training command to rewrite it") from error
+  return results
 
 
 def format_report(workdir: str) -> str:
   from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
-  results_path = os.path.join(workdir, "results.json")
+  results = load_results(workdir)
   has_stacks = os.path.exists(os.path.join(workdir, STACKS_FILE))
-  if has_stacks or not os.path.exists(results_path):
+  if has_stacks or results is None:
     stacks, meta = load_stacks(workdir)
     lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} "
              f"(stacks at step {meta['step']})"]
+  elif results["parameters"]["representation"] > 0 or results.get("learned_symmetry"):
+    raise ReportError(
+        f"{os.path.join(workdir, STACKS_FILE)} is missing, but results.json says model "
+        f"{results['model']!r} has learned layers; rerun the training command to rewrite it")
   else:  # a finished run of a model without weight-sharing layers writes no stacks
     stacks, meta = {}, {"layers": {}}
     lines = [f"Learned-symmetry report: {os.path.abspath(workdir)}"]
-  if os.path.exists(results_path):
-    with open(results_path, encoding="utf-8") as file:
-      results = json.load(file)
+  if results is not None:
     lines.append(
         f"model {results['model']} on {results['protocol']}: final test accuracy "
         f"{_pct(results.get('final_test_accuracy'))}, best {_pct(results.get('best_test_accuracy'))}"
@@ -81,7 +115,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   try:
     print(format_report(args.workdir))
-  except FileNotFoundError as error:
+  except (FileNotFoundError, ReportError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
   return 0

@@ -15,6 +15,7 @@ import pytest
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag before jax starts)
 from ds_symmetry import report
 from ds_symmetry.train import base_config, train_and_evaluate, validate_config
+from ds_symmetry.train.checkpointing import read_checkpoint
 from ds_symmetry.train.metrics import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,11 +63,7 @@ def _env(**extra):
 
 
 def _final_params(workdir):
-  checkpoints = os.path.join(workdir, "checkpoints")
-  step = max(int(name) for name in os.listdir(checkpoints) if name.isdigit())
-  with ocp.CheckpointManager(checkpoints) as manager:
-    state = manager.restore(step, args=ocp.args.StandardRestore())
-  return step, state
+  return read_checkpoint(os.path.join(workdir, "checkpoints"))
 
 
 def _records(workdir):

@@ -76,6 +76,21 @@ class _LayerFactory:
     return layer
 
 
+def _check_input_size(x: jnp.ndarray, minimum: int, network: str) -> None:
+  """Raises ``ValueError`` unless ``x`` (``[B, H, W, C]``) is at least ``minimum`` pixels high
+  and wide: smaller inputs would leave an empty map and NaN logits."""
+  if x.ndim != 4:
+    raise ValueError(f"{network}: input must be [B, H, W, C] images; got shape {x.shape}")
+  if min(x.shape[1], x.shape[2]) < minimum:
+    raise ValueError(f"{network}: input of {x.shape[1]}×{x.shape[2]} pixels is too small; the "
+                     f"smallest input size for this network is {minimum}×{minimum}")
+
+
+def _shrink(padding: str, kernel_size: int) -> int:
+  """Pixels lost per side pair by one stride-1 convolution with ``padding``."""
+  return kernel_size - 1 if str(padding).upper() == "VALID" else 0
+
+
 def _global_mean(x: jnp.ndarray) -> jnp.ndarray:
   """Mean over space (and the group axis): ``[B, H, W, C(, G)]`` → ``[B, C]``."""
   return jnp.mean(x, axis=(1, 2) if x.ndim == 4 else (1, 2, 4))
@@ -99,9 +114,11 @@ class ConvNet(nnx.Module):
            for _ in range(num_blocks - 1)])
     self.norm = GroupLayerNorm()
     self.head = torch_linear(channels, num_classes, rngs=rngs)
+    self.min_input_size = num_blocks * _shrink(padding, kernel_size) + 1
 
   def features(self, x: jnp.ndarray) -> jnp.ndarray:
     """The last block's map: ``[B, H', W', C]`` (plain) or ``[B, H', W', C, G]``."""
+    _check_input_size(x, self.min_input_size, type(self).__name__)
     for conv in self.convs:
       x = jax.nn.relu(self.norm(conv(x)))
     return x
@@ -153,8 +170,11 @@ class ResNet(nnx.Module):
     self.head_norm = ChannelBatchNorm(hidden_features, rngs=rngs)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
     self.head_out = torch_linear(hidden_features, num_classes, rngs=rngs)
+    # Two 2×2 max pools need at least 4 pixels after the stem.
+    self.min_input_size = 4 + _shrink(stem_padding, kernel_size)
 
   def features(self, x: jnp.ndarray) -> jnp.ndarray:
+    _check_input_size(x, self.min_input_size, type(self).__name__)
     x = jax.nn.relu(self.stem_norm(self.stem(x)))
     for block in self.blocks:
       x = block(x)

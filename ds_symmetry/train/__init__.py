@@ -5,7 +5,8 @@ its thin command line). ``base_config()`` / ``validate_config()`` define the con
 """
 
 from ds_symmetry.train.config import base_config, cifar_config, validate_config
-from ds_symmetry.train.trainer import STACKS_FILE, epoch_order, make_mesh, train_and_evaluate
+from ds_symmetry.train.trainer import (STACKS_FILE, TrainingDivergedError, epoch_order,
+                                       initialize_distributed, make_mesh, train_and_evaluate)
 
-__all__ = ["STACKS_FILE", "base_config", "cifar_config", "epoch_order", "make_mesh",
-           "train_and_evaluate", "validate_config"]
+__all__ = ["STACKS_FILE", "TrainingDivergedError", "base_config", "cifar_config", "epoch_order",
+           "initialize_distributed", "make_mesh", "train_and_evaluate", "validate_config"]

@@ -1,46 +1,225 @@
-"""Orbax checkpoints of the train state, with fallback past a corrupt latest checkpoint."""
+"""Orbax checkpoints of the train state, verified when restored.
+
+Layout of ``checkpoints/<step>/`` (one Orbax composite checkpoint)::
+
+  state/      the train state (``ocp.args.StandardSave``)
+  checksum/   JSON: ``{"sha256": digest of every leaf's bytes,
+                     "leaves": {path: [shape, dtype]}}``
+
+Both items are written into a temporary directory that Orbax renames when complete, so a
+process killed while saving leaves no half-written checkpoint under a step name. A restored
+state is trusted only if its digest equals the one written at save time and every float is
+finite; otherwise the checkpoint is moved to ``rejected_checkpoints/<step>`` beside the
+checkpoint directory (so it is neither restored again nor counted by ``keep``) and the
+previous one is tried. Checkpoints written before checksums existed (a single ``default``
+item) are still restored, checked for finiteness only, with a warning.
+
+A checkpoint whose leaves have other shapes than the model being trained is not "unreadable":
+it belongs to another model, and :meth:`Checkpointer.restore` raises
+:class:`IncompatibleCheckpointError` instead of silently starting over.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+STATE_ITEM = "state"
+CHECKSUM_ITEM = "checksum"
+LEGACY_ITEM = "default"
+REJECTED_DIR = "rejected_checkpoints"
+
+
+class IncompatibleCheckpointError(ValueError):
+  """A checkpoint holds a state of another structure or other shapes than the current one."""
+
+
+class NonFiniteStateError(ValueError):
+  """A state to be saved holds NaN or infinite values."""
+
+
+def _host(leaf) -> np.ndarray:
+  """One host copy of a (replicated) leaf; works for arrays spanning several processes."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    if not leaf.is_fully_replicated:
+      raise ValueError("checkpointing: only replicated train states are supported; got a leaf "
+                       f"with sharding {leaf.sharding}")
+    return np.asarray(leaf.addressable_shards[0].data)
+  return np.asarray(leaf)
+
+
+def _leaves(state) -> list[tuple[str, Any]]:
+  flat, _ = jax.tree_util.tree_flatten_with_path(state)
+  return [(jax.tree_util.keystr(path), leaf) for path, leaf in flat]
+
+
+def leaf_signature(state) -> dict[str, list]:
+  """``{path: [shape, dtype]}`` of every leaf (arrays or ``ShapeDtypeStruct``s)."""
+  return {path: [list(leaf.shape), str(np.dtype(leaf.dtype))] for path, leaf in _leaves(state)}
+
+
+def state_digest(state) -> str:
+  """sha256 over every leaf's path, shape, dtype and bytes, in pytree order."""
+  digest = hashlib.sha256()
+  for path, leaf in _leaves(state):
+    array = np.ascontiguousarray(_host(leaf))
+    digest.update(f"{path}|{array.shape}|{array.dtype}|".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def nonfinite_leaves(state) -> list[str]:
+  """Paths of the floating-point leaves holding a NaN or an infinity."""
+  bad = []
+  for path, leaf in _leaves(state):
+    array = _host(leaf)
+    if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+      bad.append(path)
+  return bad
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+  text = str(error).strip().splitlines()
+  line = text[0] if text else ""
+  return (line[:limit] + "…") if len(line) > limit else line
+
+
+def _signature_mismatch(saved: dict, expected: dict) -> str | None:
+  """A one-line description of the first difference, or ``None``."""
+  missing = sorted(set(expected) - set(saved))
+  extra = sorted(set(saved) - set(expected))
+  if missing or extra:
+    return (f"{len(missing)} leaves missing (e.g. {missing[:1]}), {len(extra)} unexpected "
+            f"(e.g. {extra[:1]})")
+  for path in expected:
+    if list(saved[path]) != list(expected[path]):
+      return (f"{path} is {saved[path][0]} {saved[path][1]} in the checkpoint but "
+              f"{expected[path][0]} {expected[path][1]} in this model")
+  return None
+
 
 class Checkpointer:
-  """``workdir/checkpoints/<step>``: keeps the last ``keep`` checkpoints; saves synchronously.
-
-  Orbax writes into a temporary directory and renames it when complete, so a process killed
-  while saving leaves no half-written checkpoint behind under a step name. A checkpoint that is
-  present but unreadable (e.g. truncated files) is skipped with a warning by :meth:`restore`.
-  """
+  """``<directory>/<step>``: keeps the last ``keep`` checkpoints; saves synchronously."""
 
   def __init__(self, directory: str | os.PathLike, keep: int):
     self.directory = os.path.abspath(os.fspath(directory))
+    self.rejected_directory = os.path.join(os.path.dirname(self.directory), REJECTED_DIR)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False,
                                            cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self.restored_step: int | None = None
+    self._written: set[int] = set()  # steps this object restored or saved: known to be good
 
+  # -- saving --------------------------------------------------------------------------------
   def save(self, step: int, state: Any) -> None:
+    """Saves ``state`` at ``step`` with its checksum; replaces a checkpoint already at ``step``
+    unless this object restored or saved it (then it is identical by construction).
+
+    Raises :class:`NonFiniteStateError` (nothing written) if a float leaf is not finite.
+    """
+    bad = nonfinite_leaves(state)
+    if bad:
+      raise NonFiniteStateError(f"refusing to checkpoint step {step}: non-finite values in "
+                                f"{len(bad)} leaves (first: {bad[0]})")
     if step in self.manager.all_steps():
-      return
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      if step in self._written:
+        return
+      logging.info("replacing the existing checkpoint at step %d", step)
+      self.manager.delete(step)
+    checksum = {"sha256": state_digest(state), "leaves": leaf_signature(state)}
+    self.manager.save(step, args=ocp.args.Composite(
+        **{STATE_ITEM: ocp.args.StandardSave(state),
+           CHECKSUM_ITEM: ocp.args.JsonSave(checksum)}), force=True)
     self.manager.wait_until_finished()
+    self._written.add(step)
+
+  # -- restoring -----------------------------------------------------------------------------
+  def _step_path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _restore_one(self, step: int, abstract_state: Any, expected: dict) -> Any:
+    """The verified state at ``step``; raises ``IncompatibleCheckpointError`` or another error
+    (unreadable, checksum mismatch, non-finite) describing what is wrong."""
+    path = self._step_path(step)
+    if os.path.isdir(os.path.join(path, LEGACY_ITEM)) and not os.path.isdir(
+        os.path.join(path, STATE_ITEM)):
+      state = ocp.StandardCheckpointer().restore(os.path.join(path, LEGACY_ITEM), abstract_state)
+      jax.block_until_ready(state)
+      logging.warning("checkpoint at step %d has no checksum (written by an older version); "
+                      "checked for finite values only", step)
+      checksum = None
+    else:
+      checksum = self.manager.restore(step, args=ocp.args.Composite(
+          **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
+      mismatch = _signature_mismatch(checksum["leaves"], expected)
+      if mismatch:
+        raise IncompatibleCheckpointError(
+            f"the checkpoint at step {step} in {self.directory} holds another model's state "
+            f"({mismatch}); use a new workdir for a different model")
+      state = self.manager.restore(step, args=ocp.args.Composite(
+          **{STATE_ITEM: ocp.args.StandardRestore(abstract_state)}))[STATE_ITEM]
+      jax.block_until_ready(state)
+    bad = nonfinite_leaves(state)
+    if bad:
+      raise ValueError(f"non-finite values in {len(bad)} leaves (first: {bad[0]})")
+    if checksum is not None and state_digest(state) != checksum["sha256"]:
+      raise ValueError("checksum mismatch: the data differ from what was saved")
+    return state
+
+  def _reject(self, step: int) -> None:
+    """Moves the checkpoint at ``step`` out of the checkpoint directory (kept for inspection)."""
+    if jax.process_index() == 0:
+      target = os.path.join(self.rejected_directory, str(step))
+      if os.path.exists(target):
+        shutil.rmtree(target)
+      os.makedirs(self.rejected_directory, exist_ok=True)
+      os.replace(self._step_path(step), target)
+      logging.warning("moved the rejected checkpoint at step %d to %s", step, target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices(f"ds_symmetry_reject_{step}")
+    self.manager.reload()
 
   def restore(self, abstract_state: Any) -> tuple[int | None, Any]:
-    """The newest readable checkpoint as ``(step, state)``, or ``(None, None)``."""
+    """The newest checkpoint that reads, verifies and is finite, as ``(step, state)``.
+
+    Returns ``(None, None)`` when there is none. Rejected checkpoints are logged (one line each)
+    and moved aside; a fallback to an older one is logged as such. Raises
+    :class:`IncompatibleCheckpointError` for a checkpoint of another model.
+    """
+    expected = leaf_signature(abstract_state)
+    rejected = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-        jax.block_until_ready(state)
-        return step, state
+        state = self._restore_one(step, abstract_state, expected)
+      except IncompatibleCheckpointError:
+        raise
       except Exception as error:  # pylint: disable=broad-except
-        logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying the "
-                        "previous one", step, self.directory, type(error).__name__, error)
+        logging.warning("checkpoint at step %d in %s is rejected: %s: %s", step, self.directory,
+                        type(error).__name__, _first_line(error))
+        logging.debug("checkpoint at step %d: full error", step, exc_info=True)
+        rejected.append(step)
+        continue
+      for bad_step in rejected:
+        self._reject(bad_step)
+      if rejected:
+        logging.warning("falling back to the checkpoint at step %d (newer checkpoint(s) at "
+                        "step(s) %s were rejected)", step, rejected)
+      self.restored_step = step
+      self._written.add(step)
+      return step, state
+    for bad_step in rejected:
+      self._reject(bad_step)
+    if rejected:
+      logging.warning("no checkpoint in %s could be restored", self.directory)
     return None, None
 
   def steps(self) -> list[int]:
@@ -49,3 +228,21 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def read_checkpoint(directory: str | os.PathLike, step: int | None = None) -> tuple[int, Any]:
+  """``(step, state)`` of a checkpoint under ``directory`` (the newest when ``step`` is None),
+  restored as saved (numpy/jax arrays, no target structure), without verification."""
+  directory = os.path.abspath(os.fspath(directory))
+  with ocp.CheckpointManager(directory) as manager:
+    steps = manager.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    step = max(steps) if step is None else step
+    path = os.path.join(directory, str(step))
+    if os.path.isdir(os.path.join(path, STATE_ITEM)):
+      state = manager.restore(step, args=ocp.args.Composite(
+          **{STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
+    else:
+      state = manager.restore(step, args=ocp.args.StandardRestore())
+  return step, state

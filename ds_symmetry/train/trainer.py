@@ -2,14 +2,21 @@
 
 What a run writes into ``workdir``::
 
-  config.json          the resolved config (resuming with a different one is an error)
+  config.json          the resolved config (a run of a different one in this workdir is an
+                       error, checked before anything is read or written)
   metrics.jsonl        one JSON record per line: ``{"type": "train", ...}`` every
                        ``log_every_steps`` and ``{"type": "eval", ...}`` per evaluated epoch
   tensorboard/         the same numbers as TensorBoard events
-  checkpoints/<step>/  Orbax checkpoints (the last ``keep_checkpoints``)
+  checkpoints/<step>/  Orbax checkpoints with a checksum (the last ``keep_checkpoints``;
+                       see ``checkpointing``); rejected ones go to rejected_checkpoints/
   stacks.npz           every weight-sharing layer's stack at the latest evaluation
   figures/*.png        learned stacks and lifting-kernel orbits (at the end)
-  results.json         final summary: accuracies, parameter counts, timing, config
+  results.json         final summary: status ("finished" or "diverged"), accuracies,
+                       parameter counts, timing, config
+
+Divergence: a non-finite loss (checked every step, one step late so the host does not wait)
+or non-finite parameters at a checkpoint stop the run; nothing non-finite is checkpointed, and
+:class:`TrainingDivergedError` is raised after ``results.json`` is written.
 
 Determinism: the data order of epoch ``e`` is a permutation drawn from ``(seed, e)``; the key
 of step ``s`` is ``fold_in(key(seed), s)``. Checkpoints hold the step and the epoch's running
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -40,7 +48,7 @@ from ds_symmetry.nn.introspection import (count_parameters, representation_stack
                                           weight_sharing_layers)
 from ds_symmetry.train import config as config_lib
 from ds_symmetry.train import steps as steps_lib
-from ds_symmetry.train.checkpointing import Checkpointer
+from ds_symmetry.train.checkpointing import Checkpointer, NonFiniteStateError
 from ds_symmetry.train.metrics import MetricWriter, to_json
 
 STACKS_FILE = "stacks.npz"
@@ -50,10 +58,17 @@ STACKS_FILE = "stacks.npz"
 # Setup helpers
 # --------------------------------------------------------------------------------------------
 class _QuietOrbax:
-  """Drops Orbax's per-save INFO chatter (it logs through absl like we do); keeps warnings."""
+  """Drops Orbax's per-save INFO chatter (it logs through absl like we do); keeps warnings.
+
+  Errors that Orbax's worker threads (and asyncio, for their tasks) log with full tracebacks,
+  e.g. one per array on a full disk, are shown only at debug verbosity: the same error reaches
+  the main thread, which reports it once."""
 
   def filter(self, record) -> bool:  # pylint: disable=missing-function-docstring
-    return record.levelno >= 30 or "orbax" not in record.pathname
+    from_orbax = "orbax" in record.pathname
+    if record.levelno >= 40 and (from_orbax or record.name == "asyncio"):
+      return logging.level_debug()
+    return record.levelno >= 30 or not from_orbax
 
 
 def _quiet_orbax_logs() -> None:
@@ -68,6 +83,9 @@ def _quiet_orbax_logs() -> None:
 
 def _check_writable(workdir: str) -> None:
   """Raises ``ValueError`` unless ``workdir`` exists as a writable directory or can be made."""
+  if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir).strip():
+    raise ValueError(f"workdir: {workdir!r} is not accepted; expected the path of a directory "
+                     f"(e.g. --workdir=runs/default)")
   path = os.path.abspath(workdir)
   if os.path.exists(path):
     if not os.path.isdir(path):
@@ -83,9 +101,13 @@ def _check_writable(workdir: str) -> None:
                      f"directory)")
 
 
-def _maybe_initialize_distributed(config) -> None:
+def initialize_distributed(config) -> None:
+  """Calls ``jax.distributed.initialize`` from ``config.distributed`` (once; a no-op without a
+  coordinator address). Must run before anything asks JAX for devices or processes, so
+  ``ds_symmetry.main`` calls it first. On CPU, JAX's default cross-process collectives (gloo)
+  are used."""
   dist = config.distributed
-  if dist.coordinator_address:
+  if dist.coordinator_address and not jax.distributed.is_initialized():
     jax.distributed.initialize(coordinator_address=dist.coordinator_address,
                                num_processes=dist.num_processes, process_id=dist.process_id)
 
@@ -110,23 +132,72 @@ def _config_dict(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def _save_config(workdir: str, config, resuming: bool) -> None:
+def _check_same_config(workdir: str, config) -> None:
+  """Raises ``ValueError`` if ``workdir/config.json`` holds a config that differs from
+  ``config`` in a field that changes the math (anything outside
+  ``config.RESUMABLE_CHANGES``). Runs before anything is restored or written."""
   path = os.path.join(workdir, "config.json")
-  current = _config_dict(config)
-  if resuming and os.path.exists(path):
+  if not os.path.exists(path):
+    return
+  try:
     with open(path, encoding="utf-8") as file:
       saved = json.load(file)
-    harmless, breaking = config_lib.config_differences(saved, current)
-    if breaking:
-      raise ValueError(
-          f"workdir {workdir!r} holds a run with a different config (fields {breaking} differ "
-          f"from {path}); use a new workdir, or restore those values to resume")
-    if harmless:
-      logging.warning("resuming with changed config fields %s (allowed: they do not change "
-                      "the steps already done)", harmless)
+  except (OSError, ValueError) as error:
+    raise ValueError(f"workdir {workdir!r}: {path} is unreadable ({error}); use a new workdir "
+                     f"or remove the run") from error
+  harmless, breaking = config_lib.config_differences(saved, _config_dict(config))
+  if breaking:
+    raise ValueError(
+        f"workdir {workdir!r} holds a run with a different config (fields {breaking} differ "
+        f"from {path}); use a new workdir, or restore those values to resume")
+  if harmless:
+    logging.warning("resuming with changed config fields %s (allowed: they do not change "
+                    "the steps already done)", harmless)
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file and a rename."""
   with open(path + ".tmp", "w", encoding="utf-8") as file:
-    json.dump(current, file, indent=2, sort_keys=True)
+    file.write(text)
+    file.flush()
+    os.fsync(file.fileno())
   os.replace(path + ".tmp", path)
+
+
+def _save_config(workdir: str, config) -> None:
+  _write_atomic(os.path.join(workdir, "config.json"),
+                json.dumps(_config_dict(config), indent=2, sort_keys=True))
+
+
+# Outputs of a finished or evaluated run; removed when a run starts from step 0 so that a
+# report never mixes an earlier run's files with the new one.
+_RUN_OUTPUTS = ("results.json", STACKS_FILE, "figures")
+
+
+def _remove_stale_outputs(workdir: str) -> None:
+  for name in _RUN_OUTPUTS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+      logging.info("removed %s of an earlier run", path)
+    elif os.path.exists(path):
+      os.remove(path)
+      logging.info("removed %s of an earlier run", path)
+
+
+class TrainingDivergedError(RuntimeError):
+  """The loss or the parameters became NaN or infinite; raised after results are written."""
+
+
+def _require_finite(value: float, step: int, what: str = "loss") -> None:
+  if not math.isfinite(value):
+    raise _Diverged(step, f"the {what} is {value} at step {step}")
+
+
+class _Diverged(Exception):
+  def __init__(self, step: int, reason: str):
+    super().__init__(reason)
+    self.step, self.reason = step, reason
 
 
 class _Progress:
@@ -179,6 +250,8 @@ def save_stacks(path: str, stacks: dict[str, np.ndarray], metadata: dict, step: 
   arrays["meta"] = np.asarray(json.dumps({"step": step, "layers": metadata}))
   with open(path + ".tmp", "wb") as file:
     np.savez(file, **arrays)
+    file.flush()
+    os.fsync(file.fileno())
   os.replace(path + ".tmp", path)
 
 
@@ -206,13 +279,18 @@ def _layer_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains ``config.model`` on ``config.protocol``, evaluating each epoch; resumes ``workdir``.
 
-  Returns the summary also written to ``workdir/results.json``.
+  Returns the summary also written to ``workdir/results.json``. Raises ``ValueError`` for a bad
+  config or workdir (including a workdir holding a run of another config, checked before
+  anything is read or written), and :class:`TrainingDivergedError` when the loss or the
+  parameters stop being finite (after writing ``results.json`` with ``"status": "diverged"``;
+  checkpoints stay at the last finite step).
   """
   run_start = time.time()
   _quiet_orbax_logs()
   config_lib.validate_config(config)
   _check_writable(workdir)
-  _maybe_initialize_distributed(config)
+  _check_same_config(workdir, config)
+  initialize_distributed(config)
   num_devices = jax.device_count()
   config_lib.validate_config(config, num_devices=num_devices)
   is_main = jax.process_index() == 0
@@ -263,12 +341,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                           state)
-  restored_step, restored = checkpointer.restore(abstract)
-  if is_main:
-    _save_config(workdir, config, resuming=restored_step is not None)
+  try:
+    restored_step, restored = checkpointer.restore(abstract)
+  except BaseException:
+    checkpointer.close()
+    raise
   if restored_step is not None:
     state = restored
     logging.info("resuming from the checkpoint at step %d in %s", restored_step, workdir)
+  else:
+    logging.info("no checkpoint restored: starting from step 0 in %s", workdir)
+    if is_main:
+      _remove_stale_outputs(workdir)
+  if is_main:
+    _save_config(workdir, config)
   start_step = int(restored_step or 0)
   writer = MetricWriter(workdir, start_step, enabled=is_main)
 
@@ -288,6 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               "train_loss": sums["loss"] / sums["count"],
               "train_cross_entropy": sums["cross_entropy"] / sums["count"],
               "train_accuracy": sums["correct"] / sums["count"], **results}
+    _require_finite(record["test_loss"], step, "test loss")
     last_stacks = {k: np.asarray(v) for k, v in
                    jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
     last_summaries = None
@@ -310,6 +397,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   compile_seconds = None
   train_seconds, train_steps_timed = 0.0, 0
   last_stacks, last_summaries = None, None
+  diverged = None
+  # The loss of the newest step, checked one step late so the host never waits on the device
+  # (and always before a checkpoint or an evaluation).
+  pending_loss = None
+
+  def check_pending():
+    nonlocal pending_loss
+    if pending_loss is not None:
+      loss_step, loss = pending_loss
+      pending_loss = None
+      _require_finite(float(loss), loss_step)
+
+  def save_checkpoint():
+    check_pending()
+    try:
+      checkpointer.save(step, state)
+    except NonFiniteStateError as error:
+      raise _Diverged(step, f"the parameters are not finite at step {step}") from error
+
   try:
     while step < total_steps:
       epoch = step // steps_per_epoch
@@ -328,6 +434,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         call_start = time.time()
         state, step_metrics = train_step(state, train_images, train_labels, indices)
         step += 1
+        check_pending()
+        pending_loss = (step, step_metrics["loss"])
         if compile_seconds is None:
           jax.block_until_ready(state)
           compile_seconds = time.time() - call_start
@@ -340,40 +448,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           values["accuracy"] = values.pop("correct") / config.batch_size
           writer.write({"type": "train", "step": step, "epoch": epoch, **values})
           text = f"epoch {epoch + 1}/{num_epochs} loss {values['loss']:.4f}"
+          check_pending()
         progress.update(step, text)
         if step in mid_epoch_evals:
           eval_start = time.time()
+          check_pending()
           last_stacks, last_summaries = evaluate(state, step, epoch)
-          checkpointer.save(step, state)
+          save_checkpoint()
           timer += time.time() - eval_start  # keep train_seconds free of evaluation time
         if step % config.checkpoint_every_steps == 0 and step < epoch_end:
-          checkpointer.save(step, state)
+          save_checkpoint()
+      check_pending()
       jax.block_until_ready(state)
       train_seconds += time.time() - timer
 
       # End of epoch: evaluate (every eval_every_epochs and at the end), then checkpoint.
       if (epoch + 1) % config.eval_every_epochs == 0 or step == total_steps:
         last_stacks, last_summaries = evaluate(state, step, epoch)
-      checkpointer.save(step, state)
+      save_checkpoint()
+  except _Diverged as error:
+    diverged = error
+    last_checkpoint = max(checkpointer.steps(), default=None)
+    writer.write({"type": "diverged", "step": error.step, "reason": error.reason,
+                  "last_checkpoint": last_checkpoint,
+                  "wall_s": time.time() - run_start})
   finally:
     progress.close()
-    checkpointer.close()
-    writer.close()
+    _close_quietly(checkpointer, writer)
 
   # Final summary.
   evals = [r for r in writer.records() if r.get("type") == "eval"] if is_main else []
   final = evals[-1] if evals else {}
   best = max(evals, key=lambda r: r["test_accuracy"]) if evals else {}
-  final_model = functions.build(jax.device_get(state["params"]),
-                                jax.device_get(state["batch_stats"]), train=False)
-  if last_stacks is None:
-    last_stacks = {k: np.asarray(v) for k, v in
-                   jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
-  if last_summaries is None:
-    last_summaries = _symmetry_summaries(last_stacks, metadata) if last_stacks else {}
-  figures = _save_figures(workdir, final_model, last_stacks, metadata) if (
-      is_main and config.save_figures) else []
+  if diverged is None:
+    final_model = functions.build(jax.device_get(state["params"]),
+                                  jax.device_get(state["batch_stats"]), train=False)
+    if last_stacks is None:
+      last_stacks = {k: np.asarray(v) for k, v in
+                     jax.device_get(stacks_fn(state["params"], state["batch_stats"])).items()}
+    if last_summaries is None:
+      last_summaries = _symmetry_summaries(last_stacks, metadata) if last_stacks else {}
+    if is_main and last_stacks:  # also rewrites a lost or truncated file of a finished run
+      save_stacks(os.path.join(workdir, STACKS_FILE), last_stacks, metadata, step)
+    figures = _save_figures(workdir, final_model, last_stacks, metadata) if (
+        is_main and config.save_figures) else []
+  else:  # the state is not finite: keep what the last evaluation measured
+    figures = []
+    if last_summaries is None:
+      last_summaries = {}
   summary = {
+      "status": "finished" if diverged is None else "diverged",
       "model": config.model, "protocol": config.protocol, "step": step,
       "epochs": step / steps_per_epoch,
       "final_test_accuracy": final.get("test_accuracy"),
@@ -388,13 +512,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "learned_symmetry": last_summaries, "figures": figures,
       "config": _config_dict(config),
   }
+  if diverged is not None:
+    summary.update(step=diverged.step, epochs=diverged.step / steps_per_epoch,
+                   diverged_at_step=diverged.step, divergence=diverged.reason,
+                   last_checkpoint_step=last_checkpoint)
   if is_main:
-    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as file:
-      file.write(to_json(summary))
+    _write_atomic(os.path.join(workdir, "results.json"), to_json(summary))
+  if diverged is not None:
+    kept = ("no checkpoint was written before it" if last_checkpoint is None else
+            f"the last finite checkpoint is at step {last_checkpoint}")
+    raise TrainingDivergedError(
+        f"training diverged: {diverged.reason}; stopped ({kept}); what was measured until "
+        f"then is in "
+        f"{os.path.join(workdir, 'metrics.jsonl')} and results.json. Try a smaller "
+        f"config.learning_rate or config.grad_clip_norm > 0") from None
   logging.info("final test accuracy %s (best %s at epoch %s); wall time %.1f s",
                summary["final_test_accuracy"], summary["best_test_accuracy"],
                summary["best_epoch"], summary["wall_time_s"])
   return summary
+
+
+def _close_quietly(checkpointer: Checkpointer, writer: MetricWriter) -> None:
+  """Closes both; while an exception is propagating a second error would only bury the first,
+  so close errors then go to the debug log."""
+  propagating = sys.exc_info()[0] is not None
+  for closer in (checkpointer.close, writer.close):
+    try:
+      closer()
+    except Exception:  # pylint: disable=broad-except
+      if not propagating:
+        raise
+      logging.debug("error while closing after a failure", exc_info=True)
 
 
 def _save_figures(workdir: str, model, stacks: dict, metadata: dict) -> list[str]:
