@@ -20,6 +20,9 @@ Fields (defaults are the paper's MNIST settings, ``research/paper.md`` §2.3):
   batch_size, eval_batch_size    global batch sizes (divisible by the device count)
   eval_every_epochs              evaluation (and stacks.npz, analysis) every N epochs and at the end
   evals_per_epoch                evaluations per evaluated epoch (4: every quarter epoch)
+  discover_at_step               0 = off; else round the model to its discovered G-CNN at that
+                                 step (``ds_symmetry.discovery``) and fine-tune it
+  discover_require_group         stop with an error if the rounded lifting stack is no group
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
@@ -81,6 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.eval_every_epochs = 1
   config.evals_per_epoch = 1
+  config.discover_at_step = 0
+  config.discover_require_group = True
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -147,6 +152,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
                "keep_checkpoints", "log_every_steps"):
     if not isinstance(config[name], int) or config[name] < 1:
       _fail(name, config[name], "a positive int")
+  if not isinstance(config.discover_at_step, int) or config.discover_at_step < 0:
+    _fail("discover_at_step", config.discover_at_step, "an int >= 0 (0 = off)")
   if not isinstance(config.num_epochs, int) or config.num_epochs < 0:
     _fail("num_epochs", config.num_epochs, "an int >= 0")
   if not isinstance(config.num_train_steps, int) or config.num_train_steps == 0 or (

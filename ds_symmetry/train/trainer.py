@@ -51,6 +51,8 @@ from ds_symmetry.train import steps as steps_lib
 from ds_symmetry.train.checkpointing import Checkpointer, NonFiniteStateError
 from ds_symmetry.train.metrics import MetricWriter, to_json
 
+DISCOVERED_STACKS_FILE = "discovered_stacks.npz"
+
 STACKS_FILE = "stacks.npz"
 
 
@@ -171,7 +173,7 @@ def _save_config(workdir: str, config) -> None:
 
 # Outputs of a finished or evaluated run; removed when a run starts from step 0 so that a
 # report never mixes an earlier run's files with the new one.
-_RUN_OUTPUTS = ("results.json", STACKS_FILE, "figures")
+_RUN_OUTPUTS = ("results.json", STACKS_FILE, "figures", DISCOVERED_STACKS_FILE)
 
 
 def _remove_stale_outputs(workdir: str) -> None:
@@ -314,21 +316,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  else config.num_epochs * steps_per_epoch)
   num_epochs = math.ceil(total_steps / steps_per_epoch)
   parameters = count_parameters(model)
+
+  # A run that already rounded its model to the discovered G-CNN resumes with frozen stacks.
+  discovered_path = os.path.join(workdir, DISCOVERED_STACKS_FILE)
+  discovery_record = _load_discovered(discovered_path, model)
   metadata = _stack_metadata(model)
 
-  functions = steps_lib.ModelFunctions(model)
-  tx = steps_lib.make_optimizer(config, functions.param_labels(), total_steps)
+  def build_steps(model):
+    functions = steps_lib.ModelFunctions(model)
+    tx = steps_lib.make_optimizer(config, functions.param_labels(), total_steps)
+    train_step = steps_lib.make_train_step(
+        functions, tx, protocol.augment, seed=config.seed,
+        norm_weight=config.norm_weight, entropy_weight=config.entropy_weight,
+        isometry_weight=config.isometry_weight, mesh=mesh)
+    eval_step = steps_lib.make_eval_step(functions, norm_weight=config.norm_weight,
+                                         entropy_weight=config.entropy_weight,
+                                         isometry_weight=config.isometry_weight, mesh=mesh)
+    stacks_fn = jax.jit(lambda params, stats: {
+        name: info.stack for name, info in
+        representation_stacks(functions.build(params, stats, train=False)).items()})
+    return functions, tx, train_step, eval_step, stacks_fn
+
+  functions, tx, train_step, eval_step, stacks_fn = build_steps(model)
   state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
-  train_step = steps_lib.make_train_step(
-      functions, tx, protocol.augment, seed=config.seed,
-      norm_weight=config.norm_weight, entropy_weight=config.entropy_weight,
-      isometry_weight=config.isometry_weight, mesh=mesh)
-  eval_step = steps_lib.make_eval_step(functions, norm_weight=config.norm_weight,
-                                       entropy_weight=config.entropy_weight,
-                                       isometry_weight=config.isometry_weight, mesh=mesh)
-  stacks_fn = jax.jit(lambda params, stats: {
-      name: info.stack for name, info in
-      representation_stacks(functions.build(params, stats, train=False)).items()})
 
   train_images = _global_array(protocol.train_images, replicated)
   train_labels = _global_array(protocol.train_labels.astype(np.int32), replicated)
@@ -343,6 +353,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           state)
   try:
     restored_step, restored = checkpointer.restore(abstract)
+    if discovery_record is not None and (restored_step is None
+                                         or restored_step < discovery_record["step"]):
+      # The checkpoint written at the discovery is gone: resume the run from before it.
+      logging.warning("%s has no checkpoint from step %d on; resuming without it",
+                      discovered_path, discovery_record["step"])
+      discovery_record = None
+      model = create_model(config.model, num_classes=protocol.num_classes,
+                           rngs=nnx.Rngs(config.seed), **config.model_options.to_dict())
+      functions, tx, train_step, eval_step, stacks_fn = build_steps(model)
+      state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
+      restored_step, restored = checkpointer.restore(abstract)
+      metadata = _stack_metadata(model)
+      if is_main:
+        os.remove(discovered_path)
   except BaseException:
     checkpointer.close()
     raise
@@ -456,6 +482,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           last_stacks, last_summaries = evaluate(state, step, epoch)
           save_checkpoint()
           timer += time.time() - eval_start  # keep train_seconds free of evaluation time
+        if step == config.discover_at_step and discovery_record is None:
+          check_pending()
+          before = jax.device_get(eval_step(state["params"], state["batch_stats"], *test_chunks))
+          model, discovery_record = _discover(functions, state, config.discover_require_group,
+                                              step)
+          discovery_record["test_accuracy_before"] = float(before["test_accuracy"])
+          functions, tx, train_step, eval_step, stacks_fn = build_steps(model)
+          # The rounded model keeps its weights and batch statistics; the optimizer starts
+          # afresh for the parameters that are left (the logits are gone).
+          state = jax.device_put(dict(
+              steps_lib.init_state(functions, tx), step=state["step"],
+              batch_stats=state["batch_stats"], train_sums=state["train_sums"]), replicated)
+          metadata = _stack_metadata(model)
+          results = jax.device_get(eval_step(state["params"], state["batch_stats"],
+                                             *test_chunks))
+          discovery_record["test_accuracy_after"] = float(results["test_accuracy"])
+          save_checkpoint()
+          if is_main:  # after the checkpoint: a run killed in between redoes the discovery
+            _save_discovered(discovered_path, model, discovery_record)
+          writer.write(dict(discovery_record, type="discovered"))
+          logging.info("step %d: rounded to the discovered G-CNN (%s); test accuracy %.4f -> "
+                       "%.4f", step, discovery_record["group"],
+                       discovery_record["test_accuracy_before"],
+                       discovery_record["test_accuracy_after"])
         if step % config.checkpoint_every_steps == 0 and step < epoch_end:
           save_checkpoint()
       check_pending()
@@ -510,6 +560,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "train_step_compilations": train_step._cache_size(),  # pylint: disable=protected-access
       "resumed_from_step": restored_step,
       "learned_symmetry": last_summaries, "figures": figures,
+      "discovery": discovery_record,
       "config": _config_dict(config),
   }
   if diverged is not None:
@@ -530,6 +581,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                summary["final_test_accuracy"], summary["best_test_accuracy"],
                summary["best_epoch"], summary["wall_time_s"])
   return summary
+
+
+def _discover(functions, state, require_group: bool, step: int):
+  """Rounds the model of ``state`` to its discovered G-CNN: ``(model, record)``."""
+  from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
+  current = functions.build(jax.device_get(state["params"]),
+                            jax.device_get(state["batch_stats"]), train=True)
+  found = discover_gcnn(current, require_group=require_group)
+  discovery = found.discovery
+  record = {"step": step, "group": discovery.group, "is_group": discovery.is_group,
+            "projection_distances": discovery.projection_distances.tolist(),
+            "labelling": None if discovery.labelling is None else discovery.labelling.tolist(),
+            "layer_distances": found.layer_distances}
+  return found.model, record
+
+
+def _save_discovered(path: str, model, record: dict) -> None:
+  """The frozen stacks of a discovered model and what was found, atomically."""
+  arrays = {f"stack/{name}": np.asarray(layer.fixed_stack[...])
+            for name, layer in weight_sharing_layers(model) if layer.is_fixed}
+  with open(path + ".tmp", "wb") as file:
+    np.savez(file, record=np.asarray(json.dumps(record)), **arrays)
+  os.replace(path + ".tmp", path)
+
+
+def _load_discovered(path: str, model) -> dict | None:
+  """Freezes ``model``'s stacks as a saved discovery did; its record, or None."""
+  if not os.path.exists(path):
+    return None
+  layers = dict(weight_sharing_layers(model))
+  with np.load(path) as data:
+    record = json.loads(str(data["record"]))
+    stacks = {key[len("stack/"):]: data[key] for key in data.files if key.startswith("stack/")}
+  for name, stack in stacks.items():
+    if name not in layers:
+      raise ValueError(f"{path} freezes layer {name!r}, which this model does not have")
+  for name, stack in stacks.items():  # read every stack first: freezing one drops tied ones
+    layers[name].freeze_stack(stack)
+  logging.info("resuming a run rounded at step %d to its discovered G-CNN (%s)", record["step"],
+               record["group"])
+  return record
 
 
 def _close_quietly(checkpointer: Checkpointer, writer: MetricWriter) -> None:
