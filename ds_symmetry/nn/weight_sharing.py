@@ -47,8 +47,9 @@ from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
 
 LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity")
 # How a learned matrix is made from its free parameters (the reviewers' ablation):
-# doubly stochastic (the paper), row-stochastic (softmax over each row), or unconstrained.
-CONSTRAINTS = ("sinkhorn", "softmax", "none")
+# doubly stochastic (the paper), row-stochastic (softmax over each row), unconstrained, or
+# (spatial stacks only) a convex blend of the kernel grid's isometries.
+CONSTRAINTS = ("sinkhorn", "softmax", "none", "isometries")
 # How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
 SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley")
 WEIGHT_INITS = ("reference", "se2cnn")
@@ -91,8 +92,14 @@ class _WeightSharingConv(nnx.Module):
 
   * ``constraint``: how a learned matrix is made from its logits: ``"sinkhorn"`` (doubly
     stochastic, the paper), ``"softmax"`` (row-stochastic: each row a softmax, as in Yeh et
-    al. 2022) or ``"none"`` (the matrix is the parameter itself, initialised to the Sinkhorn
-    output of the initial logits so all three start from the same stack).
+    al. 2022), ``"none"`` (the matrix is the parameter itself, initialised to the Sinkhorn
+    output of the initial logits so all three start from the same stack) or ``"isometries"``:
+    a spatial matrix (``k²×k²``: the lifting stack, Kronecker spatial factors) is a convex
+    blend ``Σ_j softmax(w)_j P_j`` of the 8 isometries ``P_j`` of the square kernel grid
+    (rotations by multiples of 90° and reflections), with free ``w [8]`` drawn from N(0, 1);
+    other matrices use Sinkhorn. This is the hard limit of the ``isometry`` regulariser
+    (``ops.structure.isometry_loss``): it says the symmetry moves kernels *geometrically*, and
+    leaves to the data which isometries (and whether they form C4, a reflection group, …).
   * ``kernel_mask``: ``"disk"`` zeroes the canonical kernels' pixels farther than k/2 from the
     centre (as the reference's G-CNN does; for odd k and C4 the rotation then permutes the
     disk exactly); ``"none"`` (default) keeps every pixel.
@@ -159,10 +166,14 @@ class _WeightSharingConv(nnx.Module):
     """Learned elements per stack (the fixed identity is not learned)."""
     return self.num_elements - 1 if self.fix_identity else self.num_elements
 
-  def _new_logits(self, size: int, key) -> Optional[RepresentationLogits]:
-    """Free parameters of ``num_learned`` learned ``[size, size]`` matrices."""
+  def _new_logits(self, size: int, key, spatial: bool = False
+                  ) -> Optional[RepresentationLogits]:
+    """Free parameters of ``num_learned`` learned ``[size, size]`` matrices (``spatial``: the
+    matrices act on the k×k kernel grid)."""
     if self.num_learned == 0:
       return None
+    if spatial and self.constraint == "isometries":  # blend weights over the 8 isometries
+      return RepresentationLogits(jax.random.normal(key, (self.num_learned, 8), jnp.float32))
     logits = _init_logits(key, (self.num_learned, size, size), self.logits_init,
                           self.identity_scale)
     if self.constraint == "none":  # the matrices themselves, starting where Sinkhorn would
@@ -227,7 +238,11 @@ class _WeightSharingConv(nnx.Module):
   def _constrain(self, logits) -> jnp.ndarray:
     """Learned matrices ``[n, s, s]`` from their free parameters, by ``constraint``."""
     logits = logits.astype(jnp.float32)
-    if self.constraint == "sinkhorn":
+    if logits.ndim == 2:  # blend weights over the grid's isometries
+      weights = jax.nn.softmax(logits / self.sinkhorn_tau, axis=-1)
+      return jnp.einsum("nj,jab->nab", weights,
+                        groups_ops.spatial_permutations("D4", self.kernel_size))
+    if self.constraint in ("sinkhorn", "isometries"):
       return self._sinkhorn(logits)
     if self.constraint == "softmax":
       return jax.nn.softmax(logits / self.sinkhorn_tau, axis=-1)
@@ -263,7 +278,7 @@ class _WeightSharingConv(nnx.Module):
     if not self.is_learned:
       return terms
     for logits, matrices in self._regularized_stacks():
-      if self.constraint == "sinkhorn":
+      if self.constraint in ("sinkhorn", "isometries") and logits[...].ndim == 3:
         terms["norm"] = terms["norm"] + norm_loss(logits[...])
       terms["entropy"] = terms["entropy"] + entropy(
           self._with_identity(jnp.maximum(matrices, 0.0), matrices.shape[-1]))
@@ -290,7 +305,8 @@ class WSLiftConv(_WeightSharingConv):
   _convolve = staticmethod(kernel_ops.lift_conv)
 
   def _init_stack(self, key):
-    self.logits = self._new_logits(self.representation_size, key) if self.group is None else None
+    self.logits = (self._new_logits(self.representation_size, key, spatial=True)
+                   if self.group is None else None)
 
   @property
   def representation_size(self) -> int:
@@ -372,7 +388,7 @@ class WSGroupConv(_WeightSharingConv):
     g, k = self.num_elements, self.kernel_size
     group_key, spatial_key = jax.random.split(key)
     if self.sharing == "kronecker":
-      self.spatial_logits = self._new_logits(k * k, spatial_key)
+      self.spatial_logits = self._new_logits(k * k, spatial_key, spatial=True)
     else:
       if not isinstance(spatial_source, WSLiftConv) or not spatial_source.is_learned:
         raise ValueError(f"sharing={self.sharing!r} needs spatial_source, a learned "
