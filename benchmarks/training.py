@@ -6,7 +6,7 @@ Each row builds the trainer's own step (``ds_symmetry.train.steps``): gather a b
 device-resident uint8 train array, the protocol's augmentation (rotation for MNIST, flips for
 CIFAR), forward, backward, AdamW update, with the paper's regulariser. Median over steps after
 compilation. ``reference_ms`` is the authors' PyTorch code on this machine kind (2 CPU cores,
-batch 64, no data loading; research/data.md); ``speedup`` = reference_ms / step_ms (> 1: faster
+batch 64, no data loading; docs/data.md §2); ``speedup`` = reference_ms / step_ms (> 1: faster
 than the reference, although ours also augments). Quick mode: fewer repeats and 8-channel
 CIFAR models.
 """

@@ -13,7 +13,7 @@ from ds_symmetry.models import (MODEL_NAMES, RepresentationLogits, count_paramet
 from ds_symmetry.nn import WSGroupConv, WSLiftConv
 from ds_symmetry.testing import group_feature_transform, image_transform
 
-# Reference implementation's counts (research/paper.md §2.2).
+# Reference implementation's counts (docs/paper_reference.md §3).
 PARAMETER_COUNTS = [
     ("cnn", {}, 412_170, 0),
     ("gcnn", {}, 410_890, 0),

@@ -51,7 +51,7 @@ def _normal(seed, shape, dtype=np.float32):
   return jnp.asarray(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
 
 
-# ---------------------------------------------------------------- OTT-JAX oracle (anchors §A.12)
+# ---------------------------------------------------------------- OTT-JAX oracle (docs/sinkhorn_oracle.md)
 
 
 @functools.partial(jax.jit, static_argnames=("fixed_iters", "threshold"))
@@ -125,7 +125,7 @@ def test_converged_matches_ott(enable_x64):
 
 @pytest.mark.parametrize("num_iters", [1, 5, 20])
 def test_truncated_matches_ott_transposed(enable_x64, num_iters):
-  # Hard case: peaky logits, far from converged after 20 rounds (anchors §A.12).
+  # Hard case: peaky logits, far from converged after 20 rounds (docs/sinkhorn_oracle.md).
   L = 15.0 * _normal(3, (16, 16), np.float64)
   P_ott_t, _ = ott_doubly_stochastic(L.T, fixed_iters=num_iters)
   S = sk(L, num_iters)

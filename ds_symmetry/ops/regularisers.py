@@ -1,5 +1,5 @@
 """Regularisers on representation logits and doubly stochastic stacks, as the reference code
-computes them (``WSBase.get_loss`` of the paper's PyTorch code; ``research/paper.md`` §1.6).
+computes them (``WSBase.get_loss`` of the paper's PyTorch code; ``docs/paper_reference.md`` §2).
 
 Pure ``jnp``; both functions return a scalar and are jit-, vmap- and grad-safe. A model sums them
 over its weight-sharing layers and adds ``norm_scaler * norm_loss + entropy_scaler * entropy``

@@ -4,7 +4,7 @@ Every experiment file in ``configs/`` starts from :func:`base_config` and change
 fields. The config is locked, so a misspelt override (``--config.learnig_rate=...``) is an
 error; :func:`validate_config` then checks values (model and protocol names, ranges).
 
-Fields (defaults are the paper's MNIST settings, ``research/paper.md`` §2.3):
+Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5):
 
   model, model_options           ``create_model(model, **model_options)``
   protocol, protocol_options     ``make_protocol(protocol, **protocol_options)``
