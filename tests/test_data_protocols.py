@@ -38,12 +38,12 @@ def test_protocol_shapes_dtypes_and_labels(name):
   assert batch.shape == (8,) + shape and batch.dtype == jnp.float32
 
 
-def test_real_rotated_mnist_subset(shared_mnist_dir):
-  protocol = data.make_protocol("rotated_mnist", data_dir=shared_mnist_dir, limit_train=256,
+def test_real_rotated_mnist_subset(mnist_dir):
+  protocol = data.make_protocol("rotated_mnist", data_dir=mnist_dir, limit_train=256,
                                 limit_test=128)
   assert protocol.train_images.shape == (256, 28, 28, 1)
   assert protocol.test_images.shape == (128, 28, 28, 1)
-  full_labels = data.load_dataset("mnist", "test", data_dir=shared_mnist_dir)[1]
+  full_labels = data.load_dataset("mnist", "test", data_dir=mnist_dir)[1]
   np.testing.assert_array_equal(protocol.test_labels, full_labels[:128])
   # Normalised train statistics without transform: about zero mean, unit std.
   plain = np.asarray(protocol.preprocess(protocol.train_images))

@@ -390,11 +390,11 @@ def test_total_wall_time_over_resumes(tmp_path):
 # --------------------------------------------------------------------------------------------
 # One real tiny grid
 # --------------------------------------------------------------------------------------------
-def test_smoke_grid_end_to_end(tmp_path, shared_mnist_dir):
+def test_smoke_grid_end_to_end(tmp_path, mnist_dir):
   """Two seeds of a tiny CNN on 256 MNIST images (subprocesses), a table, a skipping rerun."""
   root = tmp_path / "runs"
   args = ["--grid=smoke", f"--root={root}", "--rows=cnn"]
-  code, out = _main("run", *args, "--set", f"data_dir={shared_mnist_dir}", "--quiet")
+  code, out = _main("run", *args, "--set", f"data_dir={mnist_dir}", "--quiet")
   assert code == 0, out
   assert "2 trained, 0 skipped, 0 failed of 2 runs" in out
   for seed in (0, 1):
