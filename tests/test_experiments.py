@@ -390,6 +390,7 @@ def test_total_wall_time_over_resumes(tmp_path):
 # --------------------------------------------------------------------------------------------
 # One real tiny grid
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_smoke_grid_end_to_end(tmp_path, mnist_dir):
   """Two seeds of a tiny CNN on 256 MNIST images (subprocesses), a table, a skipping rerun."""
   root = tmp_path / "runs"
