@@ -7,6 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
 
 from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
@@ -356,3 +359,60 @@ def test_bad_arguments_raise(kwargs, argument):
     sinkhorn(log_alpha, **kwargs)
   if argument == "log_alpha":
     assert str(tuple(log_alpha.shape)) in str(info.value)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+# Random shapes, iteration counts and logits, including peaky ones far from convergence.
+
+_PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+@st.composite
+def _logits_and_iterations(draw, max_abs=30.0):
+  n = draw(st.integers(1, 5))
+  batch = draw(st.integers(1, 2))
+  num_iters = draw(st.sampled_from([1, 2, 5, 20]))
+  values = draw(hnp.arrays(np.float32, (batch, n, n),
+                           elements=st.floats(-max_abs, max_abs, width=32)))
+  return values, num_iters
+
+
+@_PROPERTY_SETTINGS
+@given(_logits_and_iterations(), st.booleans())
+def test_property_every_round_ends_column_stochastic(case, memory_efficient):
+  """Rows, then columns: after any number of rounds the columns sum to 1 exactly (up to
+  rounding) and every entry is a probability, however far the rows are from 1."""
+  logits, num_iters = case
+  S = np.asarray(sk(jnp.asarray(logits), num_iters, memory_efficient=memory_efficient))
+  assert np.all(np.isfinite(S)) and np.all(S >= 0) and np.all(S <= 1 + 1e-6)
+  np.testing.assert_allclose(S.sum(axis=-2), 1.0, atol=2e-6)
+
+
+@_PROPERTY_SETTINGS
+@given(_logits_and_iterations(), hnp.arrays(np.float32, (5,), elements=st.floats(-50, 50,
+                                                                              width=32)))
+def test_property_row_constants_change_nothing(case, shifts):
+  """The first row step removes any constant added to a row of the logits."""
+  logits, num_iters = case
+  n = logits.shape[-1]
+  shifted = logits + shifts[:n, None]
+  np.testing.assert_allclose(np.asarray(sk(jnp.asarray(shifted), num_iters)),
+                             np.asarray(sk(jnp.asarray(logits), num_iters)), atol=2e-5)
+
+
+@_PROPERTY_SETTINGS
+@given(_logits_and_iterations())
+def test_property_memory_efficient_path_equals_default(case):
+  logits, num_iters = case
+  np.testing.assert_allclose(
+      np.asarray(sk(jnp.asarray(logits), num_iters, memory_efficient=True)),
+      np.asarray(sk(jnp.asarray(logits), num_iters)), atol=2e-5)
+
+
+@_PROPERTY_SETTINGS
+@given(_logits_and_iterations(max_abs=2.0))
+def test_property_moderate_logits_converge_to_doubly_stochastic(case):
+  """Logits within ±2 (entries of exp within a factor e⁴) converge well within 200 rounds."""
+  logits, _ = case
+  S = sk(jnp.asarray(logits), 200)
+  assert float(jnp.max(marginal_error(S))) < 1e-4

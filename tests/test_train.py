@@ -162,7 +162,6 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, shared_mnist_dir):
   assert _records(reference) == _records(killed)
 
 
-@pytest.mark.slow
 def test_corrupt_latest_checkpoint_is_skipped(tmp_path, shared_mnist_dir, caplog):
   workdir = tmp_path / "run"
   config = tiny_config(shared_mnist_dir, num_epochs=1, model="cnn", save_figures=False,
