@@ -92,8 +92,8 @@ def _row(name, protocol, batch, options, repeats):
 
 
 def model_channels(name, options):
-  from ds_symmetry.train.variants import DEFAULT_CHANNELS  # pylint: disable=import-outside-toplevel
-  return options.get("channels", DEFAULT_CHANNELS[name])
+  from ds_symmetry.models.factory import MODEL_DEFAULTS  # pylint: disable=import-outside-toplevel
+  return options.get("channels", MODEL_DEFAULTS[name]["channels"])
 
 
 def run(quick: bool) -> list[dict]:

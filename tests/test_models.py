@@ -193,8 +193,12 @@ def test_channel_mismatch_is_a_clear_error():
     model(jnp.ones((1, 28, 28, 3)))
 
 
-def test_model_names_are_listed():
-  assert set(MODEL_NAMES) >= {"cnn", "gcnn", "wscnn", "resnet", "gresnet", "wsresnet"}
+def test_every_listed_model_has_its_reference_count_tested_and_is_named_in_errors():
+  assert {name for name, *_ in PARAMETER_COUNTS} == set(MODEL_NAMES)
+  with pytest.raises(ValueError) as info:
+    create_model("nope", num_classes=7, rngs=nnx.Rngs(0))
+  assert "got 'nope'" in str(info.value)
+  assert all(repr(name) in str(info.value) for name in MODEL_NAMES)
 
 
 def test_balanced_uniform_init_gives_the_uniform_stacks_with_norm_near_zero():

@@ -49,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   """The paper's reference settings for MNIST (wscnn on rotated MNIST), unlocked."""
   config = ml_collections.ConfigDict()
   config.model = "wscnn"
-  config.model_options = variants.model_options("wscnn", 32)
+  config.model_options = variants.model_options("wscnn")
   config.protocol = "rotated_mnist"
   config.protocol_options = ml_collections.ConfigDict()
   config.data_dir = config_dict.placeholder(str)
