@@ -6,7 +6,7 @@ Each row builds the trainer's own step (``ds_symmetry.train.steps``): gather a b
 device-resident uint8 train array, the protocol's augmentation (rotation for MNIST, flips for
 CIFAR), forward, backward, AdamW update, with the paper's regulariser. Median over steps after
 compilation. ``reference_ms`` is the authors' PyTorch code on this machine kind (2 CPU cores,
-batch 64, no data loading; research/data.md); ``speedup`` = reference_ms / step_ms (> 1: faster
+batch 64, no data loading; docs/data.md §2); ``speedup`` = reference_ms / step_ms (> 1: faster
 than the reference, although ours also augments). Quick mode: fewer repeats and 8-channel
 CIFAR models.
 """
@@ -92,8 +92,8 @@ def _row(name, protocol, batch, options, repeats):
 
 
 def model_channels(name, options):
-  from ds_symmetry.train.variants import DEFAULT_CHANNELS  # pylint: disable=import-outside-toplevel
-  return options.get("channels", DEFAULT_CHANNELS[name])
+  from ds_symmetry.models.factory import MODEL_DEFAULTS  # pylint: disable=import-outside-toplevel
+  return options.get("channels", MODEL_DEFAULTS[name]["channels"])
 
 
 def run(quick: bool) -> list[dict]:

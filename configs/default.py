@@ -3,7 +3,7 @@
   python -m ds_symmetry.main --config=configs/default.py --workdir=runs/default
 
 Deviations from the paper's settings (configs/rotated_mnist.py:wscnn), chosen so a
-few-minute CPU run learns something (research/data.md: under the reference settings the
+few-minute CPU run learns something (docs/data.md §2: under the reference settings the
 wscnn is near 50% after 2 full epochs):
   * 16 channels instead of 32 (4x fewer FLOPs per step);
   * the first 24k train images, 3 epochs (1,125 steps), batch 64;

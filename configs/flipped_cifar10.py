@@ -1,6 +1,6 @@
 """CIFAR-10 with random horizontal flips on train and test (paper Table 4).
 
-Reference settings (research/paper.md §2.3): AdamW, lr 1e-4 for weights and 1e-2 for the
+Reference settings (docs/paper_reference.md §5): AdamW, lr 1e-4 for weights and 1e-2 for the
 representation logits, weight decay 1e-4 on every parameter, batch 128, 200 epochs, norm weight
 0.1, entropy weight 0, 20 Sinkhorn iterations, seed 0, no schedule. A GPU job.
 

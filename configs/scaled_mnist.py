@@ -1,6 +1,6 @@
 """Scaled MNIST (paper Table 1): scale factors in [0.3, 1.0].
 
-Reference settings (research/paper.md §2.3): AdamW, lr 1e-2 (weights and logits), weight decay
+Reference settings (docs/paper_reference.md §5): AdamW, lr 1e-2 (weights and logits), weight decay
 1e-4 on every parameter, batch 64, 100 epochs, norm weight 0.1, entropy weight 0, 20 Sinkhorn
 iterations, seed 0, no schedule. A full run is a GPU job.
 

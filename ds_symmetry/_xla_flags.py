@@ -2,7 +2,7 @@
 
 jaxlib 0.10's default CPU convolution path is several times slower than oneDNN; the flag
 ``--xla_cpu_experimental_ynn_fusion_type=dot`` routes convolutions through XNNPACK/YNN and
-closes most of the gap (see ``research/data.md``; measured 265 ms -> 60 ms for one MNIST
+closes most of the gap (see ``docs/data.md`` §2; measured 265 ms -> 60 ms for one MNIST
 WSCNN convolution). XLA aborts the whole process on an unknown flag, so it is only added for
 jaxlib versions where it is known to exist, and only if the backend has not started yet
 (XLA reads ``XLA_FLAGS`` once, when the first backend initialises).

@@ -1,6 +1,6 @@
 """The paper's Tables 1–4 as grids (config variant, overrides, seeds, published numbers).
 
-Numbers are copied from ``research/paper.md`` §2.5 (the paper's tables, verbatim). Choices the
+Numbers are copied from ``docs/paper_reference.md`` §6 (the paper's tables, as printed). Choices the
 paper leaves open are made here once, and printed under each table:
 
   * seeds: the paper does not say how many seeds are behind its "±"; we use 0, 1, 2.

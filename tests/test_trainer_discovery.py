@@ -7,8 +7,8 @@ from ds_symmetry.train.metrics import read_jsonl
 from test_train import tiny_config
 
 
-def test_evaluations_every_quarter_epoch(tmp_path, shared_mnist_dir):
-  config = tiny_config(shared_mnist_dir, num_epochs=1, limit_train=512, evals_per_epoch=4,
+def test_evaluations_every_quarter_epoch(tmp_path, mnist_dir):
+  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, evals_per_epoch=4,
                        save_figures=False)  # 8 steps per epoch
   train_and_evaluate(config, str(tmp_path))
   evals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["type"] == "eval"]
@@ -17,10 +17,10 @@ def test_evaluations_every_quarter_epoch(tmp_path, shared_mnist_dir):
   assert all("layers" in r for r in evals)  # the symmetry summaries at every one
 
 
-def test_discover_then_fine_tune_and_resume(tmp_path, shared_mnist_dir):
+def test_discover_then_fine_tune_and_resume(tmp_path, mnist_dir):
   overrides = dict(limit_train=512, discover_at_step=8, discover_require_group=False,
                    save_figures=False)
-  config = tiny_config(shared_mnist_dir, num_epochs=2, **overrides)
+  config = tiny_config(mnist_dir, num_epochs=2, **overrides)
   config.model_options.sharing = "tied_cayley"
   summary = train_and_evaluate(config, str(tmp_path))
   records = read_jsonl(tmp_path / "metrics.jsonl")
@@ -36,7 +36,7 @@ def test_discover_then_fine_tune_and_resume(tmp_path, shared_mnist_dir):
   assert set(np.unique(lifting).tolist()) <= {0.0, 1.0}
   np.testing.assert_array_equal(lifting.sum(-1), 1.0)
   # resume with more epochs: the frozen stacks come back, training goes on from step 16
-  longer = tiny_config(shared_mnist_dir, num_epochs=3, **overrides)
+  longer = tiny_config(mnist_dir, num_epochs=3, **overrides)
   longer.model_options.sharing = "tied_cayley"
   resumed = train_and_evaluate(longer, str(tmp_path))
   assert resumed["resumed_from_step"] == 16 and resumed["step"] == 24

@@ -13,11 +13,12 @@ Distance convention (used throughout ``ds_symmetry.analysis``): for two ``[d, d]
 
 from __future__ import annotations
 
-import numbers
 from typing import Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from ds_symmetry._validation import positive_int, square_shape
 
 
 def to_numpy(value, name: str) -> np.ndarray:
@@ -35,26 +36,19 @@ def to_numpy(value, name: str) -> np.ndarray:
 def check_matrix(value, name: str = "matrix") -> np.ndarray:
   """Returns ``value`` as float64 ``[d, d]``; raises ValueError for any other shape."""
   array = to_numpy(value, name)
-  if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
-    raise ValueError(f"{name} must be a non-empty square matrix [d, d]; got shape "
-                     f"{array.shape}")
+  square_shape(name, array.shape, ndim=2)
   return array
 
 
 def check_stack(value, name: str = "stack") -> np.ndarray:
   """Returns ``value`` as float64 ``[n, d, d]``; raises ValueError for any other shape."""
   array = to_numpy(value, name)
-  if array.ndim != 3 or array.shape[1] != array.shape[2] or 0 in array.shape:
-    raise ValueError(f"{name} must be a non-empty stack of square matrices [n, d, d]; got "
-                     f"shape {array.shape}")
+  square_shape(name, array.shape, ndim=3)
   return array
 
 
 def check_kernel_size(kernel_size) -> int:
-  if (not isinstance(kernel_size, numbers.Integral) or isinstance(kernel_size, bool)
-      or kernel_size < 1):
-    raise ValueError(f"kernel_size must be a positive int; got {kernel_size!r}")
-  return int(kernel_size)
+  return positive_int("kernel_size", kernel_size)
 
 
 def pairwise_distances(first, second) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ds_symmetry._validation import positive_int
 from ds_symmetry.analysis.groups import cayley_error
 from ds_symmetry.analysis.permutations import check_stack, nearest_permutations, to_numpy
 
@@ -95,8 +96,7 @@ def plot_kernel_orbit(weight, stack, path: PathLike, max_channels: int = 8,
   k = int(round(np.sqrt(reps.shape[-1])))
   if k * k != reps.shape[-1]:
     raise ValueError(f"stack must act on flattened k×k kernels; got d={reps.shape[-1]}")
-  if not isinstance(max_channels, int) or max_channels < 1:
-    raise ValueError(f"max_channels must be a positive int; got {max_channels!r}")
+  max_channels = positive_int("max_channels", max_channels)
   channels = min(max_channels, kernels.shape[0])
   orbit = np.einsum("gnm,cm->gcn", reps, kernels[:channels]).reshape(
       reps.shape[0], channels, k, k)

@@ -57,7 +57,8 @@ def to_float(images: jax.Array) -> jax.Array:
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
-  """``(images - mean) / std`` per channel; ``images`` float ``[B, H, W, C]``."""
+  """``(images - mean) / std`` per channel with fixed dataset statistics (``ops.standardize``
+  uses the input's own); ``images`` float ``[B, H, W, C]``."""
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
   if mean.shape not in ((1,), (images.shape[-1],)) or mean.shape != std.shape:

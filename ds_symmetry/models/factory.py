@@ -52,6 +52,7 @@ _MODELS: dict[str, tuple[type, str, dict[str, Any]]] = {
     "wsresnet": (ResNet, "learned", {"channels": 32, "in_channels": 3, "num_elements": 4}),
 }
 MODEL_NAMES = tuple(_MODELS)
+MODEL_DEFAULTS = {name: dict(options) for name, (_, _, options) in _MODELS.items()}  # copies
 
 _NETWORK_OPTIONS = {
     ConvNet: ("channels", "in_channels", "num_blocks", "kernel_size", "padding", "group",

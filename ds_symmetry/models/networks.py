@@ -1,4 +1,4 @@
-"""The paper's networks (``research/paper.md`` §2.2), built from ``ds_symmetry.nn``.
+"""The paper's networks (``docs/paper_reference.md`` §3), built from ``ds_symmetry.nn``.
 
 Each network is parameterised by its *layer family*:
 

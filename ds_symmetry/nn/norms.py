@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from ds_symmetry.ops.normalization import normalize
+from ds_symmetry.ops.normalization import standardize
 
 
 class GroupLayerNorm(nnx.Module):
@@ -24,7 +24,7 @@ class GroupLayerNorm(nnx.Module):
     self.epsilon = epsilon
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    return normalize(x, tuple(range(1, x.ndim)), self.epsilon)
+    return standardize(x, tuple(range(1, x.ndim)), self.epsilon)
 
 
 class ChannelLayerNorm(nnx.Module):
@@ -37,7 +37,7 @@ class ChannelLayerNorm(nnx.Module):
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     axes = (1, 2) if x.ndim == 4 else (1, 2, 4)
-    return normalize(x, axes, self.epsilon)
+    return standardize(x, axes, self.epsilon)
 
 
 class ChannelBatchNorm(nnx.Module):

@@ -6,6 +6,6 @@ from ds_symmetry.ops.groups import (GROUP_NAMES, apply_element, cayley_table, co
                                     shift_twist_permutations, spatial_permutations)
 from ds_symmetry.ops.kernels import (conv2d, group_conv, group_kernels, group_pool, lift_conv,
                                      lift_kernels)
-from ds_symmetry.ops.normalization import normalize, spatial_max_pool
+from ds_symmetry.ops.normalization import spatial_max_pool, standardize
 from ds_symmetry.ops.regularisers import entropy, norm_loss
 from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn

@@ -8,9 +8,20 @@ import jax
 import jax.numpy as jnp
 
 
-def normalize(x: jnp.ndarray, axes: Sequence[int], epsilon: float = 1e-5) -> jnp.ndarray:
-  """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance, no affine), as torch's
-  ``layer_norm`` / ``instance_norm`` without weights. Statistics are computed in float32."""
+def standardize(x: jnp.ndarray, axes: Sequence[int], epsilon: float = 1e-5) -> jnp.ndarray:
+  """Rescales ``x`` to zero mean and unit variance over ``axes``, using its own statistics:
+  ``(x - mean) / sqrt(var + eps)`` (biased variance, no affine), as torch's ``layer_norm`` /
+  ``instance_norm`` without weights. Statistics are computed in float32; the result has
+  ``x``'s dtype. (``data.transforms.normalize`` instead applies fixed dataset statistics.)
+
+  Args:
+    x: any shape.
+    axes: the axes the statistics are taken over (kept as size-1 axes, then broadcast).
+    epsilon: added to the variance.
+
+  Returns:
+    An array of ``x``'s shape and dtype.
+  """
   dtype = x.dtype
   x32 = x.astype(jnp.float32)
   mean = jnp.mean(x32, axis=tuple(axes), keepdims=True)

@@ -1,5 +1,5 @@
 """Regularisers on representation logits and doubly stochastic stacks, as the reference code
-computes them (``WSBase.get_loss`` of the paper's PyTorch code; ``research/paper.md`` §1.6).
+computes them (``WSBase.get_loss`` of the paper's PyTorch code; ``docs/paper_reference.md`` §2).
 
 Pure ``jnp``; both functions return a scalar and are jit-, vmap- and grad-safe. A model sums them
 over its weight-sharing layers and adds ``norm_scaler * norm_loss + entropy_scaler * entropy``
@@ -12,18 +12,16 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ds_symmetry._validation import float_array, square_shape
+
 __all__ = ["norm_loss", "entropy"]
 
 ENTROPY_CLAMP = 1e-16  # the reference clamps S at 1e-16 before the log
 
 
-def _as_square_float(name: str, x) -> jax.Array:
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    x = x.astype(jnp.result_type(float))
-  if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
-    raise ValueError(f"{name} must have shape [..., n, n] (at least 2-D, square in its last two "
-                     f"axes); got {tuple(x.shape)}")
+def _square_float(name: str, x) -> jax.Array:
+  x = float_array(name, x)
+  square_shape(name, x.shape)
   return x
 
 
@@ -46,7 +44,7 @@ def norm_loss(logits: jax.Array) -> jax.Array:
   Returns:
     Scalar (0-d array, the logits' dtype).
   """
-  logits = _as_square_float("logits", logits)
+  logits = _square_float("logits", logits)
   col_lse = logsumexp(logits, axis=-2, keepdims=True)  # [..., 1, n]
   row_lse = logsumexp(logits, axis=-1, keepdims=True)  # [..., n, 1]
   return jnp.mean(col_lse**2 + row_lse**2)  # broadcasts to [..., n, n]
@@ -66,5 +64,5 @@ def entropy(S: jax.Array) -> jax.Array:
   Returns:
     Scalar (0-d array, ``S``'s dtype).
   """
-  S = _as_square_float("S", S)
+  S = _square_float("S", S)
   return -jnp.sum(S * jnp.log(jnp.maximum(S, jnp.asarray(ENTROPY_CLAMP, S.dtype))))

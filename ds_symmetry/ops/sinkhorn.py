@@ -6,7 +6,6 @@ of leading batch axes (e.g. a stack ``[G, d, d]`` of representation logits).
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import jax
@@ -14,34 +13,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import logsumexp
 
+from ds_symmetry._validation import float_array, positive_int, positive_number, square_shape
+
 __all__ = ["sinkhorn", "marginal_error"]
-
-
-def _check_square(name: str, x: jax.Array) -> None:
-  if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
-    raise ValueError(f"{name} must have shape [..., n, n] (at least 2-D, square in its last two "
-                     f"axes); got {tuple(x.shape)}")
-
-
-def _as_float(name: str, x) -> jax.Array:
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-      raise ValueError(f"{name} must be a real floating array; got dtype {x.dtype}")
-    x = x.astype(jnp.result_type(float))
-  return x
-
-
-def _check_positive_scalar(name: str, value) -> None:
-  """Checks ``value > 0`` when it is concrete; traced values are accepted unchecked."""
-  if isinstance(value, jax.core.Tracer):
-    return
-  try:
-    concrete = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a positive scalar; got {value!r}") from None
-  if not concrete > 0:  # also rejects NaN
-    raise ValueError(f"{name} must be > 0; got {value!r}")
 
 
 def marginal_error(S: jax.Array) -> jax.Array:
@@ -54,8 +28,8 @@ def marginal_error(S: jax.Array) -> jax.Array:
     ``[...]``: ``max(max_i |sum_j S_ij - 1|, max_j |sum_i S_ij - 1|)`` for each matrix (leading
     axes kept; a single matrix gives a 0-d array).
   """
-  S = _as_float("S", S)
-  _check_square("S", S)
+  S = float_array("S", S)
+  square_shape("S", S.shape)
   row_error = jnp.max(jnp.abs(jnp.sum(S, axis=-1) - 1), axis=-1)
   col_error = jnp.max(jnp.abs(jnp.sum(S, axis=-2) - 1), axis=-1)
   return jnp.maximum(row_error, col_error)
@@ -240,18 +214,14 @@ def sinkhorn(log_alpha: jax.Array,
     ValueError: ``log_alpha`` is not ``[..., n, n]``, ``num_iters`` is not an int ``>= 1``,
       ``tau`` or ``tol`` is not positive (when concrete), or ``noise_scale`` is negative.
   """
-  log_alpha = _as_float("log_alpha", log_alpha)
-  _check_square("log_alpha", log_alpha)
-  if (isinstance(num_iters, bool) or not isinstance(num_iters, numbers.Integral)
-      or num_iters < 1):
-    raise ValueError(f"num_iters must be a Python int >= 1; got {num_iters!r}")
-  num_iters = int(num_iters)
-  _check_positive_scalar("tau", tau)
+  log_alpha = float_array("log_alpha", log_alpha)
+  square_shape("log_alpha", log_alpha.shape)
+  num_iters = positive_int("num_iters", num_iters)
+  positive_number("tau", tau)
   if tol is not None:
-    _check_positive_scalar("tol", tol)
-  if noise_key is not None and not isinstance(noise_scale, jax.core.Tracer):
-    if not float(noise_scale) >= 0:
-      raise ValueError(f"noise_scale must be >= 0; got {noise_scale!r}")
+    positive_number("tol", tol)
+  if noise_key is not None:
+    positive_number("noise_scale", noise_scale, allow_zero=True)
 
   la = log_alpha
   if noise_key is not None:

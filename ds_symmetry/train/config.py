@@ -4,7 +4,7 @@ Every experiment file in ``configs/`` starts from :func:`base_config` and change
 fields. The config is locked, so a misspelt override (``--config.learnig_rate=...``) is an
 error; :func:`validate_config` then checks values (model and protocol names, ranges).
 
-Fields (defaults are the paper's MNIST settings, ``research/paper.md`` §2.3):
+Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5):
 
   model, model_options           ``create_model(model, **model_options)``
   protocol, protocol_options     ``make_protocol(protocol, **protocol_options)``
@@ -55,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   """The paper's reference settings for MNIST (wscnn on rotated MNIST), unlocked."""
   config = ml_collections.ConfigDict()
   config.model = "wscnn"
-  config.model_options = variants.model_options("wscnn", 32)
+  config.model_options = variants.model_options("wscnn")
   config.protocol = "rotated_mnist"
   config.protocol_options = ml_collections.ConfigDict()
   config.data_dir = config_dict.placeholder(str)

@@ -7,16 +7,22 @@ variant raises ``ValueError`` listing the valid ones.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import ml_collections
 from ml_collections import config_dict
 
+from ds_symmetry.models.factory import MODEL_DEFAULTS
+from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
+
 MNIST_MODELS = ("cnn", "gcnn", "wscnn")
-# The factory's default widths, written out so ``--config.model_options.channels=N`` works.
-DEFAULT_CHANNELS = {"cnn": 64, "gcnn": 32, "wscnn": 32, "resnet": 32, "gresnet": 32,
-                    "wsresnet": 32}
 CIFAR_MODELS = ("resnet", "gresnet", "wsresnet")
+# Weight-sharing layer options a config exposes; their defaults are read from the layer.
+_LAYER_OPTIONS = {"fix_identity": bool, "logits_init": str, "sinkhorn_iters": int,
+                  "sinkhorn_tau": float, "sinkhorn_tol": float, "remat_sinkhorn": bool,
+                  "constraint": str, "sharing": str, "cayley_temperature": float,
+                  "kernel_mask": str, "weight_init": str}
 
 
 def _parse(arg: str | None, models: tuple[str, ...], default: str):
@@ -26,22 +32,32 @@ def _parse(arg: str | None, models: tuple[str, ...], default: str):
     raise ValueError(f"config variant: {arg!r} is not accepted; expected one of {list(models)}, "
                      f"optionally followed by a channel count (e.g. {models[1]}16)")
   name, channels = match.group(1), match.group(2)
-  return name, model_options(name, int(channels) if channels else DEFAULT_CHANNELS[name])
+  return name, model_options(name, int(channels) if channels else None)
 
 
-def model_options(name: str, channels: int) -> ml_collections.ConfigDict:
-  """Every option ``create_model(name)`` accepts that a config may want to override, written
-  out with the layers' defaults so ``--config.model_options.<field>=...`` works for each."""
-  options = {"channels": channels,
+def _layer_defaults() -> dict:
+  """The weight-sharing layers' own defaults for ``_LAYER_OPTIONS`` (``None`` becomes a typed
+  placeholder, so ``--config.model_options.sinkhorn_tol=1e-5`` still parses)."""
+  parameters = {}
+  for layer in (WSLiftConv, WSGroupConv):
+    parameters.update(inspect.signature(layer.__init__).parameters)
+  return {name: (config_dict.placeholder(kind) if parameters[name].default is None
+                 else parameters[name].default)
+          for name, kind in _LAYER_OPTIONS.items()}
+
+
+def model_options(name: str, channels: int | None = None) -> ml_collections.ConfigDict:
+  """Every option ``create_model(name)`` accepts that a config may want to override, with the
+  values ``create_model`` would use (the factory's model defaults, the layers' defaults), so
+  ``--config.model_options.<field>=...`` works for each. ``channels=None``: the factory's."""
+  defaults = MODEL_DEFAULTS[name]
+  options = {"channels": defaults["channels"] if channels is None else channels,
              "compute_dtype": config_dict.placeholder(str)}  # None: float32
-  if name.startswith("ws"):  # learned stacks
-    options.update(num_elements=4, fix_identity=True, logits_init="uniform",
-                   sinkhorn_iters=20, sinkhorn_tau=1.0,
-                   sinkhorn_tol=config_dict.placeholder(float), remat_sinkhorn=False,
-                   constraint="sinkhorn", sharing="full", cayley_temperature=0.05,
-                   kernel_mask="none", weight_init="reference")
-  elif name.startswith("g"):  # exact group: the reference G-CNN's disk mask and init
-    options.update(group="C4", kernel_mask="disk", weight_init="se2cnn")
+  if "num_elements" in defaults:  # learned stacks
+    options.update(num_elements=defaults["num_elements"], **_layer_defaults())
+  elif "group" in defaults:  # exact group, as the reference's G-CNN: disk-masked kernels and
+    # its N(0, (2/√fan_in)²) init (the layers' own defaults are the weight-sharing layer's)
+    options.update(group=defaults["group"], kernel_mask="disk", weight_init="se2cnn")
   return ml_collections.ConfigDict(options)
 
 
