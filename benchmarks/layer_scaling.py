@@ -27,6 +27,7 @@ analysis of the forward pass (arguments + outputs + scratch).
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -90,29 +91,29 @@ def _variants(group: int, k: int):
           "tied_cayley": (tied_cayley, factor_logits)}
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, cells=None) -> list[dict]:
+  """Every (|G|, k) cell, or only ``cells`` (e.g. ``[(16, 7)]``; no plot then)."""
   batch = 4 if quick else 32
   repeats = 3 if quick else 5
   rows = []
-  for group in (4, 8, 16):
-    for k in (3, 5, 7):
-      d = group * k * k
-      x = jax.random.normal(jax.random.PRNGKey(0), (batch, 100, 100, CHANNELS, group))
-      weight = jax.random.normal(jax.random.PRNGKey(1), (CHANNELS, CHANNELS, d))
-      block = []
-      for variant, (fn, logits) in _variants(group, k).items():
-        jitted = jax.jit(fn)
-        memory = common.compiled_memory_bytes(jitted, x, weight, logits)
-        seconds = common.median_time(lambda: jitted(x, weight, logits), repeats=repeats)
-        block.append({"G": group, "k": k, "variant": variant, "ms": 1e3 * seconds,
-                      "peak_MiB": memory["peak"] / 2**20,
-                      "stack_MiB": (group * d * d * 4 / 2**20) if variant in (
-                          "exact_dense", "weight_sharing") else 0.0})
-      base = block[0]["ms"]
-      for row in block:
-        row["ratio_vs_gather"] = row["ms"] / base
-      rows += block
-  if not quick:
+  for group, k in cells or [(g, k) for g in (4, 8, 16) for k in (3, 5, 7)]:
+    d = group * k * k
+    x = jax.random.normal(jax.random.PRNGKey(0), (batch, 100, 100, CHANNELS, group))
+    weight = jax.random.normal(jax.random.PRNGKey(1), (CHANNELS, CHANNELS, d))
+    block = []
+    for variant, (fn, logits) in _variants(group, k).items():
+      jitted = jax.jit(fn)
+      memory = common.compiled_memory_bytes(jitted, x, weight, logits)
+      seconds = common.median_time(lambda: jitted(x, weight, logits), repeats=repeats)
+      block.append({"G": group, "k": k, "variant": variant, "ms": 1e3 * seconds,
+                    "peak_MiB": memory["peak"] / 2**20,
+                    "stack_MiB": (group * d * d * 4 / 2**20) if variant in (
+                        "exact_dense", "weight_sharing") else 0.0})
+    base = block[0]["ms"]
+    for row in block:
+      row["ratio_vs_gather"] = row["ms"] / base
+    rows += block
+  if not quick and cells is None:
     plot(rows, PLOT_PATH)
   return rows
 
@@ -143,7 +144,9 @@ def plot(rows, path):
 
 
 def main():
-  print(common.format_table(run(), COLUMNS))
+  """``python -m benchmarks.layer_scaling [G,k ...]``: the whole grid, or the given cells."""
+  cells = [tuple(int(v) for v in arg.split(",")) for arg in sys.argv[1:]] or None
+  print(common.format_table(run(cells=cells), COLUMNS))
 
 
 if __name__ == "__main__":
