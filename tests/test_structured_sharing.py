@@ -224,3 +224,11 @@ def test_all_labellings_of_c4_are_found():
         jnp.asarray(np.asarray(groups.spatial_permutations("C4", 3))[order]))
     assert np.allclose(np.asarray(factors).sum(-1), 1.0, atol=1e-5)
     assert np.all(np.isin(np.round(np.asarray(factors), 5), [0.0, 1.0]))
+
+
+def test_layer_scaling_benchmark_times_the_factorised_layers():
+  from benchmarks import layer_scaling  # pylint: disable=import-outside-toplevel
+  rows = layer_scaling.run(quick=True, cells=[(4, 3)])
+  assert [row["variant"] for row in rows] == ["gconv_gather", "exact_dense", "weight_sharing",
+                                              "kronecker", "tied_cayley"]
+  assert all(row["ms"] > 0 and row["peak_MiB"] > 0 for row in rows)
