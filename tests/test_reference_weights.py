@@ -1,6 +1,7 @@
 """Importing the reference implementation's weights (``ds_symmetry.models.reference``)."""
 
 import importlib.util
+import os
 import pathlib
 
 import jax
@@ -15,8 +16,11 @@ from ds_symmetry.models.reference import (REFERENCE_SINKHORN_TOL, import_referen
                                           model_from_reference, reference_options)
 from ds_symmetry.nn import WSGroupConv, WSLiftConv
 
-REFERENCE_FILE = (pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
-                  / "reference" / "official_ws.npz")
+# The reference's vectors live beside the repository; DS_SYMMETRY_TEST_REFERENCE names another copy.
+REFERENCE_FILE = pathlib.Path(os.environ.get(
+    "DS_SYMMETRY_TEST_REFERENCE",
+    pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference"
+    / "official_ws.npz"))
 
 
 def reference_layout(model):
@@ -127,7 +131,7 @@ def test_npz_file_and_ckpt_without_torch(tmp_path):
 def reference():
   if not REFERENCE_FILE.exists():
     pytest.skip(f"the reference vectors {REFERENCE_FILE} are not present (they live beside the "
-                f"repository, in ../shared/data/reference/)")
+                f"repository, in ../shared/data/reference/; or set DS_SYMMETRY_TEST_REFERENCE)")
   with np.load(REFERENCE_FILE) as data:
     return {name: data[name] for name in data.files}
 

@@ -29,7 +29,7 @@ within ``torch.allclose``'s default tolerance of 1 (at most 20 rounds). Our laye
 ``sinkhorn_iters`` rounds unless ``sinkhorn_tol`` is set; with
 ``sinkhorn_tol=REFERENCE_SINKHORN_TOL`` each matrix stops at the same test (decided per matrix,
 not for the whole stack at once), which reproduces the reference's stacks to float32 rounding
-on its test vectors. Without it the stacks differ by a few 1e-6.
+on its test vectors; always running 20 rounds moves those stacks by up to about 1e-7.
 """
 
 from __future__ import annotations
