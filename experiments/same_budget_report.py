@@ -67,24 +67,19 @@ def _load_model(workdir: str, step: int):
   # pylint: disable=import-outside-toplevel
   import jax
   import ml_collections
-  import orbax.checkpoint as ocp
   from flax import nnx
   from ds_symmetry.models import create_model
   from ds_symmetry.train import steps as steps_lib
-  from ds_symmetry.train.checkpointing import Checkpointer
+  from ds_symmetry.train.checkpointing import read_checkpoint
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as file:
     config = ml_collections.ConfigDict(json.load(file))
   model = create_model(config.model, num_classes=10, rngs=nnx.Rngs(config.seed),
                        **config.model_options.to_dict())
   functions = steps_lib.ModelFunctions(model)
-  tx = steps_lib.make_optimizer(config, functions.param_labels(), 1)
-  abstract = jax.eval_shape(lambda: steps_lib.init_state(functions, tx))
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=100)
-  try:
-    state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  finally:
-    checkpointer.close()
-  return functions.build(state["params"], state["batch_stats"], train=False), config
+  _, state = read_checkpoint(os.path.join(workdir, "checkpoints"), step)
+  params = {key: jax.numpy.asarray(value) for key, value in state["params"].items()}
+  stats = {key: jax.numpy.asarray(value) for key, value in state["batch_stats"].items()}
+  return functions.build(params, stats, train=False), config
 
 
 def _accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
