@@ -11,6 +11,11 @@ Both layers own canonical kernels ``θ`` and a representation stack ``R`` and co
 Shapes: ``WSLiftConv``: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``;
 ``WSGroupConv``: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
 
+Signals and voxel grids: ``spatial_dims=1`` or ``3`` (default 2, or the rank of ``group``'s
+grid, e.g. 1 for ``shift<n>``, 3 for ``cube``) makes the kernel a ``(k,)*D`` grid with
+``d = k^D`` (lift) or ``G·k^D`` (group) and the input ``[B, *grid, C_in(, G)]``; the stack is
+applied by one convolution of rank D (``ops.lift_conv_nd`` / ``ops.group_conv_nd``).
+
 Initialisation follows the reference code (``wsmodules.py``):
 
 * logits uniform in [0, 1) (``logits_init="uniform"``); alternatives ``"balanced_uniform"``
@@ -78,6 +83,7 @@ class _WeightSharingConv(nnx.Module):
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
                num_elements: Optional[int] = None, group: Optional[str] = None,
+               spatial_dims: Optional[int] = None,
                fix_identity: bool = True,
                logits_init: str = "uniform", identity_scale: float = 5.0,
                sinkhorn_iters: int = 20, sinkhorn_tau: float = 1.0,
@@ -89,7 +95,12 @@ class _WeightSharingConv(nnx.Module):
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     if group is not None:
-      expected = groups_ops.group_order(group)  # validates the name
+      group_dims = groups_ops.group_spatial_dims(group)  # validates the name
+      if spatial_dims not in (None, group_dims):
+        raise ValueError(f"spatial_dims={spatial_dims!r} does not match group {group!r}, which "
+                         f"acts on {group_dims}-D grids; pass spatial_dims={group_dims} or None")
+      spatial_dims = group_dims
+      expected = groups_ops.group_order(group)
       if num_elements not in (None, expected):
         raise ValueError(f"num_elements={num_elements!r} does not match group {group!r} of "
                          f"order {expected}; pass num_elements={expected} or None")
@@ -100,7 +111,8 @@ class _WeightSharingConv(nnx.Module):
       raise ValueError(f"num_elements must be a positive int; got {num_elements!r}")
     if logits_init not in LOGITS_INITS:
       raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {logits_init!r}")
-    kernel_ops._check_padding(padding)  # pylint: disable=protected-access
+    self.spatial_dims = kernel_ops.check_spatial_dims(2 if spatial_dims is None else spatial_dims)
+    kernel_ops._check_padding_nd(padding, self.spatial_dims)  # pylint: disable=protected-access
 
     self.in_features, self.out_features = in_features, out_features
     self.kernel_size, self.num_elements, self.group = kernel_size, num_elements, group
@@ -109,6 +121,8 @@ class _WeightSharingConv(nnx.Module):
         sinkhorn_iters, float(sinkhorn_tau), sinkhorn_tol)
     self.remat_sinkhorn, self.padding, self.compute_dtype = remat_sinkhorn, padding, compute_dtype
 
+    if group is not None:
+      self._exact_stack()  # raises ValueError now if the group does not act on this grid
     d = self.representation_size
     weight_key, logits_key = rngs.params(), rngs.params()
     self.weight = nnx.Param(self._init_weight(weight_key))
@@ -121,14 +135,21 @@ class _WeightSharingConv(nnx.Module):
       self.logits = None
 
   # Subclasses define ``representation_size`` (d), ``_init_weight``, ``_exact_stack``, and
-  # the ops they apply: ``_build_kernels`` and ``_convolve``.
+  # the ops they apply: ``_build_kernels`` and ``_convolve`` (2-D), ``_build_kernels_nd`` and
+  # ``_convolve_nd`` (1-D and 3-D).
 
   def expanded_kernel(self) -> jnp.ndarray:
     """The HWIO kernel holding every transformed copy (output channel ``o·G + g``)."""
+    if self.spatial_dims != 2:
+      return self._build_kernels_nd(self.representation_stack(), self.weight[...],
+                                    self.spatial_dims)
     return self._build_kernels(self.representation_stack(), self.weight[...])
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     bias = None if self.bias is None else self.bias[...]
+    if self.spatial_dims != 2:
+      return self._convolve_nd(x, self.representation_stack(), self.weight[...], bias,
+                               self.padding, self.compute_dtype, spatial_dims=self.spatial_dims)
     return self._convolve(x, self.representation_stack(), self.weight[...], bias,
                           self.padding, self.compute_dtype)
 
@@ -171,23 +192,26 @@ class _WeightSharingConv(nnx.Module):
 
 
 class WSLiftConv(_WeightSharingConv):
-  """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``.
+  """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]`` (``[B, *grid, …]`` for
+  ``spatial_dims`` 1 or 3).
 
-  ``R`` acts on the flattened k×k kernel (d = k²)."""
+  ``R`` acts on the flattened k×k kernel (d = k², or k^D)."""
 
   kind = "lift"
   _build_kernels = staticmethod(kernel_ops.lift_kernels)  # HWIO [k, k, C_in, C_out·G]
   _convolve = staticmethod(kernel_ops.lift_conv)
+  _build_kernels_nd = staticmethod(kernel_ops.lift_kernels_nd)
+  _convolve_nd = staticmethod(kernel_ops.lift_conv_nd)
 
   @property
   def representation_size(self) -> int:
-    return self.kernel_size ** 2
+    return self.kernel_size ** self.spatial_dims
 
   def _init_weight(self, key):
-    fan_in = self.in_features * self.kernel_size ** 2
+    fan_in = self.in_features * self.representation_size
     std = 1.0 / math.sqrt(3.0 * fan_in)  # torch kaiming_normal_(a=√5)
     return std * jax.random.normal(
-        key, (self.out_features, self.in_features, self.kernel_size ** 2), jnp.float32)
+        key, (self.out_features, self.in_features, self.representation_size), jnp.float32)
 
   def _exact_stack(self):
     return groups_ops.spatial_permutations(self.group, self.kernel_size)
@@ -195,18 +219,21 @@ class WSLiftConv(_WeightSharingConv):
 
 
 class WSGroupConv(_WeightSharingConv):
-  """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
+  """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]`` (``[B, *grid, …]``
+  for ``spatial_dims`` 1 or 3).
 
-  ``R`` acts jointly on (input element, y, x), d = G·k²; the exact version is the
+  ``R`` acts jointly on (input element, y, x), d = G·k² (G·k^D); the exact version is the
   shift-twist (regular) representation."""
 
   kind = "group"
   _build_kernels = staticmethod(kernel_ops.group_kernels)  # HWIO [k, k, C_in·G, C_out·G]
   _convolve = staticmethod(kernel_ops.group_conv)
+  _build_kernels_nd = staticmethod(kernel_ops.group_kernels_nd)
+  _convolve_nd = staticmethod(kernel_ops.group_conv_nd)
 
   @property
   def representation_size(self) -> int:
-    return self.num_elements * self.kernel_size ** 2
+    return self.num_elements * self.kernel_size ** self.spatial_dims
 
   def _init_weight(self, key):
     fan_in = self.in_features * self.representation_size
