@@ -145,3 +145,43 @@ def plot_cayley(stack, path: PathLike) -> pathlib.Path:
     axis.set_xticks(range(n))
     axis.set_yticks(range(n))
   return _save(figure, path)
+
+
+def plot_decomposition(coefficients, path: PathLike, title: Optional[str] = None,
+                       highlight=None, column_label: str = "true element",
+                       row_label: str = "learned element") -> pathlib.Path:
+  """Heat map of convex-decomposition coefficients (the paper's Figs. 5, 6, 8, 11).
+
+  Args:
+    coefficients: ``[n, m]``: row ``i`` is learned element ``i`` written as a convex
+      combination of the ``m`` true elements (``analysis.convex_decomposition``).
+    path: output PNG file.
+    title: optional title.
+    highlight: optional column indices (e.g. a subgroup's elements) marked in red below the
+      map.
+    column_label, row_label: axis labels.
+
+  Returns:
+    ``path``.
+  """
+  c = to_numpy(coefficients, "coefficients")
+  if c.ndim != 2 or 0 in c.shape:
+    raise ValueError(f"coefficients must have shape [n, m]; got {c.shape}")
+  n, m = c.shape
+  figure = _figure(min(2.0 + 0.16 * m, 14.0), min(1.6 + 0.2 * n, 9.0))
+  axis = figure.subplots()
+  image = axis.imshow(c, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+  if highlight is not None:
+    columns = np.asarray(list(highlight), dtype=int)
+    axis.scatter(columns, np.full(columns.shape, n - 0.5 + 0.35), marker="s", s=10,
+                 color="red", clip_on=False)
+  axis.set_xlabel(column_label)
+  axis.set_ylabel(row_label)
+  step = max(1, m // 16)
+  axis.set_xticks(range(0, m, step))
+  axis.set_yticks(range(0, n, max(1, n // 16)))
+  figure.colorbar(image, ax=axis, shrink=0.8, label="coefficient")
+  if title:
+    axis.set_title(title, fontsize=9)
+  return _save(figure, path)
