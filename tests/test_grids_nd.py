@@ -129,3 +129,15 @@ def test_learned_layers_on_1d_and_3d_grids():
 def test_bad_input_is_a_clear_error(bad_call, argument):
   with pytest.raises(ValueError, match=argument):
     bad_call()
+
+
+def test_analysis_reads_groups_from_the_registry():
+  from ds_symmetry import analysis
+  cube = np.asarray(ops.spatial_permutations("cube", 3))
+  assert analysis.distance_to_group(cube[::-1], "cube", 3).covering_distance == 0.0
+  assert analysis.identify_group(cube, 3, groups=("cube",)).name == "cube"
+  shifts = np.asarray(ops.spatial_permutations("shift6", 6))
+  assert analysis.identify_group(shifts, 6, groups=("shift6",)).name == "shift6"
+  assert analysis.IMAGE_GROUPS == ("trivial", "C2", "C4", "flip", "D4")
+  with pytest.raises(ValueError, match="same rank"):
+    analysis.identify_group(cube, 3, groups=("cube", "C4"))

@@ -14,8 +14,8 @@ Host-side numpy/scipy; inputs may be jax or numpy arrays. Distances are ``â€–A â
 
 from ds_symmetry.analysis.decomposition import (convex_combination, convex_decomposition,
                                                 decomposition_score)
-from ds_symmetry.analysis.groups import (DEFAULT_THRESHOLD, KINDS, CayleyResult, GroupDistance,
-                                         GroupMatch, cayley_error, distance_to_group,
+from ds_symmetry.analysis.groups import (DEFAULT_THRESHOLD, IMAGE_GROUPS, KINDS, CayleyResult,
+                                         GroupDistance, GroupMatch, cayley_error, distance_to_group,
                                          group_representations, identify_group)
 from ds_symmetry.analysis.permutations import (nearest_permutation, nearest_permutations,
                                                pairwise_distances, permutation_indices)
