@@ -8,7 +8,8 @@
 #
 # Why it matters: on Colab, `pip install -e .` must not replace the runtime's accelerator-enabled
 # jax with a CPU build, so the bounds must be the oldest versions the code really needs
-# (flax 0.12.0 for nnx.List, which needs jax >= 0.7.1). Not part of .ci/run: it downloads a
+# (flax 0.12.1: nnx.List, nnx.iter_modules, Variable.get_value; it needs jax >= 0.8.1, which
+# needs numpy >= 2.0 and scipy >= 1.13). Not part of .ci/run: it downloads a
 # second set of wheels; run it when a bound changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
