@@ -9,6 +9,7 @@ Layers of the package (imports point down only)::
   ds_symmetry.ops       pure jnp functions: Sinkhorn, group representations, kernel stacks
   ds_symmetry.analysis  what a learned stack became (nearest permutation / group)
   ds_symmetry.testing   public equivariance helpers
+  ds_symmetry.toy_problems  data generators of the symmetry-discovery toy problems (App. B)
 """
 
 from ds_symmetry import _xla_flags

@@ -7,12 +7,15 @@ A function ``f`` is equivariant when ``f(T_in(x)) == T_out(f(x))`` and invariant
   testing.assert_equivariant(model, images, testing.image_transform("C4", 1),
                              testing.group_feature_transform("C4", 1))
 
-Transforms follow ``ds_symmetry.ops.groups``: for images ``[B, H, W, C]`` (and feature maps
-``[B, H, W, C, G]``) rotation by ``r`` quarter turns is ``jnp.rot90(x, r, axes=(1, 2))``; the
-flip is ``jnp.flip(x, axis=2)`` (left↔right); D4 element ``f*4 + r`` is
-``rot90(flip^f(x), r)``; C2 element ``g`` rotates by ``2g`` quarter turns. On a group axis the
-element ``g`` acts by the regular representation, ``out[..., h] = y[..., g⁻¹h]``, which is how
-a lifting or group convolution with exact representations transforms.
+Transforms read every group from the registry in ``ds_symmetry.ops.groups``: element ``g``
+acts on the spatial axes ``1 … D`` of ``[B, *grid, C]`` inputs and ``[B, *grid, C, G]`` feature
+maps, where ``D`` is the rank of the group's grid (1 for ``shift<n>`` signals ``[B, W, C]``,
+2 for images ``[B, H, W, C]``, 3 for ``cube`` and ``C4xC4`` voxels ``[B, D, H, W, C]``). For
+images, rotation by ``r`` quarter turns is ``jnp.rot90(x, r, axes=(1, 2))``; the flip is
+``jnp.flip(x, axis=2)`` (left↔right); D4 element ``f*4 + r`` is ``rot90(flip^f(x), r)``; C2
+element ``g`` rotates by ``2g`` quarter turns. On a group axis the element ``g`` acts by the
+regular representation, ``out[..., h] = y[..., g⁻¹h]``, which is how a lifting or group
+convolution with exact representations transforms.
 
 Exactness on a pixel grid needs odd kernels with 'VALID' padding on images whose size keeps
 the rotation centre on the grid (e.g. 28×28), see ``ops.kernels``.
@@ -140,14 +143,17 @@ def _check_element(name, g) -> int:
 
 
 def _spatial(name: str, g: int, x):
-  if x.ndim < 3:
-    raise ValueError(f"x must have spatial axes 1 and 2 ([B, H, W, ...]); got shape {x.shape}")
-  return _groups.apply_element(name, g, x, axes=(1, 2))
+  dims = _groups.group_spatial_dims(name)
+  if x.ndim < dims + 1:
+    raise ValueError(f"x must have spatial axes 1 … {dims} ([B, *grid, ...]) for group "
+                     f"{name!r}; got shape {x.shape}")
+  return _groups.apply_element(name, g, x, axes=tuple(range(1, dims + 1)))
 
 
 def image_transform(name: str, g: int) -> Transform:
-  """The action of element ``g`` of group ``name`` on images ``[B, H, W, C]`` (any array with
-  spatial axes 1 and 2)."""
+  """The action of element ``g`` of group ``name`` on inputs ``[B, *grid, C]``: images
+  ``[B, H, W, C]`` for 2-D groups, signals ``[B, W, C]`` (1-D) or voxels ``[B, D, H, W, C]``
+  (3-D); any array whose axes ``1 … D`` are the grid."""
   g = _check_element(name, g)
   return lambda x: _spatial(name, g, x)
 
@@ -159,7 +165,8 @@ def group_axis_permutation(name: str, g: int) -> np.ndarray:
 
 
 def group_feature_transform(name: str, g: int) -> Transform:
-  """The action of element ``g`` on feature maps ``[B, H, W, C, G]``.
+  """The action of element ``g`` on feature maps ``[B, *grid, C, G]`` (``[B, H, W, C, G]``
+  for 2-D groups).
 
   Spatially as :func:`image_transform`; on the group axis by the regular representation,
   ``out[..., h] = y[..., g⁻¹h]`` (for C4: a cyclic shift by ``g``).
@@ -169,9 +176,10 @@ def group_feature_transform(name: str, g: int) -> Transform:
   index = jnp.asarray(group_axis_permutation(name, g))
 
   def transform(x):
-    if x.ndim != 5 or x.shape[-1] != order:
-      raise ValueError(f"x must have shape [B, H, W, C, G={order}] for group {name!r}; got "
-                       f"{x.shape}")
+    dims = _groups.group_spatial_dims(name)
+    if x.ndim != dims + 3 or x.shape[-1] != order:
+      raise ValueError(f"x must have shape [B, *grid ({dims} axes), C, G={order}] for group "
+                       f"{name!r}; got {x.shape}")
     return jnp.take(_spatial(name, g, x), index, axis=-1)
 
   return transform

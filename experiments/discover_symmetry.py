@@ -75,7 +75,7 @@ def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, step
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--group", default="C4", choices=[g for g in ops.GROUP_NAMES
+  parser.add_argument("--group", default="C4", choices=[g for g in ops.group_names(spatial_dims=2, permutation=True)
                                                          if g != "trivial"])
   parser.add_argument("--steps", type=int, default=500)
   parser.add_argument("--kernel_size", type=int, default=5)

@@ -253,10 +253,10 @@ def test_bad_input_raises_value_error_naming_the_argument():
     analysis.distance_to_group(c4, "C4", 3, kind="group")
   with pytest.raises(ValueError, match="kernel_size must be a positive int; got 0"):
     analysis.summarize_stack(c4, 0, "lift")
-  with pytest.raises(ValueError, match="name must be one of .*got 'C8'"):
-    analysis.distance_to_group(c4, "C8", 3)
-  with pytest.raises(ValueError, match="name must be one of .*got 'C8'"):
-    analysis.identify_group(c4, 3, groups=("C4", "C8"))
+  with pytest.raises(ValueError, match="name must be one of .*got 'SO2'"):
+    analysis.distance_to_group(c4, "SO2", 3)
+  with pytest.raises(ValueError, match="name must be one of .*got 'SO2'"):
+    analysis.identify_group(c4, 3, groups=("C4", "SO2"))
   with pytest.raises(ValueError, match="kind must be one of .*got 'conv'"):
     analysis.identify_group(c4, 3, kind="conv")
   with pytest.raises(ValueError, match="threshold"):

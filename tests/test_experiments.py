@@ -282,7 +282,7 @@ def test_failed_run_is_reported_and_the_grid_continues(tmp_path):
 def _c4_stacks(workdir):
   from ds_symmetry import ops
   from ds_symmetry.train.trainer import save_stacks
-  stack = np.asarray(ops.rotation_permutations(5, order=4))
+  stack = np.asarray(ops.spatial_permutations("C4", 5))
   meta = {"lift": {"kind": "lift", "kernel_size": 5, "learned": True, "num_elements": 4,
                    "group": ""}}
   save_stacks(os.path.join(workdir, "stacks.npz"), {"lift": stack}, meta, step=10)

@@ -170,7 +170,7 @@ def test_remat_sinkhorn_gives_the_same_gradients():
 
 @pytest.mark.parametrize("bad_call, message", [
     (lambda: create_model("vit", num_classes=10, rngs=nnx.Rngs(0)), "cnn"),
-    (lambda: create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), group="C8"), "group"),
+    (lambda: create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), group="SO2"), "group"),
     (lambda: create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), width=3), "width"),
     (lambda: create_model("cnn", num_classes=10, rngs=nnx.Rngs(0), num_elements=4), "plain"),
     (lambda: create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), num_elements=8),

@@ -139,7 +139,7 @@ def test_pytree_outputs():
 
 def test_bad_arguments():
   with pytest.raises(ValueError, match="name"):
-    testing.image_transform("C8", 1)
+    testing.image_transform("SO2", 1)
   with pytest.raises(ValueError, match="g must be"):
     testing.group_feature_transform("C4", 4)
   with pytest.raises(ValueError, match="G=4"):

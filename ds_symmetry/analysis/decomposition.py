@@ -79,3 +79,28 @@ def convex_combination(coefficients, basis) -> np.ndarray:
     raise ValueError(f"coefficients must have shape [m] or [n, m] with m = "
                      f"{basis_array.shape[0]}; got {c.shape}")
   return np.tensordot(c, basis_array, axes=([-1], [0]))
+
+
+def decomposition_score(coefficients, threshold: float = 0.9, exclude=()) -> float:
+  """Fraction of learned elements that sit on their own true element.
+
+  Counts the distinct true elements ``k`` that some learned element puts at least
+  ``threshold`` of its coefficient mass on (two learned elements on the same ``k`` count
+  once), divided by the number of learned elements.
+
+  Args:
+    coefficients: ``[n, m]`` from :func:`convex_decomposition` (rows: learned elements).
+    threshold: the mass a learned element must put on one true element.
+    exclude: true elements that do not count (e.g. one already taken by a fixed identity).
+
+  Returns:
+    A float in [0, 1].
+  """
+  c = to_numpy(coefficients, "coefficients")
+  if c.ndim != 2 or 0 in c.shape:
+    raise ValueError(f"coefficients must have shape [n, m]; got {c.shape}")
+  if not 0 < threshold <= 1:
+    raise ValueError(f"threshold must be in (0, 1]; got {threshold!r}")
+  hits = {int(k) for k, value in zip(np.argmax(c, axis=1), np.max(c, axis=1))
+          if value >= threshold} - {int(k) for k in exclude}
+  return len(hits) / c.shape[0]

@@ -35,17 +35,22 @@ def _check_kind(kind) -> str:
   return kind
 
 
+# Candidate groups by default: the exact 2-D pixel-grid groups of the registry (ops.groups).
+IMAGE_GROUPS = _groups.group_names(spatial_dims=2, permutation=True)
+
+
 def _check_name(name) -> str:
-  if name not in _groups.GROUP_NAMES:
-    raise ValueError(f"name must be one of {_groups.GROUP_NAMES}; got {name!r}")
-  return name
+  return _groups.group_spec(name).name  # ValueError naming the registered groups
 
 
-def _check_stack_for_kind(stack: np.ndarray, kernel_size: int, kind: str) -> None:
+def _check_stack_for_kind(stack: np.ndarray, kernel_size: int, kind: str,
+                          spatial_dims: int = 2) -> None:
   n, d = stack.shape[0], stack.shape[-1]
-  expected = kernel_size**2 if kind == "lift" else n * kernel_size**2
+  grid = kernel_size**spatial_dims
+  expected = grid if kind == "lift" else n * grid
   if d != expected:
-    rule = "k²" if kind == "lift" else "n·k² (n = stack size)"
+    power = {1: "", 2: "²", 3: "³"}[spatial_dims]
+    rule = f"k{power}" if kind == "lift" else f"n·k{power} (n = stack size)"
     raise ValueError(
         f"kernel_size={kernel_size} does not fit stack of shape {stack.shape} for "
         f"kind={kind!r}: matrices must be d×d with d = {rule} = {expected}")
@@ -55,7 +60,8 @@ def group_representations(name: str, kernel_size: int, kind: str = "lift") -> np
   """Exact representations to compare against, float64.
 
   Returns:
-    ``[G, k², k²]`` for ``kind="lift"`` or ``[G, G·k², G·k²]`` for ``kind="group"``.
+    ``[G, k², k²]`` for ``kind="lift"`` or ``[G, G·k², G·k²]`` for ``kind="group"`` (``k^D``
+    in place of ``k²`` for groups of 1-D or 3-D grids).
   """
   _check_name(name)
   _check_kind(kind)
@@ -246,7 +252,7 @@ def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") ->
   _check_name(name)
   _check_kind(kind)
   kernel_size = check_kernel_size(kernel_size)
-  _check_stack_for_kind(array, kernel_size, kind)
+  _check_stack_for_kind(array, kernel_size, kind, _groups.group_spatial_dims(name))
   if kind == "group" and array.shape[0] != _groups.group_order(name):
     raise ValueError(
         f"name={name!r} has {_groups.group_order(name)} elements, but a group-convolution "
@@ -297,7 +303,7 @@ class GroupMatch:
 
 def identify_group(stack, kernel_size: int, kind: str = "lift",
                    threshold: float = DEFAULT_THRESHOLD,
-                   groups: Sequence[str] = _groups.GROUP_NAMES) -> GroupMatch:
+                   groups: Sequence[str] = IMAGE_GROUPS) -> GroupMatch:
   """Names the known group a learned stack is closest to, or ``None``.
 
   Criterion. For each candidate group ``G`` with ``|G| ≤ n`` (the stack size), the score is
@@ -328,7 +334,8 @@ def identify_group(stack, kernel_size: int, kind: str = "lift",
     kernel_size: k (``d = k²`` for lift, ``d = n·k²`` for group).
     kind: ``"lift"`` or ``"group"``.
     threshold: the largest accepted score, > 0.
-    groups: candidate names, a subset of ``ops.GROUP_NAMES``.
+    groups: candidate names from the registry (``ops.group_spec``), all acting on grids of
+      the same rank; default: the exact 2-D groups ``IMAGE_GROUPS``.
 
   Returns:
     :class:`GroupMatch`.
@@ -336,7 +343,6 @@ def identify_group(stack, kernel_size: int, kind: str = "lift",
   array = check_stack(stack, "stack")
   _check_kind(kind)
   kernel_size = check_kernel_size(kernel_size)
-  _check_stack_for_kind(array, kernel_size, kind)
   if (not isinstance(threshold, numbers.Real) or isinstance(threshold, bool)
       or not threshold > 0):
     raise ValueError(f"threshold must be a positive number; got {threshold!r}")
@@ -345,6 +351,11 @@ def identify_group(stack, kernel_size: int, kind: str = "lift",
                      f"{_groups.GROUP_NAMES}; got {groups!r}")
   for name in groups:
     _check_name(name)
+  dims = {_groups.group_spatial_dims(name) for name in groups}
+  if len(dims) != 1:
+    raise ValueError(f"groups must all act on grids of the same rank; got {groups!r} "
+                     f"(ranks {sorted(dims)})")
+  _check_stack_for_kind(array, kernel_size, kind, dims.pop())
 
   n = array.shape[0]
   candidates, subset_distances, details = {}, {}, {}

@@ -145,3 +145,113 @@ def plot_cayley(stack, path: PathLike) -> pathlib.Path:
     axis.set_xticks(range(n))
     axis.set_yticks(range(n))
   return _save(figure, path)
+
+
+def plot_decomposition(coefficients, path: PathLike, title: Optional[str] = None,
+                       highlight=None, column_label: str = "true element",
+                       row_label: str = "learned element") -> pathlib.Path:
+  """Heat map of convex-decomposition coefficients (the paper's Figs. 5, 6, 8, 11).
+
+  Args:
+    coefficients: ``[n, m]``: row ``i`` is learned element ``i`` written as a convex
+      combination of the ``m`` true elements (``analysis.convex_decomposition``).
+    path: output PNG file.
+    title: optional title.
+    highlight: optional column indices (e.g. a subgroup's elements) marked in red below the
+      map.
+    column_label, row_label: axis labels.
+
+  Returns:
+    ``path``.
+  """
+  c = to_numpy(coefficients, "coefficients")
+  if c.ndim != 2 or 0 in c.shape:
+    raise ValueError(f"coefficients must have shape [n, m]; got {c.shape}")
+  n, m = c.shape
+  figure = _figure(min(2.0 + 0.16 * m, 14.0), min(1.6 + 0.2 * n, 9.0))
+  axis = figure.subplots()
+  image = axis.imshow(c, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+  if highlight is not None:
+    columns = np.asarray(list(highlight), dtype=int)
+    axis.scatter(columns, np.full(columns.shape, n - 0.5 + 0.35), marker="s", s=10,
+                 color="red", clip_on=False)
+  axis.set_xlabel(column_label)
+  axis.set_ylabel(row_label)
+  step = max(1, m // 16)
+  axis.set_xticks(range(0, m, step))
+  axis.set_yticks(range(0, n, max(1, n // 16)))
+  figure.colorbar(image, ax=axis, shrink=0.8, label="coefficient")
+  if title:
+    axis.set_title(title, fontsize=9)
+  return _save(figure, path)
+
+
+def plot_stack_against(stack, reference, path: PathLike, title: Optional[str] = None,
+                       labels=("learned", "exact")) -> pathlib.Path:
+  """Heat maps of a learned stack (top row) above a reference stack (bottom row), element by
+  element, e.g. a learned lifting stack beside the C4 permutations it was assigned to (the
+  paper's Fig. 3) or learned group-convolution stacks beside the shift-twist representation
+  (Figs. 9–10).
+
+  Args:
+    stack: ``[n, d, d]``.
+    reference: ``[n, d, d]`` (reorder it to match ``stack`` first, e.g. by an assignment).
+    path: output PNG file.
+    title: optional figure title.
+    labels: row names.
+
+  Returns:
+    ``path``.
+  """
+  top, bottom = check_stack(stack, "stack"), check_stack(reference, "reference")
+  if top.shape != bottom.shape:
+    raise ValueError(f"stack {top.shape} and reference {bottom.shape} must have the same shape")
+  n = top.shape[0]
+  figure = _figure(1.9 * n + 0.8, 4.2)
+  axes = figure.subplots(2, n, squeeze=False)
+  for g in range(n):
+    for row, (array, label) in enumerate(zip((top, bottom), labels)):
+      axes[row, g].imshow(array[g], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+      axes[row, g].set_title(f"{label} [{g}]", fontsize=8)
+      axes[row, g].set_xticks([])
+      axes[row, g].set_yticks([])
+  if title:
+    figure.suptitle(title)
+  return _save(figure, path)
+
+
+def plot_training_curves(records, path: PathLike, title: Optional[str] = None) -> pathlib.Path:
+  """Train loss (per logged step) and test accuracy (per evaluation) from ``metrics.jsonl``.
+
+  Args:
+    records: the file's records (dicts); those with ``train_loss`` (or ``loss``) and a
+      ``step`` give the loss curve, those with ``test_accuracy`` the accuracy curve.
+    path: output PNG file.
+    title: optional figure title.
+
+  Returns:
+    ``path``.
+  """
+  def curve(key_options):
+    points = []
+    for record in records:
+      for key in key_options:
+        if key in record and "step" in record:
+          points.append((record["step"], record[key]))
+          break
+    return np.asarray(points, dtype=float).reshape(-1, 2)
+
+  loss = curve(("train_loss", "loss"))
+  accuracy = curve(("test_accuracy", "eval_accuracy"))
+  figure = _figure(8.0, 3.2)
+  loss_axis, accuracy_axis = figure.subplots(1, 2)
+  loss_axis.plot(loss[:, 0], loss[:, 1], marker=".")
+  loss_axis.set_xlabel("step")
+  loss_axis.set_ylabel("train loss")
+  accuracy_axis.plot(accuracy[:, 0], accuracy[:, 1], marker="o", color="C1")
+  accuracy_axis.set_xlabel("step")
+  accuracy_axis.set_ylabel("test accuracy")
+  if title:
+    figure.suptitle(title)
+  return _save(figure, path)

@@ -15,7 +15,7 @@ wsresnet   CIFAR-10 weight-sharing ResNet, 32 channels, 4 elements
 =========  =======================================================================
 
 Options (all keyword): ``channels``, ``in_channels``, ``kernel_size``, ``group`` (exact
-models: one of ``ops.GROUP_NAMES``), ``num_elements`` (learned models), ``num_blocks`` (MNIST
+models: a 2-D group, ``ops.group_names(spatial_dims=2)``), ``num_elements`` (learned models), ``num_blocks`` (MNIST
 models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolutions only;
 Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
 ``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,

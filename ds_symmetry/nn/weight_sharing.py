@@ -11,6 +11,11 @@ Both layers own canonical kernels ``θ`` and a representation stack ``R`` and co
 Shapes: ``WSLiftConv``: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``;
 ``WSGroupConv``: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
 
+Signals and voxel grids: ``spatial_dims=1`` or ``3`` (default 2, or the rank of ``group``'s
+grid, e.g. 1 for ``shift<n>``, 3 for ``cube``) makes the kernel a ``(k,)*D`` grid with
+``d = k^D`` (lift) or ``G·k^D`` (group) and the input ``[B, *grid, C_in(, G)]``; the stack is
+applied by one convolution of rank D (``ops.lift_conv_nd`` / ``ops.group_conv_nd``).
+
 Initialisation follows the reference code (``wsmodules.py``):
 
 * logits uniform in [0, 1) (``logits_init="uniform"``); alternatives ``"balanced_uniform"``
@@ -111,6 +116,7 @@ class _WeightSharingConv(nnx.Module):
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
                num_elements: Optional[int] = None, group: Optional[str] = None,
+               spatial_dims: Optional[int] = None,
                fix_identity: bool = True,
                logits_init: str = "uniform", identity_scale: float = 5.0,
                sinkhorn_iters: int = 20, sinkhorn_tau: float = 1.0,
@@ -124,7 +130,12 @@ class _WeightSharingConv(nnx.Module):
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     if group is not None:
-      expected = groups_ops.group_order(group)  # validates the name
+      group_dims = groups_ops.group_spatial_dims(group)  # validates the name
+      if spatial_dims not in (None, group_dims):
+        raise ValueError(f"spatial_dims={spatial_dims!r} does not match group {group!r}, which "
+                         f"acts on {group_dims}-D grids; pass spatial_dims={group_dims} or None")
+      spatial_dims = group_dims
+      expected = groups_ops.group_order(group)
       if num_elements not in (None, expected):
         raise ValueError(f"num_elements={num_elements!r} does not match group {group!r} of "
                          f"order {expected}; pass num_elements={expected} or None")
@@ -139,7 +150,14 @@ class _WeightSharingConv(nnx.Module):
                                  ("weight_init", weight_init, WEIGHT_INITS)):
       if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
-    kernel_ops._check_padding(padding)  # pylint: disable=protected-access
+    self.spatial_dims = kernel_ops.check_spatial_dims(2 if spatial_dims is None else spatial_dims)
+    kernel_ops._check_padding_nd(padding, self.spatial_dims)  # pylint: disable=protected-access
+    if self.spatial_dims != 2:
+      for name, value, plain in (("kernel_mask", kernel_mask, "none"),
+                                 ("constraint", constraint, "sinkhorn")):
+        if value != plain and not (name == "constraint" and value in ("softmax", "none")):
+          raise ValueError(f"{name}={value!r} needs a 2-D kernel grid; got "
+                           f"spatial_dims={self.spatial_dims}")
 
     self.in_features, self.out_features = in_features, out_features
     self.kernel_size, self.num_elements, self.group = kernel_size, num_elements, group
@@ -151,6 +169,8 @@ class _WeightSharingConv(nnx.Module):
     self.logits_init, self.identity_scale = logits_init, identity_scale
     self.fixed_stack: Optional[FixedStack] = nnx.data(None)
 
+    if group is not None:
+      self._exact_stack()  # raises ValueError now if the group does not act on this grid
     weight_key, logits_key = rngs.params(), rngs.params()
     self.weight = nnx.Param(self._init_weight(weight_key))
     self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
@@ -159,7 +179,7 @@ class _WeightSharingConv(nnx.Module):
   # Subclasses define ``representation_size`` (d), ``_weight_shape``, ``_reference_init``,
   # ``_init_stack`` (the learned parameters), ``_exact_stack``, ``_learned_stack``,
   # ``_own_logits``, ``_own_spatial_stack``, ``_drop_learned`` and the ops they apply:
-  # ``_build_kernels`` / ``_convolve``.
+  # ``_build_kernels`` / ``_convolve`` (2-D), ``_build_kernels_nd`` / ``_convolve_nd`` (1-D, 3-D).
 
   @property
   def num_learned(self) -> int:
@@ -197,10 +217,16 @@ class _WeightSharingConv(nnx.Module):
 
   def expanded_kernel(self) -> jnp.ndarray:
     """The HWIO kernel holding every transformed copy (output channel ``o·G + g``)."""
+    if self.spatial_dims != 2:
+      return self._build_kernels_nd(self.representation_stack(), self.weight[...],
+                                    self.spatial_dims)
     return self._build_kernels(self.representation_stack(), self.canonical_weight())
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     bias = None if self.bias is None else self.bias[...]
+    if self.spatial_dims != 2:
+      return self._convolve_nd(x, self.representation_stack(), self.weight[...], bias,
+                               self.padding, self.compute_dtype, spatial_dims=self.spatial_dims)
     return self._convolve(x, self.representation_stack(), self.canonical_weight(), bias,
                           self.padding, self.compute_dtype)
 
@@ -295,14 +321,17 @@ class _WeightSharingConv(nnx.Module):
 
 
 class WSLiftConv(_WeightSharingConv):
-  """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``.
+  """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]`` (``[B, *grid, …]`` for
+  ``spatial_dims`` 1 or 3).
 
-  ``R`` acts on the flattened k×k kernel (d = k²). With ``sharing="tied*"`` group layers
-  reuse this layer's learned stack as their spatial factor."""
+  ``R`` acts on the flattened k×k kernel (d = k², or k^D). With ``sharing="tied*"`` group
+  layers reuse this layer's learned stack as their spatial factor."""
 
   kind = "lift"
   _build_kernels = staticmethod(kernel_ops.lift_kernels)  # HWIO [k, k, C_in, C_out·G]
   _convolve = staticmethod(kernel_ops.lift_conv)
+  _build_kernels_nd = staticmethod(kernel_ops.lift_kernels_nd)
+  _convolve_nd = staticmethod(kernel_ops.lift_conv_nd)
 
   def _init_stack(self, key):
     self.logits = (self._new_logits(self.representation_size, key, spatial=True)
@@ -310,10 +339,10 @@ class WSLiftConv(_WeightSharingConv):
 
   @property
   def representation_size(self) -> int:
-    return self.kernel_size ** 2
+    return self.kernel_size ** self.spatial_dims
 
   def _weight_shape(self):
-    return (self.out_features, self.in_features, self.kernel_size ** 2)
+    return (self.out_features, self.in_features, self.representation_size)
 
   def _reference_init(self, key, shape, fan_in):
     std = 1.0 / math.sqrt(3.0 * fan_in)  # torch kaiming_normal_(a=√5)
@@ -337,10 +366,11 @@ class WSLiftConv(_WeightSharingConv):
 
 
 class WSGroupConv(_WeightSharingConv):
-  """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
+  """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]`` (``[B, *grid, …]``
+  for ``spatial_dims`` 1 or 3).
 
-  ``R`` acts jointly on (input element, y, x), d = G·k²; the exact version is the shift-twist
-  (regular) representation ``Λ(g) ⊗ L(g)``. How a learned stack is structured
+  ``R`` acts jointly on (input element, y, x), d = G·k² (G·k^D); the exact version is the
+  shift-twist (regular) representation ``Λ(g) ⊗ L(g)``. How a learned stack is structured
   (``sharing``):
 
   * ``"full"`` (default, the paper): every element is a free ``[G·k², G·k²]`` matrix.
@@ -357,11 +387,14 @@ class WSGroupConv(_WeightSharingConv):
 
   A Kronecker product of doubly stochastic matrices is doubly stochastic, so every variant
   keeps the paper's relaxation; with exact factors each one equals the exact G-CNN layer.
+  Structured sharing needs a 2-D kernel grid.
   """
 
   kind = "group"
   _build_kernels = staticmethod(kernel_ops.group_kernels)  # HWIO [k, k, C_in·G, C_out·G]
   _convolve = staticmethod(kernel_ops.group_conv)
+  _build_kernels_nd = staticmethod(kernel_ops.group_kernels_nd)
+  _convolve_nd = staticmethod(kernel_ops.group_conv_nd)
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
                sharing: str = "full", spatial_source: Optional[WSLiftConv] = None,
@@ -385,6 +418,9 @@ class WSGroupConv(_WeightSharingConv):
     if self.sharing == "full":
       self.logits = self._new_logits(self.representation_size, key)
       return
+    if self.spatial_dims != 2:
+      raise ValueError(f"sharing={self.sharing!r} needs a 2-D kernel grid; got "
+                       f"spatial_dims={self.spatial_dims} (use sharing='full')")
     g, k = self.num_elements, self.kernel_size
     group_key, spatial_key = jax.random.split(key)
     if self.sharing == "kronecker":
@@ -412,7 +448,7 @@ class WSGroupConv(_WeightSharingConv):
 
   @property
   def representation_size(self) -> int:
-    return self.num_elements * self.kernel_size ** 2
+    return self.num_elements * self.kernel_size ** self.spatial_dims
 
   def _weight_shape(self):
     return (self.out_features, self.in_features, self.representation_size)

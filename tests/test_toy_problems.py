@@ -1,0 +1,82 @@
+"""Toy-problem generators (App. B) and the decomposition score; the full runs are slow tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ds_symmetry import analysis, ops, toy_problems
+
+
+@pytest.mark.parametrize("group, k", [("shift8", 8), ("cube", 3), ("C4xC4", 3)])
+def test_inputs_are_transformed_signals_and_targets_are_the_exact_layer(group, k):
+  problem = toy_problems.make_problem(group, k, 3, noise=0.0, target="teacher",
+                                      teacher_channels=2)
+  data = toy_problems.sample_batch(problem, jax.random.key(0), 12)
+  reps = np.asarray(ops.spatial_permutations(group, k))
+  base, teacher = np.asarray(problem.base), np.asarray(problem.teacher)
+  for b in range(12):
+    c, g = int(data["signals"][b]), int(data["elements"][b])
+    x = np.asarray(data["inputs"][b]).reshape(-1)
+    np.testing.assert_allclose(x, reps[g] @ base[c], atol=1e-5)
+    # y = ρ_y(g)ŷ_c: y[o, h] = ŷ_c[o, g⁻¹h] with ŷ_c[o, h] = ⟨ρ(h) θ*_o, x̂_c⟩
+    inverse = ops.inverse_indices(group)[g]
+    table = ops.cayley_table(group)
+    y_hat = np.einsum("hnm,om,n->oh", reps, teacher, base[c])
+    np.testing.assert_allclose(np.asarray(data["targets"][b]), y_hat[:, table[inverse]],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_one_hot_targets_partial_elements_and_noise():
+  problem = toy_problems.make_problem("shift8", 8, 2, noise=0.5, elements=range(4))
+  data = toy_problems.every_pair_batch(problem, jax.random.key(1))
+  assert data["inputs"].shape == (8, 8, 1) and data["targets"].shape == (8, 2, 8)
+  assert set(np.asarray(data["elements"]).tolist()) == {0, 1, 2, 3}
+  hot = np.asarray(data["targets"]).reshape(8, -1).argmax(-1)
+  np.testing.assert_array_equal(hot, np.asarray(data["signals"]) * 8 + np.asarray(
+      data["elements"]))
+  clean = np.einsum("bnm,bm->bn", np.asarray(ops.spatial_permutations("shift8", 8))[
+      np.asarray(data["elements"])], np.asarray(problem.base)[np.asarray(data["signals"])])
+  assert 0.3 < np.std(np.asarray(data["inputs"])[..., 0] - clean) < 0.7
+  invariant = toy_problems.make_problem("shift8", 8, 2, task="invariant")
+  assert toy_problems.sample_batch(invariant, jax.random.key(2), 5)["targets"].shape == (5, 2)
+
+
+def test_decomposition_score_counts_distinct_confident_elements():
+  c = np.array([[0.95, 0.05, 0.0], [0.92, 0.0, 0.08], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+  assert analysis.decomposition_score(c) == pytest.approx(2 / 4)           # 0 twice, 2 once
+  assert analysis.decomposition_score(c, exclude=(0,)) == pytest.approx(1 / 4)
+  assert analysis.decomposition_score(c, threshold=0.5) == pytest.approx(3 / 4)
+
+
+def test_exact_stack_scores_one_and_uniform_scores_zero():
+  basis = np.asarray(ops.spatial_permutations("cube", 3))
+  assert analysis.decomposition_score(analysis.convex_decomposition(basis, basis)) == 1.0
+  uniform = np.full((3, 27, 27), 1 / 27)
+  assert analysis.decomposition_score(analysis.convex_decomposition(uniform, basis)) == 0.0
+
+
+@pytest.mark.parametrize("bad_call, argument", [
+    (lambda: toy_problems.make_problem("shift8", 8, 2, task="both"), "task"),
+    (lambda: toy_problems.make_problem("shift8", 8, 2, target="labels"), "target"),
+    (lambda: toy_problems.make_problem("shift8", 8, 0), "num_signals"),
+    (lambda: toy_problems.make_problem("shift8", 8, 2, elements=[8]), "elements"),
+    (lambda: toy_problems.make_problem("shift8", 5, 2), "shift8"),
+    (lambda: toy_problems.make_problem("shift8", 8, 2, noise=-1.0), "noise"),
+    (lambda: analysis.decomposition_score(np.ones(3)), "coefficients"),
+    (lambda: analysis.decomposition_score(np.ones((2, 2)), threshold=0.0), "threshold"),
+])
+def test_bad_input_is_a_clear_error(bad_call, argument):
+  with pytest.raises(ValueError, match=argument):
+    bad_call()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["shift", "cube", "c4xc4"])
+def test_appendix_b_problems_reach_the_target_score(name, tmp_path):
+  from experiments import appendix_b
+  summary = appendix_b.run(name, out=str(tmp_path))
+  assert summary["score"] >= 0.9 and summary["aligned"] == 1.0
+  assert (tmp_path / f"{name}_coefficients.png").stat().st_size > 1000
+  if name == "c4xc4":
+    assert summary["mass_on_subgroup"] > 0.9
