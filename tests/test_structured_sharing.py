@@ -232,3 +232,19 @@ def test_layer_scaling_benchmark_times_the_factorised_layers():
   assert [row["variant"] for row in rows] == ["gconv_gather", "exact_dense", "weight_sharing",
                                               "kronecker", "tied_cayley"]
   assert all(row["ms"] > 0 and row["peak_MiB"] > 0 for row in rows)
+
+
+def test_isometries_constraint_keeps_the_stack_on_grid_isometries():
+  layer = WSLiftConv(1, 2, 5, constraint="isometries", rngs=nnx.Rngs(0))
+  assert layer.logits[...].shape == (3, 8)
+  layer.logits[...] = 4.0 * jax.random.normal(jax.random.key(1), (3, 8))
+  stack = layer.representation_stack()
+  np.testing.assert_allclose(np.asarray(stack).sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(stack).sum(-2), 1.0, atol=1e-5)
+  assert float(structure.isometry_loss(stack)) < 1e-8
+  one_hot = jnp.full((3, 8), -1e4).at[jnp.arange(3), jnp.array([1, 2, 3])].set(0.0)
+  layer.logits[...] = one_hot
+  np.testing.assert_allclose(layer.representation_stack(),
+                             groups.spatial_permutations("C4", 5), atol=1e-6)
+  with pytest.raises(ValueError, match="2-D kernel grid"):
+    WSLiftConv(1, 2, 3, constraint="isometries", spatial_dims=1, rngs=nnx.Rngs(0))
