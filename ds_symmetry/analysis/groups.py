@@ -15,6 +15,7 @@ two distinct elements of any supported group (k ≥ 3).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import numbers
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -228,7 +229,8 @@ def relabelled_shift_twist(name: str, kernel_size: int, labelling) -> np.ndarray
   return np.stack(reps)
 
 
-def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") -> GroupDistance:
+def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift",
+                      input_labelling=None) -> GroupDistance:
   """Distances between a learned stack and the exact representation of a group.
 
   Args:
@@ -237,9 +239,15 @@ def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") ->
     kernel_size: k.
     kind: ``"lift"`` (``d = k²``, spatial permutations) or ``"group"`` (``d = |G|·k²``,
       shift-twist permutations; needs ``n == |G|`` since ``d = n·k²``). A group layer is
-      judged up to a relabelling of the group elements that is the same on its output and
-      input-element axes (:func:`group_labelling`; returned as ``labelling``): an exact G-CNN
-      whose elements come in another order is at distance 0.
+      judged up to relabellings of the group elements: its output elements are matched to
+      group elements one to one (as for ``"lift"``), and its input-element axis, which is the
+      previous layer's output axis, may carry another labelling (``labelling`` in the result:
+      input index ``h`` is group element ``labelling[h]``). It is ``input_labelling`` when
+      given (e.g. the previous layer's assignment); otherwise the best of every labelling for
+      groups of order ≤ 6, or, for larger groups, of the canonical order and the layer's own
+      (:func:`group_labelling`). An exact G-CNN layer whose elements come in another order is
+      at distance 0.
+    input_labelling: optional int ``[|G|]`` labelling of the input-element axis.
 
   Returns:
     :class:`GroupDistance`.
@@ -261,9 +269,24 @@ def distance_to_group(stack, name: str, kernel_size: int, kind: str = "lift") ->
   if kind == "lift":
     reps = group_representations(name, kernel_size, kind)
     return _group_distance_from_cost(name, pairwise_distances(array, reps))
-  labelling = group_labelling(array, name, kernel_size)
-  reps = relabelled_shift_twist(name, kernel_size, labelling)
-  return _group_distance_from_cost(name, pairwise_distances(array, reps), labelling)
+  order = array.shape[0]
+  if input_labelling is not None:
+    candidates = [np.asarray(input_labelling, dtype=np.int64)]
+  elif order <= 6:
+    candidates = [np.asarray(p, dtype=np.int64) for p in itertools.permutations(range(order))]
+  else:
+    candidates = [np.arange(order), group_labelling(array, name, kernel_size)]
+  best = None
+  for labelling in candidates:
+    reps = relabelled_shift_twist(name, kernel_size, labelling)
+    result = _group_distance_from_cost(name, pairwise_distances(array, reps), labelling)
+    # Relabellings that differ by a translation of the group can score the same; prefer the
+    # one that calls input element 0 the identity (the fixed identity comes first).
+    key = (round(result.covering_distance, 9), round(result.covering_mean, 9),
+           int(labelling[0] != 0))
+    if best is None or key < best[0]:
+      best = (key, result)
+  return best[1]
 
 
 @dataclasses.dataclass(frozen=True)
