@@ -25,24 +25,14 @@ from typing import Any, Optional
 import numpy as np
 
 from experiments.same_budget import SAME_BUDGET
-from experiments.tables import read_json
+from experiments.tables import eval_records, read_json
 
 DISCOVERED_FILE = "discovered.json"
 
 
 def _evals(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  records = []
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as file:
-      for line in file:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          break
-        if record.get("type") == "eval":
-          records.append(record)
   # a resumed run may repeat a step: keep the last record of each
+  records = eval_records(workdir)
   return sorted({r["step"]: r for r in records}.values(), key=lambda r: r["step"])
 
 

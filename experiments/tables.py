@@ -78,7 +78,8 @@ def read_json(path: str) -> dict | None:
     return None
 
 
-def _evals(workdir: str) -> list[dict]:
+def eval_records(workdir: str) -> list[dict]:
+  """The ``"eval"`` records of ``workdir/metrics.jsonl`` (up to a line cut by a kill)."""
   records = []
   path = os.path.join(workdir, "metrics.jsonl")
   if os.path.exists(path):
@@ -94,7 +95,7 @@ def _evals(workdir: str) -> list[dict]:
 
 
 def _last_eval(workdir: str) -> dict | None:
-  evals = _evals(workdir)
+  evals = eval_records(workdir)
   return evals[-1] if evals else None
 
 
@@ -112,7 +113,7 @@ def total_wall_time(workdir: str, results: dict) -> float | None:
   resumed = results.get("resumed_from_step")
   if not resumed:
     return float(last)
-  earlier = [r["wall_s"] for r in _evals(workdir)
+  earlier = [r["wall_s"] for r in eval_records(workdir)
              if r.get("step", 0) <= resumed and isinstance(r.get("wall_s"), (int, float))]
   total = float(last)
   for index, wall in enumerate(earlier):  # wall_s restarts at each invocation
