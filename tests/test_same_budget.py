@@ -1,0 +1,56 @@
+"""The same-budget study's grid and report, on synthetic run outputs."""
+
+import json
+import os
+
+from experiments import same_budget_report
+from experiments.same_budget import PROTOCOL, SAME_BUDGET
+
+
+def test_every_row_follows_the_protocol():
+  for row in SAME_BUDGET.rows:
+    for key, value in PROTOCOL.items():
+      assert row.overrides[key] == value, (row.name, key)
+  names = [row.name for row in SAME_BUDGET.rows]
+  assert {"cnn", "gcnn", "wscnn_paper", "ablation_softmax", "ablation_none",
+          "unrotated_best", "scaled_best"} <= set(names)
+
+
+def _write_run(root, row, seed, accuracies, distances, done=True):
+  workdir = os.path.join(root, "same_budget", row, f"seed{seed}")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w", encoding="utf-8") as file:
+    for index, (accuracy, distance) in enumerate(zip(accuracies, distances), start=1):
+      record = {"type": "eval", "step": 100 * index, "epochs_done": 0.25 * index,
+                "test_accuracy": accuracy}
+      if distance is not None:
+        record["layers"] = {"convs/0": {"group": "C4" if distance <= 0.5 else "none",
+                                        "group_distance": distance, "distance_C4": distance}}
+      file.write(json.dumps(record) + "\n")
+    file.write("{\"type\": \"eval\", \"step\"")  # a line cut by a kill is ignored
+  if done:
+    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as file:
+      json.dump({"status": "finished"}, file)
+
+
+def test_report_tabulates_every_seed_and_plots(tmp_path):
+  root = str(tmp_path)
+  _write_run(root, "gcnn", 0, [0.4, 0.6, 0.7, 0.8, 0.82, 0.84, 0.85, 0.9], [None] * 8)
+  _write_run(root, "wscnn_paper", 0, [0.2, 0.3, 0.35, 0.4], [1.0, 0.9, 0.6, 0.45], done=False)
+  _write_run(root, "wscnn_paper", 1, [0.25, 0.3], [1.0, 0.95], done=False)
+  summary = same_budget_report.collect(root, discover=False)
+  assert set(summary) == {"gcnn", "wscnn_paper"}
+  assert set(summary["wscnn_paper"]["seeds"]) == {"0", "1"}
+  assert [p["epochs"] for p in summary["gcnn"]["seeds"]["0"]["curve"]] == [
+      0.25 * i for i in range(1, 9)]
+  table = same_budget_report.markdown(summary)
+  assert "| gcnn | 0 | 40.0 | 60.0 | 80.0 | 84.0 | 90.0 |" in table
+  assert "wscnn_paper (running) | 0 | 20.0 | 30.0 | 40.0 |" in table
+  assert "C4 (0.45)" in table
+  paths = same_budget_report.plot(summary, str(tmp_path / "figures"))
+  assert all(os.path.getsize(path) > 1000 for path in paths) and len(paths) == 2
+
+
+def test_report_without_runs_says_so(tmp_path, capsys):
+  assert same_budget_report.main([f"--root={tmp_path}", "--no-discover"]) == 1
+  assert "no same_budget runs" in capsys.readouterr().err
