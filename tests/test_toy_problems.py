@@ -80,3 +80,11 @@ def test_appendix_b_problems_reach_the_target_score(name, tmp_path):
   assert (tmp_path / f"{name}_coefficients.png").stat().st_size > 1000
   if name == "c4xc4":
     assert summary["mass_on_subgroup"] > 0.9
+
+
+def test_appendix_b_run_rejects_bad_arguments():
+  from experiments import appendix_b
+  with pytest.raises(ValueError, match="name must be one of"):
+    appendix_b.run("sphere")
+  with pytest.raises(ValueError, match="restarts"):
+    appendix_b.run("shift", restarts=0)
