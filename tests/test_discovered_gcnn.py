@@ -80,7 +80,8 @@ def _set_stack(layer, stack):
 def test_a_blurred_c4_model_becomes_exactly_invariant_after_discovery(sharing):
   order = [0, 2, 3, 1]
   spatial, group = _relabelled_gcnn_stacks(order)
-  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=4, sharing=sharing)
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
+                       sharing=sharing)
   for _, layer in weight_sharing_layers(model):
     if layer.kind == "lift":
       _set_stack(layer, _blurred(spatial))
@@ -124,7 +125,7 @@ def test_regular_group_stack_of_the_canonical_order_is_the_shift_twist():
 
 def test_frozen_stacks_survive_split_and_merge():
   spatial, _ = _relabelled_gcnn_stacks([0, 1, 2, 3])
-  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2,
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=2,
                        sharing="tied_cayley")
   _set_stack(weight_sharing_layers(model)[0][1], _blurred(spatial, 0.9))
   found = discover_gcnn(model).model

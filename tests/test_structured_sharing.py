@@ -139,8 +139,9 @@ def test_parameter_counts_of_each_sharing(model_name, k, lift_d, n_group_layers)
 
 @pytest.mark.parametrize("sharing", ["kronecker", "tied", "tied_shared", "tied_cayley"])
 def test_factorised_models_run_and_tied_layers_share_the_lifting_stack(sharing):
-  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=4, sharing=sharing)
-  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=3,
+                       sharing=sharing)
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 1))
   assert model(x).shape == (2, 10)
   layers = [layer for _, layer in weight_sharing_layers(model)]
   lift = layers[0]
@@ -206,7 +207,7 @@ def test_every_sharing_of_an_exact_group_is_invariant():
   order = [0, 3, 1, 2]
   spatial = np.asarray(groups.spatial_permutations("C4", 5))[order]
   for sharing in ("tied_cayley",):
-    model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3,
+    model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
                          sharing=sharing)
     lift = weight_sharing_layers(model)[0][1]
     _set_logits(lift.logits, spatial[1:])

@@ -1,12 +1,15 @@
-"""The trainer's quarter-epoch evaluations and its discover-and-fine-tune option (tiny runs)."""
+"""The trainer's quarter-epoch evaluations and its discover-and-fine-tune option: end-to-end
+training runs on real MNIST, so in the slow set (``pytest -m slow``) like the trainer's others."""
 
 import numpy as np
+import pytest
 
 from ds_symmetry.train import train_and_evaluate
 from ds_symmetry.train.metrics import read_jsonl
 from test_train import tiny_config
 
 
+@pytest.mark.slow
 def test_evaluations_every_quarter_epoch(tmp_path, mnist_dir):
   config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, evals_per_epoch=4,
                        save_figures=False)  # 8 steps per epoch
@@ -17,6 +20,7 @@ def test_evaluations_every_quarter_epoch(tmp_path, mnist_dir):
   assert all("layers" in r for r in evals)  # the symmetry summaries at every one
 
 
+@pytest.mark.slow
 def test_discover_then_fine_tune_and_resume(tmp_path, mnist_dir):
   overrides = dict(limit_train=512, discover_at_step=8, discover_require_group=False,
                    save_figures=False)
