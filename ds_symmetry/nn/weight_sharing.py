@@ -6,7 +6,13 @@ Both layers own canonical kernels ``θ`` and a representation stack ``R`` and co
 * learned (``group=None``): ``R = [I, sinkhorn(Θ_1), …, sinkhorn(Θ_{G-1})]`` with free logits
   ``Θ`` (a :class:`RepresentationLogits`), one stack shared by all channels of the layer; or
 * exact and frozen (``group="C4"``, ``"D4"``, …): the permutations from ``ops.groups``. This
-  *is* the G-CNN — the same code path with fixed permutations, not a second implementation.
+  *is* the G-CNN — the same code path with fixed permutations, not a second implementation; or
+* frozen after learning (:meth:`freeze_stack`, a :class:`FixedStack`): e.g. the exact stacks of
+  the G-CNN a learned network was rounded to (``ds_symmetry.discovery``).
+
+Group layers can structure a learned stack (``sharing``: Kronecker factors, tied to the lifting
+layer, factors from its Cayley table; see :class:`WSGroupConv`), and every learned matrix can be
+doubly stochastic, row-stochastic, unconstrained or a blend of grid isometries (``constraint``).
 
 Shapes: ``WSLiftConv``: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``;
 ``WSGroupConv``: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]``.
