@@ -149,11 +149,11 @@ def collect(root: str, discover: bool = True) -> dict[str, Any]:
   return summary
 
 
-def _at(points: list[dict], epochs: float) -> Optional[dict]:
-  for point in points:
-    if point["epochs"] is not None and abs(point["epochs"] - epochs) < 1e-6:
-      return point
-  return None
+def _at(points: list[dict], epochs: float, tolerance: float = 0.01) -> Optional[dict]:
+  """The evaluation nearest to ``epochs`` (quarter epochs fall on whole steps: 234/937 is
+  0.2497), if one is within ``tolerance`` epochs."""
+  near = [p for p in points if p["epochs"] is not None and abs(p["epochs"] - epochs) <= tolerance]
+  return min(near, key=lambda p: abs(p["epochs"] - epochs)) if near else None
 
 
 def markdown(summary: dict[str, Any]) -> str:

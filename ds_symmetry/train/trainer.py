@@ -476,7 +476,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           text = f"epoch {epoch + 1}/{num_epochs} loss {values['loss']:.4f}"
           check_pending()
         progress.update(step, text)
-        if step in mid_epoch_evals:
+        if step in mid_epoch_evals and step < epoch_end:  # the epoch's end evaluates anyway
           eval_start = time.time()
           check_pending()
           last_stacks, last_summaries = evaluate(state, step, epoch)
