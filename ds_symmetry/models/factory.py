@@ -20,8 +20,9 @@ models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolut
 Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
 ``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,
 ``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), ``sharing``
-(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``)
-and ``cayley_temperature``; ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
+(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``),
+``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"`` or ``"powers"`` of one
+learned generator); ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
 (``"reference"``/``"se2cnn"``) apply to the exact models too.
 """
 
@@ -36,7 +37,7 @@ from ds_symmetry.models.networks import ConvNet, ResNet
 
 _WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
                "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn", "constraint", "kernel_mask",
-               "weight_init", "sharing", "cayley_temperature")
+               "weight_init", "sharing", "cayley_temperature", "elements")
 # Options that also apply to the exact (G-CNN) models: they shape the canonical kernels.
 _KERNEL_OPTIONS = ("kernel_mask", "weight_init")
 

@@ -63,6 +63,9 @@ LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "ide
 CONSTRAINTS = ("sinkhorn", "softmax", "none", "isometries")
 # How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
 SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley")
+# How a lifting stack's elements relate (``WSLiftConv``): each learned on its own, or every
+# element a power of one learned generator.
+ELEMENTS = ("independent", "powers")
 WEIGHT_INITS = ("reference", "se2cnn")
 KERNEL_MASKS = ("none", "disk")
 
@@ -339,6 +342,29 @@ class WSLiftConv(_WeightSharingConv):
   _build_kernels_nd = staticmethod(kernel_ops.lift_kernels_nd)
   _convolve_nd = staticmethod(kernel_ops.lift_conv_nd)
 
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
+               elements: str = "independent", **kwargs):
+    """``elements``: ``"independent"`` (default, the paper): the ``G − 1`` learned elements
+    have their own logits. ``"powers"``: one learned generator ``B`` (constrained as usual) and
+    ``R = [I, B, B², …, B^{G−1}]``. Independent elements all receive the same gradient from a
+    symmetric start and tend to collapse onto the same transformation (a repeated element is
+    never a group); powers of one generator are distinct as soon as ``B`` has order ``G``, so the
+    stack is a cyclic group whenever ``B`` is a permutation with ``B^G = I``. The data choose
+    ``B`` (a rotation, a flip, the identity, …); needs ``fix_identity=True``."""
+    if elements not in ELEMENTS:
+      raise ValueError(f"elements must be one of {ELEMENTS}; got {elements!r}")
+    if elements == "powers" and not kwargs.get("fix_identity", True):
+      raise ValueError("elements='powers' needs fix_identity=True (element 0 is B⁰ = I); got "
+                       "fix_identity=False")
+    self.elements = elements
+    super().__init__(in_features, out_features, kernel_size, **kwargs)
+
+  @property
+  def num_learned(self) -> int:
+    if self.elements == "powers" and self.num_elements > 1:
+      return 1
+    return super().num_learned
+
   def _init_stack(self, key):
     self.logits = (self._new_logits(self.representation_size, key, spatial=True)
                    if self.group is None else None)
@@ -362,6 +388,11 @@ class WSLiftConv(_WeightSharingConv):
 
   def _learned_stack(self):
     learned = None if self.logits is None else self._constrain(self.logits[...])
+    if learned is not None and self.elements == "powers":
+      generator, powers = learned[0], [learned[0]]
+      for _ in range(self.num_elements - 2):
+        powers.append(powers[-1] @ generator)
+      learned = jnp.stack(powers)
     return self._with_identity(learned, self.representation_size)
 
   def _own_spatial_stack(self):

@@ -22,7 +22,7 @@ CIFAR_MODELS = ("resnet", "gresnet", "wsresnet")
 _LAYER_OPTIONS = {"fix_identity": bool, "logits_init": str, "sinkhorn_iters": int,
                   "sinkhorn_tau": float, "sinkhorn_tol": float, "remat_sinkhorn": bool,
                   "constraint": str, "sharing": str, "cayley_temperature": float,
-                  "kernel_mask": str, "weight_init": str}
+                  "kernel_mask": str, "weight_init": str, "elements": str}
 
 
 def _parse(arg: str | None, models: tuple[str, ...], default: str):
