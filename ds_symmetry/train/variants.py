@@ -40,7 +40,9 @@ def _layer_defaults() -> dict:
   placeholder, so ``--config.model_options.sinkhorn_tol=1e-5`` still parses)."""
   parameters = {}
   for layer in (WSLiftConv, WSGroupConv):
-    parameters.update(inspect.signature(layer.__init__).parameters)
+    for cls in layer.__mro__:  # the layers' own options and their shared base's
+      if "__init__" in vars(cls):
+        parameters.update(inspect.signature(cls.__init__).parameters)
   return {name: (config_dict.placeholder(kind) if parameters[name].default is None
                  else parameters[name].default)
           for name, kind in _LAYER_OPTIONS.items()}
