@@ -29,7 +29,10 @@ Initialisation follows the reference code (``wsmodules.py``):
   of ≈28–68 per layer; it then no longer dominates the first epoch), ``"normal"``
   (N(0, 1)), ``"kaiming_uniform"`` (torch's ``kaiming_uniform_(a=√5)`` on ``[n, d, d]``:
   U(±1/d)), ``"identity"`` (``identity_scale·I`` plus uniform [0, 1) noise: starts near the
-  identity);
+  identity), ``"zeros"`` (every matrix uniform, every isometry blend at the centre of the 8
+  isometries: a symmetric start, so the data alone break the tie; independent elements started
+  this way stay equal to each other, so use it with ``elements="powers"``). Isometry blends
+  (``constraint="isometries"``) start from N(0, 1) weights for every other choice;
 * lifting weights ``[C_out, C_in, k²]``: torch ``kaiming_normal_(a=√5)``,
   std = 1/√(3·C_in·k²);
 * group weights ``[C_out, C_in, G·k²]``: torch ``kaiming_uniform_(a=√5)``,
@@ -56,7 +59,7 @@ from ds_symmetry.ops import structure as structure_ops
 from ds_symmetry.ops.regularisers import entropy, norm_loss
 from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
 
-LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity")
+LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity", "zeros")
 # How a learned matrix is made from its free parameters (the reviewers' ablation):
 # doubly stochastic (the paper), row-stochastic (softmax over each row), unconstrained, or
 # (spatial stacks only) a convex blend of the kernel grid's isometries.
@@ -96,6 +99,8 @@ def _init_logits(key, shape, mode: str, identity_scale: float):
   if mode == "identity":
     noise = jax.random.uniform(key, shape, jnp.float32)
     return noise + identity_scale * jnp.eye(d, dtype=jnp.float32)[None]
+  if mode == "zeros":
+    return jnp.zeros(shape, jnp.float32)
   raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {mode!r}")
 
 
@@ -202,7 +207,9 @@ class _WeightSharingConv(nnx.Module):
     if self.num_learned == 0:
       return None
     if spatial and self.constraint == "isometries":  # blend weights over the 8 isometries
-      return RepresentationLogits(jax.random.normal(key, (self.num_learned, 8), jnp.float32))
+      shape = (self.num_learned, 8)
+      return RepresentationLogits(jnp.zeros(shape, jnp.float32) if self.logits_init == "zeros"
+                                  else jax.random.normal(key, shape, jnp.float32))
     logits = _init_logits(key, (self.num_learned, size, size), self.logits_init,
                           self.identity_scale)
     if self.constraint == "none":  # the matrices themselves, starting where Sinkhorn would
