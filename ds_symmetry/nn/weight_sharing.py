@@ -324,8 +324,8 @@ class _WeightSharingConv(nnx.Module):
         terms["norm"] = terms["norm"] + norm_loss(logits[...])
       terms["entropy"] = terms["entropy"] + entropy(
           self._with_identity(jnp.maximum(matrices, 0.0), matrices.shape[-1]))
-    spatial = self._own_spatial_stack()
-    if spatial is not None:
+    spatial = self._own_spatial_stack() if self.spatial_dims == 2 else None
+    if spatial is not None:  # the geometric prior is defined on 2-D kernel grids
       terms["isometry"] = structure_ops.isometry_loss(spatial)
     return terms
 
