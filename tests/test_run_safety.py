@@ -183,20 +183,6 @@ def test_checksum_mismatch_and_nan_are_rejected_with_a_logged_fallback(tmp_path,
   checkpointer.close()
 
 
-def test_checkpoint_of_an_earlier_version_without_checksum_restores(tmp_path, caplog):
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  directory = tmp_path / "checkpoints"
-  with ocp.CheckpointManager(directory) as manager:  # the layout before checksums: "default"
-    manager.save(4, args=ocp.args.StandardSave(_tiny_state(3.0)))
-    manager.wait_until_finished()
-  checkpointer = Checkpointer(directory, keep=2)
-  with caplog.at_level("WARNING"):
-    step, state = checkpointer.restore(_abstract(_tiny_state(0)))
-  checkpointer.close()
-  assert step == 4 and float(state["params"]["w"][1, 1]) == 3.0
-  assert "no checksum" in caplog.text
-
-
 def test_a_nonfinite_state_is_never_saved(tmp_path):
   checkpointer = Checkpointer(tmp_path / "checkpoints", keep=2)
   with pytest.raises(checkpointing.NonFiniteStateError, match="step 3"):

@@ -260,10 +260,27 @@ class _Run:
     self.config, self.workdir = config, workdir
     self.is_main = jax.process_index() == 0
     self.mesh = make_mesh()
-    replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
-
     # Data and model come first: a missing dataset or a bad option fails before any file exists.
+    self._load_data_and_model()
+    self._open_workdir()
+    self.compile_seconds = None
+    self.train_seconds, self.train_steps_timed, self.timer = 0.0, 0, time.time()
+    self.last_stacks, self.last_summaries = None, None
+    self.diverged, self.last_checkpoint = None, None
+    # The loss of the newest step, checked one step late so the host never waits on the
+    # device (and always before a checkpoint or an evaluation).
+    self.pending_loss = None
+    logging.info("model %s: %d free + %d representation parameters; protocol %s: %d train / %d "
+                 "test images; %d devices; %d steps (%d epochs of %d steps, batch %d)",
+                 config.model, self.parameters["free"], self.parameters["representation"],
+                 config.protocol, self.num_train, self.protocol.test_images.shape[0],
+                 self.num_devices, self.total_steps, self.num_epochs, self.steps_per_epoch,
+                 config.batch_size)
+
+  def _load_data_and_model(self) -> None:
+    """The protocol's data on the devices, the step counts, the model and its steps."""
+    config, workdir = self.config, self.workdir
     self.protocol = make_protocol(config.protocol, data_dir=config.data_dir, seed=config.seed,
                                   limit_train=config.limit_train, limit_test=config.limit_test,
                                   **config.protocol_options.to_dict())
@@ -281,13 +298,16 @@ class _Run:
     self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
     self.parameters = count_parameters(model)
     self._build(model)
-
+    replicated = NamedSharding(self.mesh, P())
     self.train_images = _global_array(self.protocol.train_images, replicated)
     self.train_labels = _global_array(self.protocol.train_labels.astype(np.int32), replicated)
     chunked = NamedSharding(self.mesh, P(None, "data"))
     self.test_chunks = [_global_array(a, chunked) for a in steps_lib.chunk_test_set(
         self.protocol.test_images, self.protocol.test_labels, config.eval_batch_size)]
 
+  def _open_workdir(self) -> None:
+    """Checkpointer, restored state (or a clean start), ``config.json``, metric writer."""
+    config, workdir = self.config, self.workdir
     os.makedirs(workdir, exist_ok=True)
     self.checkpointer = Checkpointer(run_files.path(workdir, run_files.CHECKPOINTS),
                                      config.keep_checkpoints)
@@ -309,19 +329,6 @@ class _Run:
     self.writer = MetricWriter(workdir, self.step, enabled=self.is_main)
     self.progress = _Progress(config.progress_bar, self.total_steps, self.step,
                               config.log_every_steps)
-    self.compile_seconds = None
-    self.train_seconds, self.train_steps_timed, self.timer = 0.0, 0, time.time()
-    self.last_stacks, self.last_summaries = None, None
-    self.diverged, self.last_checkpoint = None, None
-    # The loss of the newest step, checked one step late so the host never waits on the
-    # device (and always before a checkpoint or an evaluation).
-    self.pending_loss = None
-    logging.info("model %s: %d free + %d representation parameters; protocol %s: %d train / %d "
-                 "test images; %d devices; %d steps (%d epochs of %d steps, batch %d)",
-                 config.model, self.parameters["free"], self.parameters["representation"],
-                 config.protocol, self.num_train, self.protocol.test_images.shape[0],
-                 self.num_devices, self.total_steps, self.num_epochs, self.steps_per_epoch,
-                 config.batch_size)
 
   def _build(self, model, carried: steps_lib.TrainState | None = None) -> None:
     """``steps`` and the initial ``state`` for ``model``. ``carried``: the train state before a
