@@ -23,9 +23,10 @@ Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_id
 ``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), ``sharing``
 (group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``)
 and ``cayley_temperature``; ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
-(``"reference"``/``"se2cnn"``) apply to the exact models too (their defaults there:
-``"disk"``, ``"se2cnn"``). :data:`MODEL_DEFAULTS` holds each model's defaults; any option not
-in it takes the layer's own default.
+(``"reference"``/``"se2cnn"``) apply to the exact models too.
+
+:data:`MODEL_DEFAULTS` holds each model's defaults (the exact models': ``kernel_mask="disk"``,
+``weight_init="se2cnn"``); an option not in it takes the layer's own default.
 """
 
 from __future__ import annotations
