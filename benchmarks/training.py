@@ -24,6 +24,7 @@ import ds_symmetry  # noqa: F401
 from benchmarks.common import compiled_memory_bytes, median_time
 from ds_symmetry.data import make_protocol
 from ds_symmetry.models import create_model
+from ds_symmetry.nn import parameter_groups
 from ds_symmetry.train import base_config, make_mesh
 from ds_symmetry.train import steps as steps_lib
 
@@ -53,13 +54,12 @@ def measure_step(name, protocol, batch, options, repeats, *, augment=True) -> di
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   config = base_config()
   model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
-  functions = steps_lib.ModelFunctions(model)
-  tx = steps_lib.make_optimizer(config, functions.param_labels(), 1000)
-  state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
+  tx = steps_lib.make_optimizer(config, parameter_groups(model), 1000)
   transform = (protocol.augment if augment
                else lambda key, images: protocol.preprocess(images))
-  step = steps_lib.make_train_step(functions, tx, transform, seed=0, norm_weight=0.1,
-                                   entropy_weight=0.0, mesh=mesh)
+  steps = steps_lib.Steps(steps_lib.TrainState(model, tx), transform, seed=0,
+                          weights=steps_lib.regularizer_weights(config), mesh=mesh)
+  state, step = steps.initial_state, steps.train
   images = jax.device_put(protocol.train_images, replicated)
   labels = jax.device_put(protocol.train_labels, replicated)
   count = protocol.train_images.shape[0] // batch
