@@ -18,3 +18,5 @@ $run pwz_lr5e-1 rotated_mnist.py:wscnn16 300 $Z --config.logits_learning_rate=5e
 $run gcnn16 rotated_mnist.py:gcnn16 300
 $run pwz_unrot mnist.py:wscnn16 300 $Z --config.logits_learning_rate=2e-1
 $run pwz_scaled scaled_mnist.py:wscnn16 300 $Z --config.logits_learning_rate=2e-1
+$run pwz_lr1e-1 rotated_mnist.py:wscnn16 300 $Z --config.logits_learning_rate=1e-1
+$run pwz_lr1e-1_disk_se2 rotated_mnist.py:wscnn16 300 $Z --config.logits_learning_rate=1e-1 --config.model_options.kernel_mask=disk --config.model_options.weight_init=se2cnn
