@@ -269,6 +269,7 @@ def test_save_replaces_an_existing_step_it_did_not_write(tmp_path):
   assert float(read_checkpoint(directory, 2)[1]["params"]["w"][0, 0]) == 5.0
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_replaced_on_rerun(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
   train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))

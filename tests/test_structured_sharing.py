@@ -137,7 +137,11 @@ def test_parameter_counts_of_each_sharing(model_name, k, lift_d, n_group_layers)
     assert count_parameters(model)["representation"] == count, sharing
 
 
-@pytest.mark.parametrize("sharing", ["kronecker", "tied", "tied_shared", "tied_cayley"])
+# One sharing in the default set; the others (13-24 s each, mostly compilation) in the slow set.
+@pytest.mark.parametrize("sharing", [pytest.param("kronecker", marks=pytest.mark.slow),
+                                     pytest.param("tied", marks=pytest.mark.slow),
+                                     pytest.param("tied_shared", marks=pytest.mark.slow),
+                                     "tied_cayley"])
 def test_factorised_models_run_and_tied_layers_share_the_lifting_stack(sharing):
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=3,
                        sharing=sharing)

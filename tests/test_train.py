@@ -170,6 +170,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, mnist_dir):
   assert _records(reference) == _records(killed)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_is_skipped(tmp_path, mnist_dir, caplog):
   workdir = tmp_path / "run"
   config = tiny_config(mnist_dir, num_epochs=1, model="cnn", save_figures=False,
