@@ -46,3 +46,26 @@ def test_discover_then_fine_tune_and_resume(tmp_path, mnist_dir):
   assert resumed["resumed_from_step"] == 16 and resumed["step"] == 24
   with np.load(tmp_path / "stacks.npz") as data:
     np.testing.assert_array_equal(data["stack/convs/0"], lifting)
+
+
+@pytest.mark.slow
+def test_discover_and_reinitialize_restarts_from_the_initial_weights(tmp_path, mnist_dir):
+  import jax
+  from flax import nnx
+  from ds_symmetry.train import restore
+  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, discover_at_step=8,
+                       discover_require_group=False, discover_reinitialize=True,
+                       save_figures=False)  # 8 steps: the last checkpoint is the discovery's
+  config.model_options.sharing = "tied_cayley"
+  train_and_evaluate(config, str(tmp_path))
+  found = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["type"] == "discovered"]
+  assert len(found) == 1 and found[0]["reinitialized"] is True
+  model, _, step = restore.load_model(tmp_path)
+  initial = restore.build_model(config, restore.NUM_CLASSES)
+  assert step == 8 and restore.frozen_stacks(model)
+  # every weight is the initial draw again; the stacks are the discovered permutations
+  weights = jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))
+  initial_weights = dict(jax.tree_util.tree_leaves_with_path(nnx.state(initial, nnx.Param)))
+  assert weights
+  for path, value in weights:
+    np.testing.assert_array_equal(value, initial_weights[path], err_msg=str(path))

@@ -24,6 +24,10 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
   discover_at_step               0 = off; else round the model to its discovered G-CNN at that
                                  step (``ds_symmetry.discovery``) and fine-tune it
   discover_require_group         stop with an error if the rounded lifting stack is no group
+  discover_reinitialize          at the discovery, re-draw the weights from the model's own
+                                 initialisation (``seed``) instead of keeping the learned ones:
+                                 "discover, then retrain" (the learned weights can be a worse
+                                 start than a fresh draw; docs/learning_the_group.md)
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
@@ -92,6 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.evals_per_epoch = 1
   config.discover_at_step = 0
   config.discover_require_group = True
+  config.discover_reinitialize = False
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -157,6 +162,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
                "keep_checkpoints", "log_every_steps"):
     if not isinstance(config[name], int) or config[name] < 1:
       _fail(name, config[name], "a positive int")
+  for name in ("discover_require_group", "discover_reinitialize"):
+    if not isinstance(config[name], bool):
+      _fail(name, config[name], "True or False")
   if not isinstance(config.discover_at_step, int) or config.discover_at_step < 0:
     _fail("discover_at_step", config.discover_at_step, "an int >= 0 (0 = off)")
   if not isinstance(config.num_epochs, int) or config.num_epochs < 0:

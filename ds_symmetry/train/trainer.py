@@ -477,7 +477,8 @@ class _Run:
 
   def _discover(self) -> None:
     """Rounds the model to its discovered G-CNN (``ds_symmetry.discovery``) and trains that on:
-    same weights, batch statistics, step and running metrics; a fresh optimizer."""
+    same weights (or, with ``discover_reinitialize``, the model's initial ones), batch
+    statistics, step and running metrics; a fresh optimizer."""
     from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
     self._check_pending()
     before = self._test_accuracy()
@@ -489,7 +490,13 @@ class _Run:
               "labelling": (None if discovery.labelling is None
                             else discovery.labelling.tolist()),
               "layer_distances": found.layer_distances, "test_accuracy_before": before}
-    self._build(found.model, carried=current)
+    model = found.model
+    if self.config.discover_reinitialize:
+      # The discovered group, fresh weights: the model as the run's seed first drew it.
+      model = restore.build_model(self.config, self.protocol.num_classes,
+                                  (restore.frozen_stacks(found.model), record))
+    record["reinitialized"] = bool(self.config.discover_reinitialize)
+    self._build(model, carried=current)
     record["test_accuracy_after"] = self._test_accuracy()
     self._save_checkpoint()
     if self.is_main:  # after the checkpoint: a run killed in between redoes the discovery
