@@ -25,6 +25,8 @@ BENCHMARKS = {
     "models": "benchmarks.models",
     "layer_scaling": "benchmarks.layer_scaling",
     "training": "benchmarks.training",
+    "profile": "benchmarks.profile_step",
+    "conv_limit": "benchmarks.conv_limit",
 }
 
 

@@ -44,40 +44,51 @@ def synthetic_protocol(cifar: bool):
   return make_protocol("flipped_cifar10" if cifar else "rotated_mnist", arrays=arrays)
 
 
+class StepSetup:
+  """The trainer's jitted step for one model on synthetic data, ready to call.
+
+  ``step(state, images, labels, batches[i])``; :meth:`one` runs the next step in place."""
+
+  def __init__(self, name, protocol, batch, options, *, augment=True):
+    mesh = make_mesh()
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    config = base_config()
+    self.name, self.batch, self.options = name, batch, dict(options)
+    self.model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
+    self.functions = steps_lib.ModelFunctions(self.model)
+    self.tx = steps_lib.make_optimizer(config, self.functions.param_labels(), 1000)
+    self.state = jax.device_put(steps_lib.init_state(self.functions, self.tx), replicated)
+    transform = (protocol.augment if augment
+                 else lambda key, images: protocol.preprocess(images))
+    self.step = steps_lib.make_train_step(self.functions, self.tx, transform, seed=0,
+                                          norm_weight=0.1, entropy_weight=0.0, mesh=mesh)
+    self.images = jax.device_put(protocol.train_images, replicated)
+    self.labels = jax.device_put(protocol.train_labels, replicated)
+    count = protocol.train_images.shape[0] // batch
+    self.batches = [jax.device_put(np.arange(i * batch, (i + 1) * batch, dtype=np.int32),
+                                   sharded) for i in range(count)]
+    self.i = 0
+
+  def args(self):
+    return self.state, self.images, self.labels, self.batches[0]
+
+  def one(self):
+    self.state, metrics = self.step(self.state, self.images, self.labels,
+                                    self.batches[self.i % len(self.batches)])
+    self.i += 1
+    return self.state, metrics
+
+
 def measure_step(name, protocol, batch, options, repeats, *, augment=True) -> dict:
   """Compile time, median step time and XLA's compiled peak memory of the trainer's step.
 
   ``augment=False`` swaps the protocol's augmentation for its plain normalisation, so the
   difference between the two is what augmentation costs inside the step."""
-  mesh = make_mesh()
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  config = base_config()
-  model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
-  functions = steps_lib.ModelFunctions(model)
-  tx = steps_lib.make_optimizer(config, functions.param_labels(), 1000)
-  state = jax.device_put(steps_lib.init_state(functions, tx), replicated)
-  transform = (protocol.augment if augment
-               else lambda key, images: protocol.preprocess(images))
-  step = steps_lib.make_train_step(functions, tx, transform, seed=0, norm_weight=0.1,
-                                   entropy_weight=0.0, mesh=mesh)
-  images = jax.device_put(protocol.train_images, replicated)
-  labels = jax.device_put(protocol.train_labels, replicated)
-  count = protocol.train_images.shape[0] // batch
-  batches = [jax.device_put(np.arange(i * batch, (i + 1) * batch, dtype=np.int32), sharded)
-             for i in range(count)]
-  holder = {"state": state, "i": 0}
-
+  setup = StepSetup(name, protocol, batch, options, augment=augment)
   start = time.perf_counter()
-  memory = compiled_memory_bytes(step, state, images, labels, batches[0])
+  memory = compiled_memory_bytes(setup.step, *setup.args())
   compile_s = time.perf_counter() - start
-
-  def one():
-    holder["state"], metrics = step(holder["state"], images, labels,
-                                    batches[holder["i"] % count])
-    holder["i"] += 1
-    return holder["state"], metrics
-
-  seconds = median_time(one, repeats=repeats, warmup=1)
+  seconds = median_time(setup.one, repeats=repeats, warmup=1)
   return {"model": name, "channels": model_channels(name, options), "batch": batch,
           "augment": augment, "compile_s": compile_s, "step_ms": 1e3 * seconds,
           "images_per_s": batch / seconds, "peak_MiB": memory["peak"] / 2**20}
