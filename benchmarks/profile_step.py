@@ -117,7 +117,8 @@ def main(argv=None):
     print(json.dumps(worker(argv[1], int(argv[2]), int(argv[3]))))
     return
   from benchmarks.common import format_table  # pylint: disable=import-outside-toplevel
-  print(format_table(run(models=tuple(argv) or MODELS), COLUMNS))
+  models = tuple(a for a in argv if a != "--quick") or MODELS
+  print(format_table(run(quick="--quick" in argv, models=models), COLUMNS))
 
 
 if __name__ == "__main__":

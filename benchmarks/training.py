@@ -5,10 +5,13 @@
 Each row builds the trainer's own step (``ds_symmetry.train.steps``): gather a batch from the
 device-resident uint8 train array, the protocol's augmentation (rotation for MNIST, flips for
 CIFAR), forward, backward, AdamW update, with the paper's regulariser. Median over steps after
-compilation. ``reference_ms`` is the authors' PyTorch code on this machine kind (2 CPU cores,
-batch 64, no data loading; docs/data.md §2); ``speedup`` = reference_ms / step_ms (> 1: faster
-than the reference, although ours also augments). Quick mode: fewer repeats and 8-channel
-CIFAR models.
+compilation. ``reference_ms`` is the authors' PyTorch code (2 threads, batch 64, no data
+loading): with ``DS_SYMMETRY_REFERENCE_REPO`` pointing at a checkout of it (and PyTorch
+installed) it is timed in this process, its steps alternating with ours (``reference``:
+measured); otherwise the step times recorded on an idle machine of this kind are quoted
+(``reference``: recorded; docs/data.md §2, ``benchmarks/reference.py``). ``speedup`` =
+reference_ms / step_ms (> 1: faster than the reference, although ours also augments). Quick
+mode: fewer repeats and 8-channel CIFAR models.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import ds_symmetry  # noqa: F401
-from benchmarks.common import compiled_memory_bytes, median_time
+from benchmarks import reference
+from benchmarks.common import alternating_medians, compiled_memory_bytes, median_time
 from ds_symmetry.data import make_protocol
 from ds_symmetry.models import create_model
 from ds_symmetry.train import base_config, make_mesh
@@ -29,8 +33,7 @@ from ds_symmetry.train import steps as steps_lib
 
 TITLE = "Training step throughput (augmentation included), this CPU"
 COLUMNS = ["model", "channels", "batch", "augment", "compile_s", "step_ms", "images_per_s",
-           "peak_MiB", "reference_ms", "speedup", "augment_overhead"]
-REFERENCE_MS = {"cnn": 105.0, "gcnn": 380.0, "wscnn": 390.0}
+           "peak_MiB", "reference_ms", "reference", "speedup", "augment_overhead"]
 
 
 def synthetic_protocol(cifar: bool):
@@ -79,26 +82,37 @@ class StepSetup:
     return self.state, metrics
 
 
-def measure_step(name, protocol, batch, options, repeats, *, augment=True) -> dict:
+def measure_step(name, protocol, batch, options, repeats, *, augment=True,
+                 against=None) -> dict:
   """Compile time, median step time and XLA's compiled peak memory of the trainer's step.
 
   ``augment=False`` swaps the protocol's augmentation for its plain normalisation, so the
-  difference between the two is what augmentation costs inside the step."""
+  difference between the two is what augmentation costs inside the step. ``against``: another
+  step (a callable, e.g. the reference's) timed with calls alternating with ours; its median
+  is ``against_ms``."""
   setup = StepSetup(name, protocol, batch, options, augment=augment)
   start = time.perf_counter()
   memory = compiled_memory_bytes(setup.step, *setup.args())
   compile_s = time.perf_counter() - start
-  seconds = median_time(setup.one, repeats=repeats, warmup=1)
-  return {"model": name, "channels": model_channels(name, options), "batch": batch,
-          "augment": augment, "compile_s": compile_s, "step_ms": 1e3 * seconds,
-          "images_per_s": batch / seconds, "peak_MiB": memory["peak"] / 2**20}
+  row = {"model": name, "channels": model_channels(name, options), "batch": batch,
+         "augment": augment, "compile_s": compile_s, "peak_MiB": memory["peak"] / 2**20}
+  if against is None:
+    seconds = median_time(setup.one, repeats=repeats, warmup=1)
+  else:
+    seconds, other = alternating_medians([setup.one, against], repeats=repeats, warmup=2)
+    row["against_ms"] = 1e3 * other
+  row.update(step_ms=1e3 * seconds, images_per_s=batch / seconds)
+  return row
 
 
 def _row(name, protocol, batch, options, repeats):
-  row = measure_step(name, protocol, batch, options, repeats)
-  reference = REFERENCE_MS.get(name)
-  row.update(reference_ms=reference if reference else "",
-             speedup=reference / row["step_ms"] if reference else "")
+  against, source = None, "recorded"
+  if name in reference.RECORDED_MS and reference.available() and batch == 64:
+    against, source = reference.make_step(name, batch), "measured"
+  row = measure_step(name, protocol, batch, options, repeats, against=against)
+  ref_ms = row.pop("against_ms", None) or reference.RECORDED_MS.get(name)
+  row.update(reference_ms=ref_ms or "", reference=source if ref_ms else "",
+             speedup=ref_ms / row["step_ms"] if ref_ms else "")
   return row
 
 

@@ -109,6 +109,14 @@ class HloIndex:
       frame = parent
     return out
 
+  def users(self, name: str) -> list[str]:
+    if not hasattr(self, "_users"):
+      self._users = collections.defaultdict(list)
+      for inst in self.instructions.values():
+        for operand in inst.operands:
+          self._users[operand].append(inst.name)
+    return self._users.get(name, [])
+
   def is_control_flow(self, name: str) -> bool:
     """While loops, conditionals and calls: their bodies' thunks are traced on their own."""
     inst = self.instructions.get(name)
@@ -173,14 +181,24 @@ _FRAME_RULES = (
                                                           "ops/regularisers.py"))),
     ("kernel-stack build", lambda f, fn: f.endswith(("ops/kernels.py", "ops/structure.py",
                                                      "nn/weight_sharing.py", "ops/groups.py"))
-     and fn not in ("_unflatten_group_axis", "conv2d")),
+     and fn not in ("_unflatten_group_axis", "conv2d", "conv_nd")),
     ("bias + norm + ReLU", lambda f, fn: f.endswith(("ops/normalization.py", "nn/norms.py"))
-     or fn in ("relu", "_unflatten_group_axis", "Conv.__call__")),
+     or fn in ("relu", "_unflatten_group_axis", "Conv.__call__", "ConvNet.features",
+               "ResidualBlock.__call__")),
     ("augmentation + batch gather", lambda f, fn: "/data/" in f),
     ("head + loss", lambda f, fn: "optax/losses" in f or fn in ("Linear.__call__",
                                                                "_global_mean")),
     ("optimizer (AdamW)", lambda f, fn: "optax" in f),
 )
+
+
+def _frame_category(index: HloIndex, frames) -> Optional[str]:
+  for frame in frames:
+    stack = index.stack(frame)
+    if stack:
+      return next((c for c, rule in _FRAME_RULES if any(rule(f, fn) for f, fn in stack)),
+                  "other")
+  return None
 
 
 def classify(index: HloIndex, name: str, layers: Sequence[ConvLayer]) -> str:
@@ -191,15 +209,28 @@ def classify(index: HloIndex, name: str, layers: Sequence[ConvLayer]) -> str:
     return conv_part(convs[0], layers)
   opcodes = {i.opcode for i in body} - {"fusion"}
   inst = index.instructions[name]
-  category = "other"
-  for frame in [inst.frame] + [i.frame for i in body]:
-    stack = index.stack(frame)
-    if stack:
-      category = next((c for c, rule in _FRAME_RULES if any(rule(f, fn) for f, fn in stack)),
-                      "other")
-      break
-  if opcodes <= _MOVES:  # a pure copy / transpose: say what it serves
-    return "relayout: " + ("conv operands, other" if category == "other" else category)
+  category = _frame_category(index, [inst.frame] + [i.frame for i in body])
+  if category is None:
+    # Instructions XLA created itself (e.g. a reduction split for the thread pool) carry no
+    # stack frames: take those of the nearest users, then of the operands.
+    seen, todo = {name}, list(index.users(name)) + list(inst.operands)
+    while todo and category is None and len(seen) < 50:
+      other = todo.pop(0)
+      if other in seen or other not in index.instructions:
+        continue
+      seen.add(other)
+      other_inst = index.instructions[other]
+      if other_inst.opcode == "convolution" or any(
+          i.opcode == "convolution" for i in index.body(other)):
+        continue  # a convolution's neighbours are not the convolution
+      category = _frame_category(index, [other_inst.frame]
+                                 + [i.frame for i in index.body(other)])
+      todo += index.users(other)
+  category = category or "other"
+  if opcodes <= _MOVES or "transpose" in opcodes:
+    # A copy / transpose (possibly with cheap arithmetic fused in, e.g. a norm recomputed
+    # while an activation is transposed for a weight-gradient convolution): what it serves.
+    return "relayout: " + ("conv operands" if category == "other" else category)
   return category
 
 
