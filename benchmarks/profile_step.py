@@ -1,7 +1,7 @@
 """Where one training step's time goes: XLA's own profile of the trainer's jitted step.
 
   python -m benchmarks.run profile [--quick]
-  python -m benchmarks.profile_step [cnn gcnn wscnn]
+  python -m benchmarks.profile_step [cnn gcnn wscnn] [--quick] [--no-1core]
 
 For ``cnn``, ``gcnn`` and ``wscnn`` (rotated-MNIST shapes, batch 64, the models' default
 widths as in ``benchmarks.training``: 64 channels for the CNN, 32 × |G| = 4 for the others),
@@ -13,9 +13,13 @@ e.g. around the weight-gradient convolutions), optimizer, head + loss, augmentat
 
 Each model is measured in two fresh processes: on both cores and pinned to one
 (``taskset -c 0``). ``1core/2core`` per part says how well that part uses the second core
-(2.0: perfectly parallel; 1.0: one core does all the work). ``ops_sum`` is the sum of the parts
-(thunks may overlap, so it can exceed the wall-clock ``step``); ``share`` is a part's share
-of ``ops_sum``. Quick mode: batch 16, fewer steps.
+(2.0: perfectly parallel; 1.0: one core does all the work). While several thunks run at once
+each is charged an equal share of the elapsed time (``xla_profile.exclusive_times``), so the
+parts add up to the time during which anything ran (``sum of parts``); the rest of the
+wall-clock ``step`` is dispatch and idle time. ``share`` is a part's share of the sum. When XLA
+runs two parts at once (e.g. a layer's input- and weight-gradient convolutions) the split
+between them is approximate; their sum is not. Parts under 0.1% are merged. Quick mode:
+batch 16, fewer steps; on an accelerator the 1-core run is skipped.
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ def worker(name: str, batch: int, steps: int) -> dict:
   top = sorted(times.items(), key=lambda kv: -kv[1])[:40]
   return {"step_ms": step_ms, "parts": parts, "affinity": len(os.sched_getaffinity(0)),
           "top_ops": [(op, ms, xla_profile.classify(index, op, _layers(name))
-                       if op in index.instructions else "other") for op, ms in top]}
+                       if op in index.instructions else "other",
+                       sorted({i.opcode for i in index.body(op)})
+                       if op in index.instructions else []) for op, ms in top]}
 
 
 def _spawn(name, batch, steps, one_core: bool) -> dict:
@@ -77,36 +83,42 @@ def _sort_key(part: str):
   return (1, part)
 
 
-def rows_for(name: str, two: dict, one: dict) -> list[dict]:
-  rows = []
-  total = sum(two["parts"].values())
-  total_one = sum(one.get("parts", {}).values()) if one else None
-  for part in sorted(two["parts"], key=_sort_key):
-    ms = two["parts"][part]
-    ms_one = one["parts"].get(part) if one else None
-    rows.append({"model": name, "part": part, "ms": ms, "share": ms / total,
-                 "ms_1core": ms_one if ms_one is not None else "",
-                 "1core/2core": ms_one / ms if ms_one and ms else ""})
-  convs = sum(v for k, v in two["parts"].items() if k.startswith("conv"))
-  convs_one = sum(v for k, v in one["parts"].items() if k.startswith("conv")) if one else None
-  rows.append({"model": name, "part": "all convolutions", "ms": convs, "share": convs / total,
-               "ms_1core": convs_one if one else "",
-               "1core/2core": convs_one / convs if one else ""})
-  rows.append({"model": name, "part": "ops_sum", "ms": total, "share": 1.0,
-               "ms_1core": total_one if one else "",
-               "1core/2core": total_one / total if one else ""})
-  rows.append({"model": name, "part": "step (wall)", "ms": two["step_ms"],
-               "share": two["step_ms"] / total, "ms_1core": one.get("step_ms", ""),
-               "1core/2core": one["step_ms"] / two["step_ms"] if one else ""})
+def rows_for(name: str, two: dict, one: dict, min_share: float = 1e-3) -> list[dict]:
+  """Table rows of one model: each part (parts under ``min_share`` of the total merged into
+  "other (small parts)"), all convolutions, the sum of the parts and the wall-clock step."""
+  parts = dict(two["parts"])
+  parts_one = dict(one.get("parts", {})) if one else {}
+  total = sum(parts.values())
+  small = [p for p, ms in parts.items() if ms < min_share * total and not p.startswith("conv")]
+  if small:
+    parts["other (small parts)"] = sum(parts.pop(p) for p in small)
+    if one:
+      parts_one["other (small parts)"] = sum(parts_one.pop(p, 0.0) for p in small)
+
+  def row(part, ms, ms_one):
+    return {"model": name, "part": part, "ms": ms, "share": ms / total,
+            "ms_1core": ms_one if ms_one is not None else "",
+            "1core/2core": ms_one / ms if ms_one and ms else ""}
+
+  rows = [row(p, parts[p], parts_one.get(p) if one else None)
+          for p in sorted(parts, key=_sort_key)]
+  convs = sum(v for k, v in parts.items() if k.startswith("conv"))
+  convs_one = sum(v for k, v in parts_one.items() if k.startswith("conv")) if one else None
+  rows.append(row("all convolutions", convs, convs_one))
+  rows.append(row("sum of parts", total, sum(parts_one.values()) if one else None))
+  rows.append(row("step (wall clock)", two["step_ms"], one.get("step_ms") if one else None))
   return rows
 
 
-def run(quick: bool = False, models=MODELS) -> list[dict]:
+def run(quick: bool = False, models=MODELS, one_core: bool = True) -> list[dict]:
+  import jax  # pylint: disable=import-outside-toplevel
   batch, steps = (16, 4) if quick else (64, 8)
+  # Pinning to one core says something only about a CPU backend.
+  one_core = one_core and jax.default_backend() == "cpu"
   rows = []
   for name in models:
     two = _spawn(name, batch, steps, one_core=False)
-    one = _spawn(name, batch, steps, one_core=True)
+    one = _spawn(name, batch, steps, one_core=True) if one_core else {}
     rows += rows_for(name, two, one)
   return rows
 
@@ -117,8 +129,10 @@ def main(argv=None):
     print(json.dumps(worker(argv[1], int(argv[2]), int(argv[3]))))
     return
   from benchmarks.common import format_table  # pylint: disable=import-outside-toplevel
-  models = tuple(a for a in argv if a != "--quick") or MODELS
-  print(format_table(run(quick="--quick" in argv, models=models), COLUMNS))
+  flags = {"--quick", "--no-1core"}
+  models = tuple(a for a in argv if a not in flags) or MODELS
+  print(format_table(run(quick="--quick" in argv, models=models,
+                         one_core="--no-1core" not in argv), COLUMNS))
 
 
 if __name__ == "__main__":

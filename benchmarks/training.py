@@ -10,8 +10,11 @@ loading): with ``DS_SYMMETRY_REFERENCE_REPO`` pointing at a checkout of it (and 
 installed) it is timed in this process, its steps alternating with ours (``reference``:
 measured); otherwise the step times recorded on an idle machine of this kind are quoted
 (``reference``: recorded; docs/data.md §2, ``benchmarks/reference.py``). ``speedup`` =
-reference_ms / step_ms (> 1: faster than the reference, although ours also augments). Quick
-mode: fewer repeats and 8-channel CIFAR models.
+reference_ms / step_ms (> 1: faster than the reference, although ours also augments).
+``before_ms``: the same step traced with JAX's own gradients instead of the hand-written
+backward passes of ``ds_symmetry.ops.gradients`` (what the step cost before issue #11), timed
+alternating with ours; ``before_speedup`` = reference_ms / before_ms. Quick mode: fewer repeats
+and 8-channel CIFAR models.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 import ds_symmetry  # noqa: F401
 from benchmarks import reference
-from benchmarks.common import alternating_medians, compiled_memory_bytes, median_time
+from benchmarks.common import alternating_medians, block, compiled_memory_bytes
+from ds_symmetry.ops.gradients import custom_gradients
 from ds_symmetry.data import make_protocol
 from ds_symmetry.models import create_model
 from ds_symmetry.train import base_config, make_mesh
@@ -33,7 +37,8 @@ from ds_symmetry.train import steps as steps_lib
 
 TITLE = "Training step throughput (augmentation included), this CPU"
 COLUMNS = ["model", "channels", "batch", "augment", "compile_s", "step_ms", "images_per_s",
-           "peak_MiB", "reference_ms", "reference", "speedup", "augment_overhead"]
+           "peak_MiB", "before_ms", "before/after", "reference_ms", "reference", "speedup",
+           "before_speedup", "augment_overhead"]
 
 
 def synthetic_protocol(cifar: bool):
@@ -87,32 +92,46 @@ def measure_step(name, protocol, batch, options, repeats, *, augment=True,
   """Compile time, median step time and XLA's compiled peak memory of the trainer's step.
 
   ``augment=False`` swaps the protocol's augmentation for its plain normalisation, so the
-  difference between the two is what augmentation costs inside the step. ``against``: another
-  step (a callable, e.g. the reference's) timed with calls alternating with ours; its median
-  is ``against_ms``."""
+  difference between the two is what augmentation costs inside the step. ``against``:
+  ``{name: step}`` of other steps (callables, e.g. the reference's) timed with calls
+  alternating with ours; their medians are ``<name>_ms``."""
   setup = StepSetup(name, protocol, batch, options, augment=augment)
   start = time.perf_counter()
   memory = compiled_memory_bytes(setup.step, *setup.args())
   compile_s = time.perf_counter() - start
   row = {"model": name, "channels": model_channels(name, options), "batch": batch,
          "augment": augment, "compile_s": compile_s, "peak_MiB": memory["peak"] / 2**20}
-  if against is None:
-    seconds = median_time(setup.one, repeats=repeats, warmup=1)
-  else:
-    seconds, other = alternating_medians([setup.one, against], repeats=repeats, warmup=2)
-    row["against_ms"] = 1e3 * other
+  others = dict(against or {})
+  medians = alternating_medians([setup.one] + list(others.values()), repeats=repeats,
+                                warmup=1 if not others else 2)
+  seconds = medians[0]
+  for key, other in zip(others, medians[1:]):
+    row[f"{key}_ms"] = 1e3 * other
   row.update(step_ms=1e3 * seconds, images_per_s=batch / seconds)
   return row
 
 
+def autodiff_step(name, protocol, batch, options, *, augment=True):
+  """The same step traced with JAX's own gradients (``ops.gradients.custom_gradients(False)``):
+  what a step cost before the hand-written backward passes."""
+  setup = StepSetup(name, protocol, batch, options, augment=augment)
+  with custom_gradients(False):
+    block(setup.one())  # traced and compiled now, inside the context
+  return setup.one
+
+
 def _row(name, protocol, batch, options, repeats):
-  against, source = None, "recorded"
+  against = {"before": autodiff_step(name, protocol, batch, options)}
+  source = "recorded"
   if name in reference.RECORDED_MS and reference.available() and batch == 64:
-    against, source = reference.make_step(name, batch), "measured"
+    against["reference"] = reference.make_step(name, batch)
+    source = "measured"
   row = measure_step(name, protocol, batch, options, repeats, against=against)
-  ref_ms = row.pop("against_ms", None) or reference.RECORDED_MS.get(name)
+  ref_ms = row.pop("reference_ms", None) or reference.RECORDED_MS.get(name)
   row.update(reference_ms=ref_ms or "", reference=source if ref_ms else "",
-             speedup=ref_ms / row["step_ms"] if ref_ms else "")
+             speedup=ref_ms / row["step_ms"] if ref_ms else "",
+             before_speedup=ref_ms / row["before_ms"] if ref_ms else "",
+             **{"before/after": row["before_ms"] / row["step_ms"]})
   return row
 
 

@@ -160,13 +160,19 @@ def _spatial_out(inst: Instruction) -> tuple[int, ...]:
   return tuple(inst.shape[out.index(d)] for d in "01" if d in out)
 
 
-def conv_part(inst: Instruction, layers: Sequence[ConvLayer]) -> str:
-  """``"conv L<i> forward"``, ``"… input-grad"`` or ``"… weight-grad"`` from the shapes."""
+def conv_part(inst: Instruction, layers: Sequence[ConvLayer],
+              functions: Sequence[str] = ()) -> str:
+  """``"conv L<i> forward"``, ``"… input-grad"`` or ``"… weight-grad"`` from the shapes
+  (and, for ``ops.gradients``' input gradient, the function that made it)."""
   window, spatial = _window(inst.text), _spatial_out(inst)
   for i, layer in enumerate(layers):
     if spatial == (layer.k, layer.k) and window == (layer.out, layer.out):
       return f"conv L{i} weight-grad"
-  backward = "transpose(" in inst.op_name
+  backward = "transpose(" in inst.op_name or "_input_grad" in functions
+  if backward and spatial:  # also the row blocks of ops.gradients' input gradient
+    for i, layer in enumerate(layers):
+      if spatial[-1] == layer.size:
+        return f"conv L{i} input-grad"
   for i, layer in enumerate(layers):
     if backward and spatial == (layer.size, layer.size):
       return f"conv L{i} input-grad"
@@ -183,6 +189,7 @@ _FRAME_RULES = (
                                                      "nn/weight_sharing.py", "ops/groups.py"))
      and fn not in ("_unflatten_group_axis", "conv2d", "conv_nd")),
     ("bias + norm + ReLU", lambda f, fn: f.endswith(("ops/normalization.py", "nn/norms.py"))
+     or fn.startswith(("_standardize", "standardize_fused"))
      or fn in ("relu", "_unflatten_group_axis", "Conv.__call__", "ConvNet.features",
                "ResidualBlock.__call__")),
     ("augmentation + batch gather", lambda f, fn: "/data/" in f),
@@ -206,7 +213,8 @@ def classify(index: HloIndex, name: str, layers: Sequence[ConvLayer]) -> str:
   body = index.body(name)
   convs = [i for i in body if i.opcode == "convolution"]
   if convs:
-    return conv_part(convs[0], layers)
+    functions = [fn for _, fn in index.stack(convs[0].frame)]
+    return conv_part(convs[0], layers, functions)
   opcodes = {i.opcode for i in body} - {"fusion"}
   inst = index.instructions[name]
   category = _frame_category(index, [inst.frame] + [i.frame for i in body])
@@ -253,7 +261,11 @@ def op_intervals(fn: Callable[[], object], calls: int, module: Optional[str] = N
     from jax.profiler import ProfileData  # pylint: disable=import-outside-toplevel
     data = ProfileData.from_file(path)
     starts, ends = collections.defaultdict(list), collections.defaultdict(list)
-    for plane in data.planes:
+    planes = list(data.planes)
+    # On an accelerator the kernels' own events are on the device planes; host events of the
+    # same ops are launches.
+    device = [p for p in planes if p.name.startswith("/device:")]
+    for plane in device or planes:
       for line in plane.lines:
         for event in line.events:
           if event.name.startswith("end: "):
