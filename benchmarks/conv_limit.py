@@ -13,7 +13,8 @@ one gradient selected at a time, in its default NCHW layout and in channels-last
 ``torch_ms`` is the faster of the two. Calls alternate between JAX and PyTorch, medians of the
 repeats. ``ours/torch`` > 1: we are slower.
 
-PyTorch is an optional, benchmark-only dependency (``pip install -e ".[bench]"``); without it
+On a GPU the limit is PyTorch/cuDNN on the same GPU when PyTorch has CUDA (else the torch
+columns stay empty). PyTorch is an optional, benchmark-only dependency (``pip install -e ".[bench]"``); without it
 the torch columns are left empty and the table says so. Quick mode: batch 8, fewer repeats.
 """
 
@@ -61,24 +62,30 @@ def _jax_pieces(batch, size, c_in, c_out, k):
           "weight-grad": lambda: weight_grad(x, w, g)}
 
 
-def _torch_pieces(torch, batch, size, c_in, c_out, k, channels_last: bool):
+def _torch_pieces(torch, batch, size, c_in, c_out, k, channels_last: bool, device="cpu"):
   generator = torch.Generator().manual_seed(0)
-  x = torch.randn(batch, c_in, size, size, generator=generator)
-  w = torch.randn(c_out, c_in, k, k, generator=generator) / np.sqrt(k * k * c_in)
+  x = torch.randn(batch, c_in, size, size, generator=generator).to(device)
+  w = (torch.randn(c_out, c_in, k, k, generator=generator) / np.sqrt(k * k * c_in)).to(device)
   out = size - k + 1
-  g = torch.randn(batch, c_out, out, out, generator=generator)
+  g = torch.randn(batch, c_out, out, out, generator=generator).to(device)
   if channels_last:
     x, w, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, w, g))
   x.requires_grad_(True)
   w.requires_grad_(True)
   backward = torch.ops.aten.convolution_backward
 
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
   def forward():  # with autograd recording, as in training (no inference-only kernels)
-    return torch.nn.functional.conv2d(x, w)
+    out = torch.nn.functional.conv2d(x, w)
+    sync()
+    return out
 
   def grad(mask):
     with torch.no_grad():
-      return backward(g, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+      out = backward(g, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+    sync()
+    return out
 
   return {"forward": forward, "input-grad": lambda: grad([True, False, False]),
           "weight-grad": lambda: grad([False, True, False])}
@@ -103,10 +110,16 @@ def _interleaved(functions: dict, repeats: int, warmup: int = 2) -> dict:
 
 def run(quick: bool = False, stacks=None) -> list[dict]:
   batch, repeats = (8, 3) if quick else (64, 7)
-  torch = _torch()
+  torch, device = _torch(), "cpu"
   if torch is None:
     print("conv_limit: PyTorch is not installed (pip install -e '.[bench]'); torch columns "
           "left empty")
+  elif jax.default_backend() == "gpu" and torch.cuda.is_available():
+    device = "cuda"  # the limit beside a GPU is cuDNN on the same GPU
+  elif jax.default_backend() != "cpu":
+    print(f"conv_limit: JAX runs on {jax.default_backend()} and PyTorch has no such device; "
+          "torch columns left empty")
+    torch = None
   else:
     torch.set_num_threads(2)
   rows = []
@@ -115,8 +128,9 @@ def run(quick: bool = False, stacks=None) -> list[dict]:
       ours = _jax_pieces(batch, size, c_in, c_out, 5)
       theirs = {}
       if torch is not None:
-        theirs = {"nchw": _torch_pieces(torch, batch, size, c_in, c_out, 5, False),
-                  "channels_last": _torch_pieces(torch, batch, size, c_in, c_out, 5, True)}
+        theirs = {"nchw": _torch_pieces(torch, batch, size, c_in, c_out, 5, False, device),
+                  "channels_last": _torch_pieces(torch, batch, size, c_in, c_out, 5, True,
+                                                 device)}
       for piece in ours:
         if piece == "input-grad" and layer == 0:
           continue
