@@ -61,7 +61,9 @@ run() {  # NAME, then config overrides; trains until the budget is spent
     || echo "$name stopped by the budget (checkpoints and metrics kept)"
 }
 run wscnn_paper
-run wscnn_best --config.learning_rate=1e-3 --config.logits_learning_rate=1e-2 \
-  --config.model_options.logits_init=balanced_uniform --config.model_options.sharing=tied_cayley \
-  --config.isometry_weight=1.0 --config.entropy_weight=1e-2
+# The same-budget study's best variant (experiments/same_budget.py, BEST): the lifting stack is
+# the powers of one learned isometry-blend generator, group layers from its Cayley table.
+run wscnn_best --config.learning_rate=1e-3 --config.logits_learning_rate=1e-1 \
+  --config.model_options.sharing=tied_cayley --config.model_options.elements=powers \
+  --config.model_options.constraint=isometries --config.model_options.logits_init=zeros
 echo "results in $out (device: $(head -n 1 "$out/device.txt"))"

@@ -112,3 +112,15 @@ def test_one_train_step_matches_the_plain_autodiff_step(name):
   for key in plain_state["params"]:
     np.testing.assert_allclose(custom_state["params"][key], plain_state["params"][key],
                                atol=1e-4, rtol=0, err_msg=key)
+
+
+def test_custom_gradients_default_to_the_cpu_backend_and_the_environment_is_checked(monkeypatch):
+  assert gradients.custom_gradients_enabled() == (jax.default_backend() == "cpu")
+  with gradients.custom_gradients(False):
+    assert not gradients.custom_gradients_enabled()
+  for value, expected in (("auto", None), ("0", False), ("on", True)):
+    monkeypatch.setenv("DS_SYMMETRY_CUSTOM_GRADIENTS", value)
+    assert gradients._from_environment() is expected  # pylint: disable=protected-access
+  monkeypatch.setenv("DS_SYMMETRY_CUSTOM_GRADIENTS", "maybe")
+  with pytest.raises(ValueError, match="DS_SYMMETRY_CUSTOM_GRADIENTS='maybe'"):
+    gradients._from_environment()  # pylint: disable=protected-access

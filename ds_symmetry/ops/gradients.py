@@ -18,8 +18,9 @@ bit-identical on XLA:CPU), and both were kept because they made a training step 
 
 :func:`custom_gradients` turns both off for code traced inside it (then the plain ``lax``
 convolution and the autodiff'd standardisation run); tests and benchmarks use it to compare
-against JAX's own gradients. ``DS_SYMMETRY_CUSTOM_GRADIENTS=0`` in the environment turns them
-off by default.
+against JAX's own gradients. By default they are used on the CPU backend only (what they were
+measured on); ``DS_SYMMETRY_CUSTOM_GRADIENTS=0`` (or ``1``) in the environment turns them off
+(or on) everywhere.
 
 The price: the convolution's input is kept for the backward pass (plain autodiff lets XLA
 recompute it from the previous layer's normalisation instead), so a training step's compiled
@@ -37,15 +38,29 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-_ENABLED = contextvars.ContextVar(
-    "ds_symmetry_custom_gradients",
-    default=os.environ.get("DS_SYMMETRY_CUSTOM_GRADIENTS", "1").lower() not in (
-        "0", "false", "no", "off"))
+def _from_environment() -> bool | None:
+  value = os.environ.get("DS_SYMMETRY_CUSTOM_GRADIENTS", "auto").strip().lower()
+  if value in ("auto", ""):
+    return None
+  if value in ("1", "true", "yes", "on"):
+    return True
+  if value in ("0", "false", "no", "off"):
+    return False
+  raise ValueError(f"DS_SYMMETRY_CUSTOM_GRADIENTS={value!r}: expected auto, 1 or 0")
+
+
+# None: decided by the backend when a function is traced (on for XLA:CPU only; GPU and TPU
+# convolution libraries handle the padded transposed convolution well, and the split into
+# 2 (k - 1) + 1 small convolutions would only add launches there).
+_ENABLED = contextvars.ContextVar("ds_symmetry_custom_gradients", default=_from_environment())
 
 
 def custom_gradients_enabled() -> bool:
-  """Whether code traced now uses the hand-written backward passes (default: yes)."""
-  return _ENABLED.get()
+  """Whether code traced now uses the hand-written backward passes (default: on the CPU)."""
+  enabled = _ENABLED.get()
+  if enabled is None:
+    return jax.default_backend() == "cpu"
+  return enabled
 
 
 @contextlib.contextmanager
