@@ -50,7 +50,7 @@ def worker(name: str, batch: int, steps: int) -> dict:
   step_ms = 1e3 * common.median_time(setup.one, repeats=steps, warmup=2)
   calls = max(2, steps // 2)
   index = xla_profile.HloIndex(text)
-  intervals = xla_profile.op_intervals(setup.one, calls, module="jit_train_step")
+  intervals = xla_profile.op_intervals(setup.one, calls, module="jit_train")
   times = xla_profile.exclusive_times(intervals, calls, skip=index.is_control_flow)
   parts = xla_profile.breakdown(index, times, _layers(name))
   top = sorted(times.items(), key=lambda kv: -kv[1])[:40]

@@ -36,7 +36,7 @@ def run(quick: bool = False) -> list[dict]:
       start = time.perf_counter()
       memory = common.compiled_memory_bytes(setup.step, *setup.args())
       compile_s = time.perf_counter() - start
-      params = sum(int(v.size) for v in setup.state["params"].values())
+      params = setup.num_params
       block.append({"model": "wscnn", "sharing": sharing, "channels": channels, "batch": batch,
                     "params": params, "compile_s": compile_s,
                     "peak_MiB": memory["peak"] / 2**20})

@@ -32,6 +32,7 @@ from benchmarks.common import alternating_medians, block, compiled_memory_bytes
 from ds_symmetry.ops.gradients import custom_gradients
 from ds_symmetry.data import make_protocol
 from ds_symmetry.models import create_model
+from ds_symmetry.nn import parameter_groups
 from ds_symmetry.train import base_config, make_mesh
 from ds_symmetry.train import steps as steps_lib
 
@@ -63,13 +64,14 @@ class StepSetup:
     config = base_config()
     self.name, self.batch, self.options = name, batch, dict(options)
     self.model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
-    self.functions = steps_lib.ModelFunctions(self.model)
-    self.tx = steps_lib.make_optimizer(config, self.functions.param_labels(), 1000)
-    self.state = jax.device_put(steps_lib.init_state(self.functions, self.tx), replicated)
+    self.num_params = sum(int(np.size(leaf)) for leaf in
+                          jax.tree.leaves(nnx.state(self.model, nnx.Param)))
+    tx = steps_lib.make_optimizer(config, parameter_groups(self.model), 1000)
     transform = (protocol.augment if augment
                  else lambda key, images: protocol.preprocess(images))
-    self.step = steps_lib.make_train_step(self.functions, self.tx, transform, seed=0,
-                                          norm_weight=0.1, entropy_weight=0.0, mesh=mesh)
+    steps = steps_lib.Steps(steps_lib.TrainState(self.model, tx), transform, seed=0,
+                            weights=steps_lib.regularizer_weights(config), mesh=mesh)
+    self.state, self.step = steps.initial_state, steps.train
     self.images = jax.device_put(protocol.train_images, replicated)
     self.labels = jax.device_put(protocol.train_labels, replicated)
     count = protocol.train_images.shape[0] // batch

@@ -247,7 +247,7 @@ def op_intervals(fn: Callable[[], object], calls: int, module: Optional[str] = N
   """``(op, begin_ns, end_ns)`` of every HLO instruction (thunk) run in ``calls`` traced calls.
 
   ``fn()`` must run the compiled function once (outputs blocked on); ``module`` keeps only
-  events of that HLO module (e.g. ``"jit_train_step"``). An asynchronous thunk (e.g. a
+  events of that HLO module (e.g. ``"jit_train"``). An asynchronous thunk (e.g. a
   convolution handed to the thread pool) returns before its work is done; its interval ends
   at the ``"end: <op>"`` event that marks completion."""
   with tempfile.TemporaryDirectory() as directory:

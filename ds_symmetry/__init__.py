@@ -10,6 +10,7 @@ Layers of the package (imports point down only)::
   ds_symmetry.analysis  what a learned stack became (nearest permutation / group)
   ds_symmetry.testing   public equivariance helpers
   ds_symmetry.toy_problems  data generators of the symmetry-discovery toy problems (App. B)
+  ds_symmetry.run_files  a run's workdir files: names, atomic writers, readers (numpy only)
 """
 
 from ds_symmetry import _xla_flags

@@ -9,18 +9,15 @@ the distance of every comparable group, and the approximate Cayley-table error
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import zipfile
 
 import numpy as np
 
-STACKS_FILE = "stacks.npz"
+from ds_symmetry import run_files
 
-
-class ReportError(ValueError):
-  """A workdir file the report needs is unreadable or inconsistent with the others."""
+# A workdir file the report needs is unreadable or inconsistent with the others.
+ReportError = run_files.UnreadableRunFile
 
 
 def load_stacks(workdir: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -28,51 +25,42 @@ def load_stacks(workdir: str) -> tuple[dict[str, np.ndarray], dict]:
 
   Raises ``FileNotFoundError`` if it is missing and :class:`ReportError` if it is unreadable.
   """
-  path = os.path.join(workdir, STACKS_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir!r} the workdir of a run that has "
-                            f"finished at least one evaluation?")
-  try:
-    with np.load(path) as data:
-      meta = json.loads(str(data["meta"]))
-      stacks = {key[len("stack/"):]: data[key] for key in data.files
-                if key.startswith("stack/")}
-    for name in stacks:
-      meta["layers"][name]["learned"]  # pylint: disable=pointless-statement
-  except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-    raise ReportError(f"{path} is unreadable ({type(error).__name__}: {error}); it may be "
-                      f"truncated: rerun the training command to rewrite it") from error
-  return stacks, meta
+  loaded = run_files.load_stacks(workdir)
+  if loaded is None:
+    raise FileNotFoundError(f"{run_files.path(workdir, run_files.STACKS)} not found: is "
+                            f"{workdir!r} the workdir of a run that has finished at least one "
+                            f"evaluation?")
+  return loaded
 
 
 def load_results(workdir: str) -> dict | None:
-  """``workdir/results.json`` as a dict, ``None`` if absent; :class:`ReportError` if unreadable."""
-  path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path):
+  """``workdir/results.json`` as a dict, ``None`` if absent; :class:`ReportError` if unreadable
+  or without the fields the report shows."""
+  results = run_files.read_results(workdir)
+  if results is None:
     return None
   try:
-    with open(path, encoding="utf-8") as file:
-      results = json.load(file)
     for key in ("model", "protocol"):
       results[key]  # pylint: disable=pointless-statement
     int(results["parameters"]["representation"])
-  except (OSError, ValueError, KeyError, TypeError) as error:
-    raise ReportError(f"{path} is unreadable ({type(error).__name__}: {error}); it may be "
-                      f"truncated: rerun the training command to rewrite it") from error
+  except (ValueError, KeyError, TypeError) as error:
+    raise ReportError(f"{run_files.path(workdir, run_files.RESULTS)} is unreadable "
+                      f"({type(error).__name__}: {error}); it may be truncated: rerun the "
+                      f"training command to rewrite it") from error
   return results
 
 
 def format_report(workdir: str) -> str:
   from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
   results = load_results(workdir)
-  has_stacks = os.path.exists(os.path.join(workdir, STACKS_FILE))
+  has_stacks = os.path.exists(run_files.path(workdir, run_files.STACKS))
   if has_stacks or results is None:
     stacks, meta = load_stacks(workdir)
     lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} "
              f"(stacks at step {meta['step']})"]
   elif results["parameters"]["representation"] > 0 or results.get("learned_symmetry"):
     raise ReportError(
-        f"{os.path.join(workdir, STACKS_FILE)} is missing, but results.json says model "
+        f"{run_files.path(workdir, run_files.STACKS)} is missing, but results.json says model "
         f"{results['model']!r} has learned layers; rerun the training command to rewrite it")
   else:  # a finished run of a model without weight-sharing layers writes no stacks
     stacks, meta = {}, {"layers": {}}

@@ -26,7 +26,7 @@ import optax
 from flax import nnx
 
 from ds_symmetry import analysis, ops
-from ds_symmetry.nn import RepresentationLogits, WSLiftConv
+from ds_symmetry.nn import WSLiftConv, parameter_groups
 
 
 def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, steps: int = 500,
@@ -40,13 +40,14 @@ def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, step
                        rngs=nnx.Rngs(seed + 1))
   student = WSLiftConv(1, channels, kernel_size, num_elements=num_elements, use_bias=False,
                        logits_init=logits_init, rngs=nnx.Rngs(seed))
-  weights = nnx.All(nnx.Param, nnx.Not(RepresentationLogits))
-  weight_optimizer = nnx.Optimizer(student, optax.adam(learning_rate), wrt=weights)
-  logits_optimizer = nnx.Optimizer(student, optax.adam(logits_learning_rate),
-                                   wrt=RepresentationLogits)
+  # One optimizer, two parameter groups: the logits get their own learning rate.
+  tx = optax.multi_transform({"weights": optax.adam(learning_rate),
+                              "logits": optax.adam(logits_learning_rate)},
+                             parameter_groups(student))
+  optimizer = nnx.Optimizer(student, tx, wrt=nnx.Param)
 
   @nnx.jit
-  def step(student, weight_optimizer, logits_optimizer, key):
+  def step(student, optimizer, key):
     x = jax.random.normal(key, (batch, image_size, image_size, 1))
     target = teacher(x)
 
@@ -54,15 +55,13 @@ def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, step
       mse = jnp.mean((student(x) - target) ** 2) / jnp.mean(target ** 2)
       return mse + norm_weight * student.regularizers()["norm"], mse
     (_, mse), grads = nnx.value_and_grad(loss_fn, has_aux=True)(student)
-    weight_grads, logit_grads = nnx.split_state(grads, weights, RepresentationLogits)
-    weight_optimizer.update(student, weight_grads)
-    logits_optimizer.update(student, logit_grads)
+    optimizer.update(student, grads)
     return mse
 
   key = jax.random.key(seed)
   history = []
   for index in range(steps):
-    mse = step(student, weight_optimizer, logits_optimizer, jax.random.fold_in(key, index))
+    mse = step(student, optimizer, jax.random.fold_in(key, index))
     if index % max(1, steps // 10) == 0 or index == steps - 1:
       history.append((index, float(mse)))
   stack = student.representation_stack()

@@ -57,11 +57,11 @@ import time
 import warnings
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
+from ds_symmetry import run_files
 from experiments import tables
 from experiments.paper_tables import GRIDS
 from experiments.spec import REPO_ROOT, Grid, Row, Run, format_value
 
-LENGTH_FIELDS = ("num_epochs", "num_train_steps")
 RUNNING_STATUSES = ("new", "partial", "extend")
 
 
@@ -199,24 +199,7 @@ def resolve_config(run: Run) -> dict:
   except Exception as error:  # pylint: disable=broad-except
     raise ValueError(f"{run.key}: invalid config ({run.row.config} with "
                      f"{' '.join(argv[2:])}): {error}") from None
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-def _config_differences(saved: dict, current: dict,
-                        finished: bool = False) -> tuple[list[str], list[str]]:
-  """``(harmless, breaking)`` top-level fields that differ, by the trainer's rule.
-
-  For a ``finished`` run, fields it did not record (added to the config schema since) are not
-  differences (:func:`experiments.tables.diff_configs`): nothing will resume from it. An
-  unfinished run is judged exactly as the trainer will judge it when resuming.
-  """
-  # pylint: disable-next=import-outside-toplevel
-  from ds_symmetry.train.config import RESUMABLE_CHANGES, config_differences
-  if not finished:
-    return config_differences(saved, current)
-  keys = sorted({key.split(".")[0] for key, _, _ in tables.diff_configs(saved, current)})
-  return ([k for k in keys if k in RESUMABLE_CHANGES],
-          [k for k in keys if k not in RESUMABLE_CHANGES])
+  return run_files.config_as_dict(config)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -242,12 +225,15 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
   holder = tables.lock_holder(run.lock_path) if check_lock else None
   if holder is not None and not _lock_is_stale(holder):
     return "locked", f"held by {holder.get('host')}:{holder.get('pid')} ({run.lock_path})"
-  results = tables.read_json(os.path.join(run.workdir, tables.RESULTS_FILE))
+  # pylint: disable-next=import-outside-toplevel
+  from ds_symmetry.train.config import LENGTH_FIELDS, config_differences
+  results = run_files.read_results(run.workdir, strict=False)
   if results is not None:
     if config is None:
       return "done", ""
-    harmless, breaking = _config_differences(results.get("config") or {}, config,
-                                             finished=True)
+    # A finished run is not stale for fields added to the config since: nothing resumes it.
+    harmless, breaking = config_differences(results.get("config") or {}, config,
+                                            recorded_only=True)
     if breaking:
       return "conflict", f"results.json has another config: fields {breaking} differ"
     longer = [key for key in harmless if key in LENGTH_FIELDS]
@@ -256,14 +242,14 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
           f"{key} {results['config'].get(key)} -> {config.get(key)}" for key in longer)
     return "done", (f"{100 * results['final_test_accuracy']:.2f}%"
                     if isinstance(results.get("final_test_accuracy"), float) else "")
-  saved = tables.read_json(os.path.join(run.workdir, "config.json"))
+  saved = run_files.read_config(run.workdir, strict=False)
   if saved is not None:
-    if config is not None:
-      _, breaking = _config_differences(saved, config)
+    if config is not None:  # judged exactly as the trainer will judge it when resuming
+      _, breaking = config_differences(saved, config)
       if breaking:
         return "conflict", f"config.json has another config: fields {breaking} differ"
     return "partial", tables.run_progress(run.workdir)
-  if os.path.isdir(os.path.join(run.workdir, "checkpoints")):
+  if os.path.isdir(run_files.path(run.workdir, run_files.CHECKPOINTS)):
     return "partial", "checkpoints only"
   return "new", ""
 

@@ -23,14 +23,13 @@ same panels with stacks that are still far from the group.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Optional
 
 import numpy as np
 
-from ds_symmetry import analysis, ops
+from ds_symmetry import analysis, ops, run_files
 from ds_symmetry.report import load_stacks
 
 
@@ -42,29 +41,17 @@ def _assigned_reference(stack, name: str, kernel_size: int, kind: str):
 
 
 def _lifting_weight(workdir: str, layer: str) -> Optional[np.ndarray]:
-  """``[C_out, C_in, k²]`` weights of ``layer`` from the newest checkpoint, or None."""
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
+  """``[C_out, C_in, k²]`` weights of ``layer`` in the newest checkpoint's model, or None."""
+  if not os.path.isdir(run_files.path(workdir, run_files.CHECKPOINTS)):
     return None
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  manager = ocp.CheckpointManager(os.path.abspath(directory))
+  from ds_symmetry.nn import weight_sharing_layers  # pylint: disable=import-outside-toplevel
+  from ds_symmetry.train import load_model  # pylint: disable=import-outside-toplevel
   try:
-    step = manager.latest_step()
-    if step is None:
-      return None
-    state = manager.restore(step, args=ocp.args.StandardRestore())
-  finally:
-    manager.close()
-  weight = state.get("params", {}).get(f"{layer}/weight")
-  return None if weight is None else np.asarray(weight)
-
-
-def _read_metrics(workdir: str) -> list:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as handle:
-    return [json.loads(line) for line in handle if line.strip()]
+    model, _, _ = load_model(workdir)
+  except FileNotFoundError:
+    return None
+  layers = dict(weight_sharing_layers(model))
+  return np.asarray(layers[layer].weight[...]) if layer in layers else None
 
 
 def make_figures(workdir: str, out: Optional[str] = None, group: str = "C4") -> list[str]:
@@ -103,7 +90,7 @@ def make_figures(workdir: str, out: Optional[str] = None, group: str = "C4") -> 
         stack, reference, os.path.join(out, f"fig9_10_{name.replace('/', '_')}.png"),
         title=f"{name}: learned group-conv stack vs {group} shift-twist "
               f"(mean distance {distance:.2f})", labels=("learned", "shift-twist"))))
-  records = _read_metrics(workdir)
+  records = run_files.read_metrics(workdir)
   if records:
     written.append(str(analysis.plot_training_curves(
         records, os.path.join(out, "training_curves.png"), title=os.path.basename(

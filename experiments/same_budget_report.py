@@ -17,22 +17,21 @@ Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Optional
 
 import numpy as np
 
+from ds_symmetry import run_files
 from experiments.same_budget import SAME_BUDGET
-from experiments.tables import eval_records, read_json
 
 DISCOVERED_FILE = "discovered.json"
 
 
 def _evals(workdir: str) -> list[dict]:
   # a resumed run may repeat a step: keep the last record of each
-  records = eval_records(workdir)
+  records = run_files.read_metrics(workdir, "eval")
   return sorted({r["step"]: r for r in records}.values(), key=lambda r: r["step"])
 
 
@@ -50,26 +49,6 @@ def curve(workdir: str) -> list[dict[str, Any]]:
         "distance_C4": lifting.get("distance_C4"),
     })
   return points
-
-
-def _load_model(workdir: str, step: int):
-  """The model of ``workdir`` at checkpoint ``step`` (eval mode) and its config."""
-  # pylint: disable=import-outside-toplevel
-  import jax
-  import ml_collections
-  from flax import nnx
-  from ds_symmetry.models import create_model
-  from ds_symmetry.train import steps as steps_lib
-  from ds_symmetry.train.checkpointing import read_checkpoint
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as file:
-    config = ml_collections.ConfigDict(json.load(file))
-  model = create_model(config.model, num_classes=10, rngs=nnx.Rngs(config.seed),
-                       **config.model_options.to_dict())
-  functions = steps_lib.ModelFunctions(model)
-  _, state = read_checkpoint(os.path.join(workdir, "checkpoints"), step)
-  params = {key: jax.numpy.asarray(value) for key, value in state["params"].items()}
-  stats = {key: jax.numpy.asarray(value) for key, value in state["batch_stats"].items()}
-  return functions.build(params, stats, train=False), config
 
 
 def _accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
@@ -98,16 +77,17 @@ def discovered_curve(workdir: str) -> list[dict[str, Any]]:
   # pylint: disable=import-outside-toplevel
   from ds_symmetry.data import make_protocol
   from ds_symmetry.discovery import discover_gcnn
+  from ds_symmetry.train import load_model
   cache_path = os.path.join(workdir, DISCOVERED_FILE)
-  cache = read_json(cache_path) or {}
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  cache = run_files.read_json(cache_path, strict=False) or {}
+  checkpoint_dir = run_files.path(workdir, run_files.CHECKPOINTS)
   steps = sorted(int(name) for name in os.listdir(checkpoint_dir) if name.isdigit()) if (
       os.path.isdir(checkpoint_dir)) else []
   protocol = None
   for step in steps:
     if str(step) in cache:
       continue
-    model, config = _load_model(workdir, step)
+    model, config, _ = load_model(workdir, step)
     if protocol is None:
       protocol = make_protocol(config.protocol, data_dir=config.get("data_dir"),
                                seed=config.seed, **config.protocol_options.to_dict())
@@ -120,9 +100,7 @@ def discovered_curve(workdir: str) -> list[dict[str, Any]]:
                                                protocol.test_labels)
       entry["invariance_error"] = _invariance_error(found.model, protocol.test_images)
     cache[str(step)] = entry
-    with open(cache_path + ".tmp", "w", encoding="utf-8") as file:
-      json.dump(cache, file, indent=1, sort_keys=True)
-    os.replace(cache_path + ".tmp", cache_path)
+    run_files.write_json(cache_path, cache, indent=1)
   return [dict(step=int(step), **entry) for step, entry in sorted(
       cache.items(), key=lambda item: int(item[0]))]
 
@@ -134,10 +112,10 @@ def collect(root: str, discover: bool = True) -> dict[str, Any]:
     seeds = {}
     for seed in SAME_BUDGET.seeds:
       workdir = os.path.join(root, SAME_BUDGET.name, row.name, f"seed{seed}")
-      if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+      if not os.path.exists(run_files.path(workdir, run_files.METRICS)):
         continue
       entry = {"curve": curve(workdir),
-               "done": os.path.exists(os.path.join(workdir, "results.json"))}
+               "done": os.path.exists(run_files.path(workdir, run_files.RESULTS))}
       learned = row.config.endswith(":wscnn")
       if discover and learned and entry["done"]:
         entry["discovered"] = discovered_curve(workdir)
@@ -232,9 +210,7 @@ def main(argv=None) -> int:
     print(f"no same_budget runs under {args.root!r}", file=sys.stderr)
     return 1
   path = os.path.join(args.root, SAME_BUDGET.name, "summary.json")
-  with open(path + ".tmp", "w", encoding="utf-8") as file:
-    json.dump(summary, file, indent=1, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  run_files.write_json(path, summary, indent=1)
   print(markdown(summary))
   for figure in plot(summary, args.out):
     print(f"wrote {figure}")

@@ -18,10 +18,8 @@ import os
 import re
 from typing import Callable, Sequence
 
+from ds_symmetry import run_files
 from experiments.spec import Grid, Row
-
-RESULTS_FILE = "results.json"
-STACKS_FILE = "stacks.npz"
 
 
 @dataclasses.dataclass
@@ -38,7 +36,7 @@ class SeedResult:
     wall_time_s: total training wall time over every invocation (see :func:`total_wall_time`).
     deviations: config fields in which the run differs from its row (e.g. ``"num_epochs=1
       (grid: 100)"``), ignoring logging/checkpoint/data-location fields and fields the run
-      did not record (see :func:`diff_configs`); "" when it matches or was not checked.
+      did not record (see :func:`config_deviations`); "" when it matches or was not checked.
   """
   seed: int
   workdir: str
@@ -71,27 +69,13 @@ class RowResult:
 # Reading runs
 # --------------------------------------------------------------------------------------------
 def read_json(path: str) -> dict | None:
-  try:
-    with open(path, encoding="utf-8") as file:
-      return json.load(file)
-  except (OSError, json.JSONDecodeError):
-    return None
+  """A JSON file's content; None if it is missing or unreadable (a lock file, a cache)."""
+  return run_files.read_json(path, strict=False)
 
 
 def eval_records(workdir: str) -> list[dict]:
   """The ``"eval"`` records of ``workdir/metrics.jsonl`` (up to a line cut by a kill)."""
-  records = []
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as file:
-      for line in file:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          break  # a line cut by a kill
-        if record.get("type") == "eval":
-          records.append(record)
-  return records
+  return run_files.read_metrics(workdir, "eval")
 
 
 def _last_eval(workdir: str) -> dict | None:
@@ -123,7 +107,7 @@ def total_wall_time(workdir: str, results: dict) -> float | None:
 
 
 def run_progress(workdir: str) -> str:
-  config = read_json(os.path.join(workdir, "config.json")) or {}
+  config = run_files.read_config(workdir, strict=False) or {}
   last = _last_eval(workdir)
   if config.get("num_train_steps", -1) > 0:
     return f"step {last['step'] if last else 0}/{config['num_train_steps']}"
@@ -141,18 +125,20 @@ def lock_holder(lock_path: str) -> dict | None:
 def lift_summary(workdir: str, results: dict | None) -> tuple[str, float, str] | None:
   """Nearest group of the learned lifting layer: from ``stacks.npz`` (``summarize_stack``),
   else from ``results.json``'s ``learned_symmetry``; None for models without one."""
-  path = os.path.join(workdir, STACKS_FILE)
-  if os.path.exists(path):
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    with np.load(path) as data:
-      meta = json.loads(str(data["meta"]))["layers"]
-      lifts = sorted(name for name, info in meta.items()
-                     if info.get("learned") and info.get("kind") == "lift")
-      if lifts:
-        from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
-        info = meta[lifts[0]]
-        summary = summarize_stack(data[f"stack/{lifts[0]}"], info["kernel_size"], "lift")
-        return summary["group"], summary["group_distance"], summary["best_candidate"]
+  try:
+    loaded = run_files.load_stacks(workdir)
+  except run_files.UnreadableRunFile:
+    loaded = None
+  if loaded is not None:
+    stacks, meta = loaded
+    layers = meta["layers"]
+    lifts = sorted(name for name, info in layers.items()
+                   if info.get("learned") and info.get("kind") == "lift")
+    if lifts:
+      from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
+      info = layers[lifts[0]]
+      summary = summarize_stack(stacks[lifts[0]], info["kernel_size"], "lift")
+      return summary["group"], summary["group_distance"], summary["best_candidate"]
   for _, summary in sorted(((results or {}).get("learned_symmetry") or {}).items()):
     if summary.get("kind") == "lift":
       distance = summary.get("group_distance")
@@ -162,14 +148,14 @@ def lift_summary(workdir: str, results: dict | None) -> tuple[str, float, str] |
 
 
 def read_seed(workdir: str, seed: int) -> SeedResult:
-  results = read_json(os.path.join(workdir, RESULTS_FILE))
+  results = run_files.read_results(workdir, strict=False)
   if results is not None:
     return SeedResult(seed, workdir, "done", results, lift=lift_summary(workdir, results),
                       wall_time_s=total_wall_time(workdir, results))
   holder = lock_holder(workdir + ".lock")
   started = os.path.isdir(workdir) and any(
       os.path.exists(os.path.join(workdir, name))
-      for name in ("config.json", "metrics.jsonl", "checkpoints"))
+      for name in (run_files.CONFIG, run_files.METRICS, run_files.CHECKPOINTS))
   if holder is not None:
     where = f"{holder.get('host', '?')}:{holder.get('pid', '?')}"
     return SeedResult(seed, workdir, "running",
@@ -192,46 +178,20 @@ def seeds_on_disk(grid_dir: str, rows: Sequence[Row]) -> set[int]:
   return found
 
 
-# Fields that do not change what a run computes (where data and logs go, how often).
-IGNORED_FIELDS = ("log_every_steps", "progress_bar", "checkpoint_every_steps",
-                  "keep_checkpoints", "eval_every_epochs", "save_figures", "track_symmetry",
-                  "data_dir", "distributed")
-
-
-_ABSENT = object()
-
-
-def _flatten(config: dict, prefix: str = "") -> dict:
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, dict) and value:
-      out.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
-def diff_configs(saved: dict, expected: dict) -> list[tuple[str, object, object]]:
-  """``[(dotted key, saved value, expected value)]`` where two configs differ.
-
-  Nested dicts (``model_options``) are compared field by field. A field the saved config does
-  not have at all is skipped: the run was recorded before that field existed, so its value
-  then is unknown (the model and trainer defaults are kept when fields are added). A field the
-  expected config lacks is reported with the value ``_ABSENT``.
-  """
-  flat_saved, flat_expected = _flatten(saved), _flatten(expected)
-  return [(key, flat_saved[key], flat_expected.get(key, _ABSENT))
-          for key in sorted(flat_saved)
-          if flat_expected.get(key, _ABSENT) != flat_saved[key]]
-
-
 def config_deviations(saved: dict, expected: dict) -> str:
-  """``"num_epochs=1 (grid: 100), limit_train=2048 (grid: null)"``; "" when they match."""
+  """``"num_epochs=1 (grid: 100), limit_train=2048 (grid: null)"``; "" when they match.
+
+  Fields the saved config does not have are skipped (recorded before they existed), and so are
+  the seed and the fields that do not change what a run computes
+  (``ds_symmetry.train.config.BOOKKEEPING_FIELDS``: data location, logging, checkpoints).
+  """
+  from ds_symmetry.train.config import BOOKKEEPING_FIELDS  # pylint: disable=import-outside-toplevel
   def text(value):
-    return "absent" if value is _ABSENT else json.dumps(value, sort_keys=True)
+    return "absent" if value is run_files.ABSENT else json.dumps(value, sort_keys=True)
   return ", ".join(f"{key}={text(old)} (grid: {text(new)})"
-                   for key, old, new in diff_configs(saved, expected)
-                   if key.split(".")[0] not in IGNORED_FIELDS and key != "seed")
+                   for key, old, new in run_files.diff_configs(saved, expected,
+                                                               recorded_only=True)
+                   if key.split(".")[0] not in BOOKKEEPING_FIELDS and key != "seed")
 
 
 def collect(grid: Grid, root: str, seeds: Sequence[int] | None = None,

@@ -82,12 +82,6 @@ def mnist_dir() -> pathlib.Path:
   return next(path for path in candidates if _holds_mnist(path))
 
 
-@pytest.fixture(scope="session")
-def shared_mnist_dir(mnist_dir):
-  """Former name of :func:`mnist_dir` (still used by ``tests/test_train.py``)."""
-  return mnist_dir
-
-
 @dataclasses.dataclass
 class SyntheticMnist:
   """Tiny MNIST-shaped IDX files (``directory``, gzipped), their raw bytes and arrays."""

@@ -49,13 +49,10 @@ def _params(model):
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 def test_config_model_options_are_the_factory_and_layer_defaults(model_name):
   """A config's written-out options build the model ``create_model(name)`` builds without
-  options: same parameters from the same seed, same layer settings. (The exact models' configs
-  add the reference G-CNN's disk mask and init on purpose.)"""
+  options: same parameters from the same seed, same layer settings."""
   options = variants.model_options(model_name).to_dict()
-  reference_gcnn = ({"kernel_mask": "disk", "weight_init": "se2cnn"} if "group" in options
-                    else {})
   from_config = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), **options)
-  default = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), **reference_gcnn)
+  default = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0))
   chex.assert_trees_all_equal(_params(from_config), _params(default))
   settings = ("num_elements", "group", "fix_identity", "sinkhorn_iters", "sinkhorn_tau",
               "sinkhorn_tol", "remat_sinkhorn", "padding", "compute_dtype", "constraint",

@@ -76,7 +76,7 @@ def _set_stack(layer, stack):
   layer.logits[...] = jnp.log(jnp.asarray(stack[1:], jnp.float32))  # element 0 is fixed I
 
 
-@pytest.mark.parametrize("sharing", ["full", "tied_cayley"])
+@pytest.mark.parametrize("sharing", [pytest.param("full", marks=pytest.mark.slow), "tied_cayley"])
 def test_a_blurred_c4_model_becomes_exactly_invariant_after_discovery(sharing):
   order = [0, 2, 3, 1]
   spatial, group = _relabelled_gcnn_stacks(order)

@@ -281,11 +281,11 @@ def test_failed_run_is_reported_and_the_grid_continues(tmp_path):
 # --------------------------------------------------------------------------------------------
 def _c4_stacks(workdir):
   from ds_symmetry import ops
-  from ds_symmetry.train.trainer import save_stacks
+  from ds_symmetry.run_files import save_stacks
   stack = np.asarray(ops.spatial_permutations("C4", 5))
   meta = {"lift": {"kind": "lift", "kernel_size": 5, "learned": True, "num_elements": 4,
                    "group": ""}}
-  save_stacks(os.path.join(workdir, "stacks.npz"), {"lift": stack}, meta, step=10)
+  save_stacks(workdir, {"lift": stack}, meta, step=10)
 
 
 MINI = Grid("mini", "Mini table", rows=(

@@ -9,6 +9,7 @@ from flax import nnx
 
 from ds_symmetry.data import make_protocol
 from ds_symmetry.models import create_model
+from ds_symmetry.nn import parameter_groups
 from ds_symmetry.nn.plain import torch_conv
 from ds_symmetry.ops import gradients
 from ds_symmetry.ops.kernels import conv2d
@@ -91,27 +92,32 @@ def test_one_train_step_matches_the_plain_autodiff_step(name):
             rng.integers(0, 10, (2,), dtype=np.int32))
   protocol = make_protocol("rotated_mnist", arrays=arrays)
   mesh = make_mesh()
-  model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), channels=4, num_blocks=2)
-  functions = steps.ModelFunctions(model)
-  tx = steps.make_optimizer(base_config(), functions.param_labels(), 100)
-  state = steps.init_state(functions, tx)
   images, labels = jnp.asarray(protocol.train_images), jnp.asarray(protocol.train_labels)
   indices = jnp.arange(4, dtype=jnp.int32)
+  config = base_config()
+  config.entropy_weight = 0.01
 
-  def one_step(state):
-    step = steps.make_train_step(functions, tx, protocol.augment, seed=0, norm_weight=0.1,
-                                 entropy_weight=0.01, mesh=mesh)
-    return step(jax.tree.map(jnp.copy, state), images, labels, indices)
+  def one_step():
+    model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), channels=4, num_blocks=2)
+    tx = steps.make_optimizer(config, parameter_groups(model), 100)
+    train = steps.Steps(steps.TrainState(model, tx), protocol.augment, seed=0,
+                        weights=steps.regularizer_weights(config), mesh=mesh)
+    state, metrics = train.train(train.initial_state, images, labels, indices)
+    return steps.Steps.checkpoint(state), metrics
 
-  (custom_state, custom_metrics), (plain_state, plain_metrics) = _both(one_step, state)
+  (custom_state, custom_metrics), (plain_state, plain_metrics) = _both(one_step)
   _assert_close(custom_metrics, plain_metrics, rtol=1e-6)
   # Adam's moments hold the gradients: equal up to float32 rounding of long sums.
-  _assert_close(custom_state["opt_state"], plain_state["opt_state"], rtol=5e-5)
+  _assert_close(custom_state["optimizer"]["opt_state"], plain_state["optimizer"]["opt_state"],
+                rtol=5e-5)
   # AdamW's first update, -lr·g/(|g| + eps), turns rounding of a gradient element near eps
-  # (1e-8) into up to a few per mille of lr (1e-2): parameters to 1e-4.
-  for key in plain_state["params"]:
-    np.testing.assert_allclose(custom_state["params"][key], plain_state["params"][key],
-                               atol=1e-4, rtol=0, err_msg=key)
+  # (1e-8) into up to a few per mille of lr: parameters to 1e-4.
+  custom_params = jax.tree_util.tree_leaves_with_path(custom_state["model"])
+  plain_params = jax.tree.leaves(plain_state["model"])
+  assert len(custom_params) == len(plain_params) > 0
+  for (path, custom), plain in zip(custom_params, plain_params):
+    np.testing.assert_allclose(custom, plain, atol=1e-4, rtol=0,
+                               err_msg=jax.tree_util.keystr(path))
 
 
 def test_custom_gradients_default_to_the_cpu_backend_and_the_environment_is_checked(monkeypatch):

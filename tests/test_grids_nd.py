@@ -115,6 +115,17 @@ def test_learned_layers_on_1d_and_3d_grids():
   assert shape(group, "__call__", jnp.ones((1, 4, 4, 4, 4, 3))) == (1, 2, 2, 2, 2, 3)
 
 
+@pytest.mark.parametrize("spatial_dims, size", [(1, 5), (3, 3)])
+def test_regularizers_of_learned_1d_and_3d_lifting_layers(spatial_dims, size):
+  """The trainer asks every layer for its regularisers: on a 1-D or 3-D grid the geometric
+  prior (defined on 2-D kernel grids) is zero and the others are finite (the App. B cube
+  problem trains such a layer)."""
+  lift = WSLiftConv(1, 2, size, num_elements=3, spatial_dims=spatial_dims, rngs=nnx.Rngs(0))
+  terms = lift.regularizers()
+  assert float(terms["isometry"]) == 0.0
+  assert all(np.isfinite(float(value)) for value in terms.values())
+
+
 @pytest.mark.parametrize("bad_call, argument", [
     (lambda: WSLiftConv(1, 2, 3, group="cube", spatial_dims=2, rngs=nnx.Rngs(0)),
      "spatial_dims=2 does not match group 'cube'"),

@@ -11,8 +11,9 @@ from ds_symmetry.models import create_model
     ("cnn", {"channels": 4}, 8, 21),                         # 5 blocks of k=5: 28 -> 8
     ("wscnn", {"channels": 4, "num_blocks": 7}, 28, 29),
     ("gcnn", {"channels": 4, "kernel_size": 3}, 10, 11),
-    ("resnet", {"channels": 4}, 3, 4),                      # two 2×2 max pools
-    ("gresnet", {"channels": 4}, 9, 10),                    # unpadded 7×7 stem, then pools
+    pytest.param("resnet", {"channels": 4}, 3, 4, marks=pytest.mark.slow),   # two 2×2 pools
+    pytest.param("gresnet", {"channels": 4}, 9, 10,         # unpadded 7×7 stem, then pools
+                 marks=pytest.mark.slow),
 ])
 def test_too_small_input_names_the_smallest_size(name, options, size, smallest):
   in_channels = 3 if "resnet" in name else 1

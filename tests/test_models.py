@@ -78,7 +78,8 @@ def _exact_logits(layer, scale=100.0):
 def test_wscnn_with_exact_stacks_equals_gcnn_with_the_same_weights():
   options = {"channels": 8}
   wscnn = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), **options)
-  gcnn = create_model("gcnn", num_classes=10, rngs=nnx.Rngs(7), **options)
+  # Unmasked kernels, as the weight-sharing model's (the G-CNN's default is the disk mask).
+  gcnn = create_model("gcnn", num_classes=10, rngs=nnx.Rngs(7), kernel_mask="none", **options)
   # Give the G-CNN the weight-sharing model's free weights ...
   free = nnx.state(wscnn, nnx.All(nnx.Param, nnx.Not(RepresentationLogits)))
   nnx.update(gcnn, free)

@@ -43,9 +43,9 @@ def _wait_all(processes, deadline):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process(tmp_path, shared_mnist_dir):
+def test_two_processes_equal_one_process(tmp_path, mnist_dir):
   overrides = cnn_overrides(num_train_steps=4, eval_batch_size=50, keep_checkpoints=2)
-  config_file = _config_file(tmp_path, shared_mnist_dir, **overrides)
+  config_file = _config_file(tmp_path, mnist_dir, **overrides)
   deadline = time.time() + TIMEOUT_S
 
   single = tmp_path / "single"

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from ds_symmetry import ops
-from ds_symmetry.train.trainer import save_stacks
+from ds_symmetry.run_files import save_stacks
 from experiments import paper_figures
 
 
@@ -17,7 +17,7 @@ def _workdir(tmp_path):
                       "group": ""},
           "convs/1": {"kind": "group", "kernel_size": 3, "learned": True, "num_elements": 4,
                       "group": ""}}
-  save_stacks(os.path.join(tmp_path, "stacks.npz"), {"convs/0": lift, "convs/1": group}, meta,
+  save_stacks(tmp_path, {"convs/0": lift, "convs/1": group}, meta,
               step=20)
   records = [{"type": "train", "step": 10, "train_loss": 2.3},
              {"type": "eval", "step": 20, "train_loss": 2.0, "test_accuracy": 0.4}]

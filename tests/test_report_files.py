@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from ds_symmetry import report
-from ds_symmetry.train.trainer import save_stacks
+from ds_symmetry.run_files import save_stacks
 
 RESULTS = {"model": "wscnn", "protocol": "rotated_mnist", "final_test_accuracy": 0.5,
            "best_test_accuracy": 0.5, "best_epoch": 1,
@@ -14,7 +14,7 @@ RESULTS = {"model": "wscnn", "protocol": "rotated_mnist", "final_test_accuracy":
 
 def _stacks(workdir):
   stack = np.stack([np.eye(25, dtype=np.float32)] * 4)
-  save_stacks(str(workdir / "stacks.npz"), {"convs/0": stack},
+  save_stacks(workdir, {"convs/0": stack},
               {"convs/0": {"kind": "lift", "kernel_size": 5, "learned": True,
                            "num_elements": 4, "group": ""}}, step=6)
 

@@ -22,10 +22,10 @@ import pytest
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag before jax starts)
 import jax
 import jax.numpy as jnp
+from ds_symmetry.run_files import read_jsonl
 from ds_symmetry.train import train_and_evaluate
 from ds_symmetry.train import checkpointing
 from ds_symmetry.train.checkpointing import Checkpointer, read_checkpoint
-from ds_symmetry.train.metrics import read_jsonl
 from ds_symmetry.train.trainer import TrainingDivergedError
 from test_train import REPO, _config_file, _env, tiny_config
 
@@ -109,37 +109,37 @@ def assert_finite_checkpoints(workdir):
 # --------------------------------------------------------------------------------------------
 # 1. A different config is refused before anything is restored or written.
 # --------------------------------------------------------------------------------------------
-def test_other_model_in_workdir_is_refused_and_nothing_changes(tmp_path, shared_mnist_dir):
+def test_other_model_in_workdir_is_refused_and_nothing_changes(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
-  train_and_evaluate(tiny_cnn(shared_mnist_dir), str(workdir))
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   before = snapshot(workdir)
-  other = tiny_config(shared_mnist_dir, **cnn_overrides(model="wscnn"))
+  other = tiny_config(mnist_dir, **cnn_overrides(model="wscnn"))
   with pytest.raises(ValueError, match=r"different config \(fields \['model'"):
     train_and_evaluate(other, str(workdir))
-  wider = tiny_cnn(shared_mnist_dir, model_options={"channels": 8})
+  wider = tiny_cnn(mnist_dir, model_options={"channels": 8})
   with pytest.raises(ValueError, match="model_options"):
     train_and_evaluate(wider, str(workdir))
   assert snapshot(workdir) == before
 
 
-def test_checkpoint_of_another_model_is_an_error_not_a_fresh_start(tmp_path, shared_mnist_dir):
+def test_checkpoint_of_another_model_is_an_error_not_a_fresh_start(tmp_path, mnist_dir):
   """Even without config.json (deleted), a checkpoint with other shapes is not 'unreadable'."""
   workdir = tmp_path / "run"
-  train_and_evaluate(tiny_cnn(shared_mnist_dir), str(workdir))
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   os.remove(workdir / "config.json")
   with pytest.raises(checkpointing.IncompatibleCheckpointError, match="another model"):
-    train_and_evaluate(tiny_cnn(shared_mnist_dir, model_options={"channels": 8}), str(workdir))
+    train_and_evaluate(tiny_cnn(mnist_dir, model_options={"channels": 8}), str(workdir))
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   assert (workdir / "results.json").exists()
 
 
 @pytest.mark.slow
-def test_cli_other_config_is_refused(tmp_path, shared_mnist_dir):
+def test_cli_other_config_is_refused(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
-  first = run_cli(tmp_path, shared_mnist_dir, workdir)
+  first = run_cli(tmp_path, mnist_dir, workdir)
   assert first.returncode == 0, first.stderr[-3000:]
   before = snapshot(workdir)
-  result = run_cli(tmp_path, shared_mnist_dir, workdir, "--config.model_options.channels=8")
+  result = run_cli(tmp_path, mnist_dir, workdir, "--config.model_options.channels=8")
   assert_one_line_error(result, "different config", "model_options")
   assert snapshot(workdir) == before
 
@@ -183,20 +183,6 @@ def test_checksum_mismatch_and_nan_are_rejected_with_a_logged_fallback(tmp_path,
   checkpointer.close()
 
 
-def test_checkpoint_of_an_earlier_version_without_checksum_restores(tmp_path, caplog):
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  directory = tmp_path / "checkpoints"
-  with ocp.CheckpointManager(directory) as manager:  # the layout before checksums: "default"
-    manager.save(4, args=ocp.args.StandardSave(_tiny_state(3.0)))
-    manager.wait_until_finished()
-  checkpointer = Checkpointer(directory, keep=2)
-  with caplog.at_level("WARNING"):
-    step, state = checkpointer.restore(_abstract(_tiny_state(0)))
-  checkpointer.close()
-  assert step == 4 and float(state["params"]["w"][1, 1]) == 3.0
-  assert "no checksum" in caplog.text
-
-
 def test_a_nonfinite_state_is_never_saved(tmp_path):
   checkpointer = Checkpointer(tmp_path / "checkpoints", keep=2)
   with pytest.raises(checkpointing.NonFiniteStateError, match="step 3"):
@@ -206,12 +192,12 @@ def test_a_nonfinite_state_is_never_saved(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_flipped_byte_falls_back_to_the_previous_checkpoint(tmp_path, shared_mnist_dir):
+def test_cli_flipped_byte_falls_back_to_the_previous_checkpoint(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
-  first = run_cli(tmp_path, shared_mnist_dir, workdir)
+  first = run_cli(tmp_path, mnist_dir, workdir)
   assert first.returncode == 0, first.stderr[-3000:]
   flip_byte(largest_file(workdir / "checkpoints" / "4" / "state"))
-  again = run_cli(tmp_path, shared_mnist_dir, workdir,
+  again = run_cli(tmp_path, mnist_dir, workdir,
                   config_overrides=cnn_overrides(num_epochs=2))
   assert again.returncode == 0, again.stderr[-3000:]
   assert "falling back to the checkpoint at step 2" in again.stderr
@@ -225,9 +211,9 @@ def test_cli_flipped_byte_falls_back_to_the_previous_checkpoint(tmp_path, shared
 # --------------------------------------------------------------------------------------------
 # 3. Divergence stops the run, keeps the finite checkpoints and writes what was measured.
 # --------------------------------------------------------------------------------------------
-def test_divergence_stops_with_finite_checkpoints_and_results(tmp_path, shared_mnist_dir):
+def test_divergence_stops_with_finite_checkpoints_and_results(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
-  config = tiny_cnn(shared_mnist_dir, model="wscnn", num_epochs=2, learning_rate=1e30,
+  config = tiny_cnn(mnist_dir, model="wscnn", num_epochs=2, learning_rate=1e30,
                     checkpoint_every_steps=1)
   with pytest.raises(TrainingDivergedError, match=r"the (loss is (nan|inf)|parameters are not "
                                                   r"finite) at step \d+"):
@@ -243,11 +229,11 @@ def test_divergence_stops_with_finite_checkpoints_and_results(tmp_path, shared_m
 
 @pytest.mark.slow
 @pytest.mark.parametrize("learning_rate, limit_train", [(1e30, 256), (1e6, 1024)])
-def test_cli_divergence_is_one_line_and_keeps_finite_checkpoints(tmp_path, shared_mnist_dir,
+def test_cli_divergence_is_one_line_and_keeps_finite_checkpoints(tmp_path, mnist_dir,
                                                                    learning_rate, limit_train):
   """1e30: NaN within a few steps; 1e6: the loss grows ~30× a step until it overflows."""
   workdir = tmp_path / "run"
-  result = run_cli(tmp_path, shared_mnist_dir, workdir,
+  result = run_cli(tmp_path, mnist_dir, workdir,
                    config_overrides=cnn_overrides(model="wscnn",
                                                   model_options={"channels": 4},
                                                   num_epochs=2, learning_rate=learning_rate,
@@ -283,27 +269,28 @@ def test_save_replaces_an_existing_step_it_did_not_write(tmp_path):
   assert float(read_checkpoint(directory, 2)[1]["params"]["w"][0, 0]) == 5.0
 
 
-def test_corrupt_checkpoint_is_replaced_on_rerun(tmp_path, shared_mnist_dir):
+@pytest.mark.slow
+def test_corrupt_checkpoint_is_replaced_on_rerun(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
-  train_and_evaluate(tiny_cnn(shared_mnist_dir), str(workdir))
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   _truncate_checkpoint(workdir / "checkpoints" / "4")
-  assert train_and_evaluate(tiny_cnn(shared_mnist_dir), str(workdir))["resumed_from_step"] == 2
-  assert train_and_evaluate(tiny_cnn(shared_mnist_dir), str(workdir))["resumed_from_step"] == 4
+  assert train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))["resumed_from_step"] == 2
+  assert train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))["resumed_from_step"] == 4
 
 
 @pytest.mark.slow
-def test_cli_corrupt_checkpoint_replaced_and_warning_is_one_line(tmp_path, shared_mnist_dir):
+def test_cli_corrupt_checkpoint_replaced_and_warning_is_one_line(tmp_path, mnist_dir):
   workdir = tmp_path / "run"
-  assert run_cli(tmp_path, shared_mnist_dir, workdir).returncode == 0
+  assert run_cli(tmp_path, mnist_dir, workdir).returncode == 0
   _truncate_checkpoint(workdir / "checkpoints" / "4")
-  second = run_cli(tmp_path, shared_mnist_dir, workdir)
+  second = run_cli(tmp_path, mnist_dir, workdir)
   assert second.returncode == 0, second.stderr[-3000:]
   warnings = [line for line in second.stderr.splitlines()
               if "checkpoint at step 4" in line and "is rejected" in line]
   assert len(warnings) == 1 and LOG_LINE.match(warnings[0]), second.stderr[-3000:]
   assert not [line for line in second.stderr.splitlines()
               if line.strip() and not LOG_LINE.match(line)]
-  third = run_cli(tmp_path, shared_mnist_dir, workdir)
+  third = run_cli(tmp_path, mnist_dir, workdir)
   assert third.returncode == 0, third.stderr[-3000:]
   assert "resuming from the checkpoint at step 4" in third.stderr
   assert json.loads((workdir / "results.json").read_text())["resumed_from_step"] == 4
@@ -323,19 +310,19 @@ def test_cli_empty_workdir_is_one_line(tmp_path):
   assert_one_line_error(result, "workdir: ''")
 
 
-def test_cli_misspelt_config_field_is_one_line(tmp_path, shared_mnist_dir):
-  result = run_cli(tmp_path, shared_mnist_dir, tmp_path / "run", "--config.learnig_rate=1",
+def test_cli_misspelt_config_field_is_one_line(tmp_path, mnist_dir):
+  result = run_cli(tmp_path, mnist_dir, tmp_path / "run", "--config.learnig_rate=1",
                    timeout=120)
   assert_one_line_error(result, "learnig_rate", "learning_rate")
   assert not (tmp_path / "run").exists()
 
 
-def test_no_restorable_checkpoint_logs_starting_from_step_zero(tmp_path, shared_mnist_dir,
+def test_no_restorable_checkpoint_logs_starting_from_step_zero(tmp_path, mnist_dir,
                                                                caplog):
   """A run that starts over removes an earlier run's outputs (here: left by a run of the same
   config whose checkpoints are all gone)."""
   workdir = tmp_path / "run"
-  config = tiny_cnn(shared_mnist_dir, num_train_steps=1)
+  config = tiny_cnn(mnist_dir, num_train_steps=1)
   workdir.mkdir()
   (workdir / "figures").mkdir()
   (workdir / "figures" / "old_stack.png").write_bytes(b"png")
@@ -357,13 +344,13 @@ def _can_mount_tmpfs():
 
 
 @pytest.mark.slow
-def test_cli_full_disk_is_one_line(tmp_path, shared_mnist_dir):
+def test_cli_full_disk_is_one_line(tmp_path, mnist_dir):
   """A real full disk: the workdir on a small tmpfs in a private mount namespace."""
   if not _can_mount_tmpfs():
     pytest.skip("needs `unshare --user --map-root-user --mount` to mount a small tmpfs")
   mount = tmp_path / "small_disk"
   mount.mkdir()
-  config_file = _config_file(tmp_path, shared_mnist_dir, **cnn_overrides(num_epochs=2))
+  config_file = _config_file(tmp_path, mnist_dir, **cnn_overrides(num_epochs=2))
   script = (f"mount -t tmpfs -o size=160k tmpfs {mount} && exec {sys.executable} -m "
             f"ds_symmetry.main --config={config_file} --workdir={mount}/run")
   result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
@@ -413,7 +400,7 @@ def test_main_initializes_distributed_before_touching_the_backend(tmp_path):
 # --------------------------------------------------------------------------------------------
 # 7. results.json is written atomically (no temporary file left behind).
 # --------------------------------------------------------------------------------------------
-def test_results_written_atomically(tmp_path, shared_mnist_dir, monkeypatch):
+def test_results_written_atomically(tmp_path, mnist_dir, monkeypatch):
   from ds_symmetry.train import trainer  # pylint: disable=import-outside-toplevel
   replaced = []
   original = os.replace
@@ -424,6 +411,6 @@ def test_results_written_atomically(tmp_path, shared_mnist_dir, monkeypatch):
 
   monkeypatch.setattr(trainer.os, "replace", spy)
   workdir = tmp_path / "run"
-  train_and_evaluate(tiny_cnn(shared_mnist_dir, num_train_steps=1), str(workdir))
+  train_and_evaluate(tiny_cnn(mnist_dir, num_train_steps=1), str(workdir))
   assert "results.json" in replaced and "config.json" in replaced
   assert not [name for name in os.listdir(workdir) if name.endswith(".tmp")]

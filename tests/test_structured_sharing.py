@@ -137,7 +137,11 @@ def test_parameter_counts_of_each_sharing(model_name, k, lift_d, n_group_layers)
     assert count_parameters(model)["representation"] == count, sharing
 
 
-@pytest.mark.parametrize("sharing", ["kronecker", "tied", "tied_shared", "tied_cayley"])
+# One sharing in the default set; the others (13-24 s each, mostly compilation) in the slow set.
+@pytest.mark.parametrize("sharing", [pytest.param("kronecker", marks=pytest.mark.slow),
+                                     pytest.param("tied", marks=pytest.mark.slow),
+                                     pytest.param("tied_shared", marks=pytest.mark.slow),
+                                     "tied_cayley"])
 def test_factorised_models_run_and_tied_layers_share_the_lifting_stack(sharing):
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=3,
                        sharing=sharing)
@@ -249,3 +253,49 @@ def test_isometries_constraint_keeps_the_stack_on_grid_isometries():
                              groups.spatial_permutations("C4", 5), atol=1e-6)
   with pytest.raises(ValueError, match="2-D kernel grid"):
     WSLiftConv(1, 2, 3, constraint="isometries", spatial_dims=1, rngs=nnx.Rngs(0))
+
+
+def test_powers_of_a_generator_are_cyclic_and_doubly_stochastic():
+  layer = WSLiftConv(1, 2, 5, elements="powers", rngs=nnx.Rngs(0))
+  assert layer.logits[...].shape == (1, 25, 25)  # one learned generator, not G − 1 elements
+  stack = np.asarray(layer.representation_stack(), np.float64)
+  generator = stack[1]
+  np.testing.assert_allclose(stack[0], np.eye(25), atol=0)
+  for power in (2, 3):  # numpy re-derivation: element g is B^g
+    np.testing.assert_allclose(stack[power], np.linalg.matrix_power(generator, power),
+                               rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(stack.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(stack.sum(-2), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("generator, expected", [(1, [0, 1, 2, 3]), (3, [0, 3, 2, 1]),
+                                                 (2, [0, 2, 0, 2]), (4, [0, 4, 0, 4])])
+def test_powers_of_an_isometry_generator(generator, expected):
+  """D4 indices: 0 = e, 1..3 = rotations by 90°·r, 4 = a flip. A 90° rotation generates C4
+  (in either direction); a 180° rotation or a flip only a repeated C2."""
+  layer = WSLiftConv(1, 2, 5, elements="powers", constraint="isometries", rngs=nnx.Rngs(0))
+  assert layer.logits[...].shape == (1, 8)
+  layer.logits[...] = jnp.full((1, 8), -1e4).at[0, generator].set(0.0)
+  d4 = np.asarray(groups.spatial_permutations("D4", 5))
+  np.testing.assert_allclose(layer.representation_stack(), d4[expected], atol=1e-6)
+
+
+def test_tied_cayley_network_from_a_rotation_generator_is_rotation_invariant():
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
+                       sharing="tied_cayley", elements="powers", constraint="isometries")
+  lift = weight_sharing_layers(model)[0][1]
+  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 3].set(0.0)  # generator: rotation by 270°
+  x = jax.random.normal(jax.random.key(4), (2, 28, 28, 1))
+  y = model(x)
+  for turns in (1, 2, 3):
+    np.testing.assert_allclose(model(jnp.rot90(x, turns, axes=(1, 2))), y, rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(y).max()))
+
+
+def test_powers_option_is_checked():
+  with pytest.raises(ValueError, match="elements must be one of"):
+    WSLiftConv(1, 2, 5, elements="generators", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="fix_identity=True"):
+    WSLiftConv(1, 2, 5, elements="powers", fix_identity=False, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="do not apply to the exact model"):
+    create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), elements="powers")

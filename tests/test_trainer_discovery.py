@@ -4,8 +4,8 @@ training runs on real MNIST, so in the slow set (``pytest -m slow``) like the tr
 import numpy as np
 import pytest
 
+from ds_symmetry.run_files import read_jsonl
 from ds_symmetry.train import train_and_evaluate
-from ds_symmetry.train.metrics import read_jsonl
 from test_train import tiny_config
 
 

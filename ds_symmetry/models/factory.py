@@ -5,11 +5,12 @@ name       model
 =========  =======================================================================
 cnn        MNIST CNN, 64 channels (412,170 parameters)
 gcnn       MNIST C4 G-CNN, 32 channels (410,890); ``group="D4"`` for D4; 16 channels
-           gives the paper's Table 1 "103 K" (103,050)
+           gives the paper's Table 1 "103 K" (103,050). As the reference's G-CNN:
+           disk-masked kernels and its N(0, (2/√fan_in)²) init
 wscnn      MNIST weight-sharing CNN, 32 channels, 4 elements, fixed identity
            (410,890 free + 121,875 representation logits)
 resnet     CIFAR-10 ResNet, 32 channels (428,170); 64 → 1,660,170; 128 → 6,544,906
-gresnet    CIFAR-10 C4 G-ResNet, 32 channels (1,632,394)
+gresnet    CIFAR-10 C4 G-ResNet, 32 channels (1,632,394); kernels as ``gcnn``
 wsresnet   CIFAR-10 weight-sharing ResNet, 32 channels, 4 elements
            (1,632,394 free + 468,195 representation logits)
 =========  =======================================================================
@@ -20,9 +21,13 @@ models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolut
 Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
 ``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,
 ``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), ``sharing``
-(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``)
-and ``cayley_temperature``; ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
+(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``),
+``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"`` or ``"powers"`` of one
+learned generator); ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
 (``"reference"``/``"se2cnn"``) apply to the exact models too.
+
+:data:`MODEL_DEFAULTS` holds each model's defaults (the exact models': ``kernel_mask="disk"``,
+``weight_init="se2cnn"``); an option not in it takes the layer's own default.
 """
 
 from __future__ import annotations
@@ -36,19 +41,23 @@ from ds_symmetry.models.networks import ConvNet, ResNet
 
 _WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
                "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn", "constraint", "kernel_mask",
-               "weight_init", "sharing", "cayley_temperature")
+               "weight_init", "sharing", "cayley_temperature", "elements")
 # Options that also apply to the exact (G-CNN) models: they shape the canonical kernels.
-_KERNEL_OPTIONS = ("kernel_mask", "weight_init")
+KERNEL_OPTIONS = ("kernel_mask", "weight_init")
+
+# The reference's G-CNN kernels: disk-masked, N(0, (2/√fan_in)²) init.
+_GCNN_KERNELS = {"kernel_mask": "disk", "weight_init": "se2cnn"}
 
 # name -> (network class, layer family, default options)
 _MODELS: dict[str, tuple[type, str, dict[str, Any]]] = {
     "cnn": (ConvNet, "plain", {"channels": 64, "in_channels": 1}),
-    "gcnn": (ConvNet, "exact", {"channels": 32, "in_channels": 1, "group": "C4"}),
+    "gcnn": (ConvNet, "exact", {"channels": 32, "in_channels": 1, "group": "C4",
+                                **_GCNN_KERNELS}),
     "wscnn": (ConvNet, "learned", {"channels": 32, "in_channels": 1, "num_elements": 4}),
     "resnet": (ResNet, "plain", {"channels": 32, "in_channels": 3}),
     # The reference's GResNet lifting layer is unpadded (32 -> 26 px); its WSResNet's is not.
     "gresnet": (ResNet, "exact", {"channels": 32, "in_channels": 3, "group": "C4",
-                                  "stem_padding": "VALID"}),
+                                  "stem_padding": "VALID", **_GCNN_KERNELS}),
     "wsresnet": (ResNet, "learned", {"channels": 32, "in_channels": 3, "num_elements": 4}),
 }
 MODEL_NAMES = tuple(_MODELS)
@@ -93,10 +102,10 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
     if bad:
       raise ValueError(f"option(s) {bad} do not apply to the plain model {name!r}")
   if family == "exact":
-    bad = sorted(set(options) & (set(_WS_OPTIONS) - set(_KERNEL_OPTIONS)))
+    bad = sorted(set(options) & (set(_WS_OPTIONS) - set(KERNEL_OPTIONS)))
     if bad:
       raise ValueError(f"option(s) {bad} do not apply to the exact model {name!r} (its stack "
-                       f"is a fixed group); only {list(_KERNEL_OPTIONS)} do")
+                       f"is a fixed group); only {list(KERNEL_OPTIONS)} do")
   if family == "exact" and "num_elements" in options:
     raise ValueError(f"num_elements does not apply to {name!r}: its group "
                      f"{options.get('group', defaults['group'])!r} fixes it; pass group=...")

@@ -29,11 +29,13 @@ FAMILIES = ("plain", "exact", "learned")
 class _LayerFactory:
   """Builds the first (lifting) and hidden convolutions of one family.
 
-  ``ws_options`` may hold the group layers' ``sharing`` (and ``cayley_temperature``); with a
+  ``ws_options`` may hold the lifting layer's ``elements`` and the group layers' ``sharing``
+  (and ``cayley_temperature``); with a
   tied sharing the factory hands every group layer the lifting layer it builds first (and,
   for ``"tied_shared"``, the first group layer's ``A`` logits)."""
 
   _GROUP_ONLY = ("sharing", "cayley_temperature")
+  _LIFT_ONLY = ("elements",)
 
   def __init__(self, family: str, *, group: Optional[str], num_elements: int,
                ws_options: dict[str, Any], compute_dtype, rngs: nnx.Rngs):
@@ -43,6 +45,8 @@ class _LayerFactory:
     self.ws_kwargs = dict(ws_options, compute_dtype=compute_dtype)
     self.group_kwargs = {key: self.ws_kwargs.pop(key) for key in self._GROUP_ONLY
                          if key in self.ws_kwargs}
+    self.lift_kwargs = {key: self.ws_kwargs.pop(key) for key in self._LIFT_ONLY
+                        if key in self.ws_kwargs}
     if family == "exact":
       self.ws_kwargs.update(group=group, num_elements=None)
       self.group_kwargs.pop("sharing", None)
@@ -55,7 +59,8 @@ class _LayerFactory:
     if self.family == "plain":
       return torch_conv(c_in, c_out, k, padding=padding, compute_dtype=self.compute_dtype,
                         rngs=self.rngs)
-    self.lifting = WSLiftConv(c_in, c_out, k, padding=padding, rngs=self.rngs, **self.ws_kwargs)
+    self.lifting = WSLiftConv(c_in, c_out, k, padding=padding, rngs=self.rngs,
+                              **self.ws_kwargs, **self.lift_kwargs)
     return self.lifting
 
   def hidden(self, c_in, c_out, k, padding):

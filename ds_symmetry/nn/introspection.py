@@ -2,19 +2,22 @@
 
 The trainer never needs to know which model it trains. It calls:
 
-* :func:`regularizer_terms` — ``{"norm": Σ norm_loss, "entropy": Σ entropy, "isometry":
-  Σ isometry_loss}`` over the layers (zeros for models without learned stacks); the loss adds
-  ``λ_norm·norm + λ_ent·entropy + λ_iso·isometry``.
+* :func:`regularizer_terms` — ``{name: Σ over the layers}`` for every name in
+  :data:`REGULARIZERS` (zeros for models without learned stacks); :func:`regularizer_loss`
+  weighs them (the trainer: ``config.<name>_weight``). A new regulariser is a name here, the
+  layers' ``regularizers()`` entry and a ``<name>_weight`` config field; nothing else changes.
 * :func:`representation_stacks` — every weight-sharing layer's stack, for tracking and plots.
 * :func:`max_marginal_error` — the largest Sinkhorn row/column error over all layers.
 * :func:`count_parameters` — ``{"free": …, "representation": …}``.
 * ``model.train()`` / ``model.eval()`` — Flax NNX's switches for dropout and batch norm.
-* ``RepresentationLogits`` — the parameter type that gets its own learning rate.
+* :func:`parameter_groups` — ``"logits"`` for ``RepresentationLogits`` (their own learning
+  rate), ``"weights"`` for every other parameter: ``optax.multi_transform``'s labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +57,26 @@ def regularizer_terms(model: nnx.Module) -> dict[str, jnp.ndarray]:
       for name, value in layer.regularizers().items():
         total[name] = total[name] + value
   return total
+
+
+def regularizer_loss(terms: Mapping[str, jnp.ndarray],
+                     weights: Mapping[str, float]) -> jnp.ndarray:
+  """``Σ_name weights[name] · terms[name]`` over :data:`REGULARIZERS` (a float32 scalar)."""
+  total = jnp.zeros((), jnp.float32)
+  for name in REGULARIZERS:
+    total = total + weights[name] * terms[name]
+  return total
+
+
+def parameter_groups(model: nnx.Module) -> nnx.State:
+  """``"logits"`` for every ``RepresentationLogits``, ``"weights"`` for every other ``nnx.Param``.
+
+  Same structure as ``nnx.state(model, nnx.Param)``: the ``param_labels`` of an
+  ``optax.multi_transform`` given to ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
+  """
+  return jax.tree.map(
+      lambda variable: "logits" if isinstance(variable, RepresentationLogits) else "weights",
+      nnx.state(model, nnx.Param), is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def representation_stacks(model: nnx.Module, learned_only: bool = False) -> dict[str, StackInfo]:

@@ -29,7 +29,10 @@ Initialisation follows the reference code (``wsmodules.py``):
   of ≈28–68 per layer; it then no longer dominates the first epoch), ``"normal"``
   (N(0, 1)), ``"kaiming_uniform"`` (torch's ``kaiming_uniform_(a=√5)`` on ``[n, d, d]``:
   U(±1/d)), ``"identity"`` (``identity_scale·I`` plus uniform [0, 1) noise: starts near the
-  identity);
+  identity), ``"zeros"`` (every matrix uniform, every isometry blend at the centre of the 8
+  isometries: a symmetric start, so the data alone break the tie; independent elements started
+  this way stay equal to each other, so use it with ``elements="powers"``). Isometry blends
+  (``constraint="isometries"``) start from N(0, 1) weights for every other choice;
 * lifting weights ``[C_out, C_in, k²]``: torch ``kaiming_normal_(a=√5)``,
   std = 1/√(3·C_in·k²);
 * group weights ``[C_out, C_in, G·k²]``: torch ``kaiming_uniform_(a=√5)``,
@@ -56,13 +59,16 @@ from ds_symmetry.ops import structure as structure_ops
 from ds_symmetry.ops.regularisers import entropy, norm_loss
 from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
 
-LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity")
+LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity", "zeros")
 # How a learned matrix is made from its free parameters (the reviewers' ablation):
 # doubly stochastic (the paper), row-stochastic (softmax over each row), unconstrained, or
 # (spatial stacks only) a convex blend of the kernel grid's isometries.
 CONSTRAINTS = ("sinkhorn", "softmax", "none", "isometries")
 # How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
 SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley")
+# How a lifting stack's elements relate (``WSLiftConv``): each learned on its own, or every
+# element a power of one learned generator.
+ELEMENTS = ("independent", "powers")
 WEIGHT_INITS = ("reference", "se2cnn")
 KERNEL_MASKS = ("none", "disk")
 
@@ -93,6 +99,8 @@ def _init_logits(key, shape, mode: str, identity_scale: float):
   if mode == "identity":
     noise = jax.random.uniform(key, shape, jnp.float32)
     return noise + identity_scale * jnp.eye(d, dtype=jnp.float32)[None]
+  if mode == "zeros":
+    return jnp.zeros(shape, jnp.float32)
   raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {mode!r}")
 
 
@@ -199,7 +207,9 @@ class _WeightSharingConv(nnx.Module):
     if self.num_learned == 0:
       return None
     if spatial and self.constraint == "isometries":  # blend weights over the 8 isometries
-      return RepresentationLogits(jax.random.normal(key, (self.num_learned, 8), jnp.float32))
+      shape = (self.num_learned, 8)
+      return RepresentationLogits(jnp.zeros(shape, jnp.float32) if self.logits_init == "zeros"
+                                  else jax.random.normal(key, shape, jnp.float32))
     logits = _init_logits(key, (self.num_learned, size, size), self.logits_init,
                           self.identity_scale)
     if self.constraint == "none":  # the matrices themselves, starting where Sinkhorn would
@@ -314,8 +324,8 @@ class _WeightSharingConv(nnx.Module):
         terms["norm"] = terms["norm"] + norm_loss(logits[...])
       terms["entropy"] = terms["entropy"] + entropy(
           self._with_identity(jnp.maximum(matrices, 0.0), matrices.shape[-1]))
-    spatial = self._own_spatial_stack()
-    if spatial is not None:
+    spatial = self._own_spatial_stack() if self.spatial_dims == 2 else None
+    if spatial is not None:  # the geometric prior is defined on 2-D kernel grids
       terms["isometry"] = structure_ops.isometry_loss(spatial)
     return terms
 
@@ -338,6 +348,29 @@ class WSLiftConv(_WeightSharingConv):
   _convolve = staticmethod(kernel_ops.lift_conv)
   _build_kernels_nd = staticmethod(kernel_ops.lift_kernels_nd)
   _convolve_nd = staticmethod(kernel_ops.lift_conv_nd)
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
+               elements: str = "independent", **kwargs):
+    """``elements``: ``"independent"`` (default, the paper): the ``G − 1`` learned elements
+    have their own logits. ``"powers"``: one learned generator ``B`` (constrained as usual) and
+    ``R = [I, B, B², …, B^{G−1}]``. Independent elements all receive the same gradient from a
+    symmetric start and tend to collapse onto the same transformation (a repeated element is
+    never a group); powers of one generator are distinct as soon as ``B`` has order ``G``, so the
+    stack is a cyclic group whenever ``B`` is a permutation with ``B^G = I``. The data choose
+    ``B`` (a rotation, a flip, the identity, …); needs ``fix_identity=True``."""
+    if elements not in ELEMENTS:
+      raise ValueError(f"elements must be one of {ELEMENTS}; got {elements!r}")
+    if elements == "powers" and not kwargs.get("fix_identity", True):
+      raise ValueError("elements='powers' needs fix_identity=True (element 0 is B⁰ = I); got "
+                       "fix_identity=False")
+    self.elements = elements
+    super().__init__(in_features, out_features, kernel_size, **kwargs)
+
+  @property
+  def num_learned(self) -> int:
+    if self.elements == "powers" and self.num_elements > 1:
+      return 1
+    return super().num_learned
 
   def _init_stack(self, key):
     self.logits = (self._new_logits(self.representation_size, key, spatial=True)
@@ -362,6 +395,11 @@ class WSLiftConv(_WeightSharingConv):
 
   def _learned_stack(self):
     learned = None if self.logits is None else self._constrain(self.logits[...])
+    if learned is not None and self.elements == "powers":
+      generator, powers = learned[0], [learned[0]]
+      for _ in range(self.num_elements - 2):
+        powers.append(powers[-1] @ generator)
+      learned = jnp.stack(powers)
     return self._with_identity(learned, self.representation_size)
 
   def _own_spatial_stack(self):

@@ -11,8 +11,7 @@ process killed while saving leaves no half-written checkpoint under a step name.
 state is trusted only if its digest equals the one written at save time and every float is
 finite; otherwise the checkpoint is moved to ``rejected_checkpoints/<step>`` beside the
 checkpoint directory (so it is neither restored again nor counted by ``keep``) and the
-previous one is tried. Checkpoints written before checksums existed (a single ``default``
-item) are still restored, checked for finiteness only, with a warning.
+previous one is tried.
 
 A checkpoint whose leaves have other shapes than the model being trained is not "unreadable":
 it belongs to another model, and :meth:`Checkpointer.restore` raises
@@ -33,7 +32,6 @@ from absl import logging
 
 STATE_ITEM = "state"
 CHECKSUM_ITEM = "checksum"
-LEGACY_ITEM = "default"
 REJECTED_DIR = "rejected_checkpoints"
 
 
@@ -148,29 +146,21 @@ class Checkpointer:
   def _restore_one(self, step: int, abstract_state: Any, expected: dict) -> Any:
     """The verified state at ``step``; raises ``IncompatibleCheckpointError`` or another error
     (unreadable, checksum mismatch, non-finite) describing what is wrong."""
-    path = self._step_path(step)
-    if os.path.isdir(os.path.join(path, LEGACY_ITEM)) and not os.path.isdir(
-        os.path.join(path, STATE_ITEM)):
-      state = ocp.StandardCheckpointer().restore(os.path.join(path, LEGACY_ITEM), abstract_state)
-      jax.block_until_ready(state)
-      logging.warning("checkpoint at step %d has no checksum (written by an older version); "
-                      "checked for finite values only", step)
-      checksum = None
-    else:
-      checksum = self.manager.restore(step, args=ocp.args.Composite(
-          **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
-      mismatch = _signature_mismatch(checksum["leaves"], expected)
-      if mismatch:
-        raise IncompatibleCheckpointError(
-            f"the checkpoint at step {step} in {self.directory} holds another model's state "
-            f"({mismatch}); use a new workdir for a different model")
-      state = self.manager.restore(step, args=ocp.args.Composite(
-          **{STATE_ITEM: ocp.args.StandardRestore(abstract_state)}))[STATE_ITEM]
-      jax.block_until_ready(state)
+    checksum = self.manager.restore(step, args=ocp.args.Composite(
+        **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
+    mismatch = _signature_mismatch(checksum["leaves"], expected)
+    if mismatch:
+      raise IncompatibleCheckpointError(
+          f"the checkpoint at step {step} in {self.directory} holds another model's state "
+          f"({mismatch}); use a new workdir for a different model (or a run of an earlier "
+          f"version of the trainer, whose checkpoints have another layout)")
+    state = self.manager.restore(step, args=ocp.args.Composite(
+        **{STATE_ITEM: ocp.args.StandardRestore(abstract_state)}))[STATE_ITEM]
+    jax.block_until_ready(state)
     bad = nonfinite_leaves(state)
     if bad:
       raise ValueError(f"non-finite values in {len(bad)} leaves (first: {bad[0]})")
-    if checksum is not None and state_digest(state) != checksum["sha256"]:
+    if state_digest(state) != checksum["sha256"]:
       raise ValueError("checksum mismatch: the data differ from what was saved")
     return state
 
@@ -239,10 +229,6 @@ def read_checkpoint(directory: str | os.PathLike, step: int | None = None) -> tu
     if not steps:
       raise FileNotFoundError(f"no checkpoint in {directory}")
     step = max(steps) if step is None else step
-    path = os.path.join(directory, str(step))
-    if os.path.isdir(os.path.join(path, STATE_ITEM)):
-      state = manager.restore(step, args=ocp.args.Composite(
-          **{STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
-    else:
-      state = manager.restore(step, args=ocp.args.StandardRestore())
+    state = manager.restore(step, args=ocp.args.Composite(
+        **{STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
   return step, state

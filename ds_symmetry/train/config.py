@@ -14,8 +14,9 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
   learning_rate, logits_learning_rate, weight_decay, b1, b2, eps
   schedule                       "constant" | "cosine" | "warmup_cosine"; warmup_steps
   grad_clip_norm                 0 = off; else global-norm clipping
-  norm_weight, entropy_weight    loss = CE + norm_weight·norm + entropy_weight·entropy
-  isometry_weight                  + isometry_weight·isometry (geometric prior on spatial stacks)
+  <name>_weight                  one per regulariser of ``nn.introspection.REGULARIZERS``:
+                                 loss = CE + Σ <name>_weight·<name> (norm_weight, entropy_weight,
+                                 isometry_weight: a geometric prior on spatial stacks)
   num_epochs, num_train_steps    num_train_steps > 0 overrides num_epochs
   batch_size, eval_batch_size    global batch sizes (divisible by the device count)
   eval_every_epochs              evaluation (and stacks.npz, analysis) every N epochs and at the end
@@ -36,19 +37,24 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from ds_symmetry import run_files
 from ds_symmetry.data import PROTOCOLS
 from ds_symmetry.models import MODEL_NAMES
+from ds_symmetry.nn.introspection import REGULARIZERS
 from ds_symmetry.train import variants
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adamw",)
 PROGRESS_BAR = ("auto", "on", "off")
 
+# Fields that set how long a run trains.
+LENGTH_FIELDS = ("num_epochs", "num_train_steps")
+# Fields that do not change what a run computes: where data and outputs go, how often.
+BOOKKEEPING_FIELDS = ("log_every_steps", "progress_bar", "checkpoint_every_steps",
+                      "keep_checkpoints", "eval_every_epochs", "evals_per_epoch", "save_figures",
+                      "track_symmetry", "data_dir", "distributed")
 # Fields whose change on resume only changes logging/length, not the math of steps done so far.
-RESUMABLE_CHANGES = ("num_epochs", "num_train_steps", "log_every_steps", "progress_bar",
-                     "checkpoint_every_steps", "keep_checkpoints", "eval_every_epochs",
-                     "evals_per_epoch",
-                     "save_figures", "track_symmetry", "data_dir", "distributed")
+RESUMABLE_CHANGES = LENGTH_FIELDS + BOOKKEEPING_FIELDS
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -143,8 +149,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   for name in ("learning_rate", "logits_learning_rate"):
     if not config[name] > 0:
       _fail(name, config[name], "a positive float")
-  for name in ("weight_decay", "norm_weight", "entropy_weight", "isometry_weight",
-               "grad_clip_norm"):
+  for name in ("weight_decay", "grad_clip_norm") + tuple(f"{r}_weight" for r in REGULARIZERS):
     if not config[name] >= 0:
       _fail(name, config[name], "a float >= 0")
   for name in ("batch_size", "eval_batch_size", "eval_every_epochs", "evals_per_epoch",
@@ -176,10 +181,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
             f"({num_devices}); choose a multiple of {num_devices}")
 
 
-def config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]]:
-  """``(harmless, breaking)`` top-level keys that differ between two config dicts."""
-  harmless, breaking = [], []
-  for key in sorted(set(saved) | set(current)):
-    if saved.get(key) != current.get(key):
-      (harmless if key in RESUMABLE_CHANGES else breaking).append(key)
-  return harmless, breaking
+def config_differences(saved: dict, current: dict, *,
+                       recorded_only: bool = False) -> tuple[list[str], list[str]]:
+  """``(harmless, breaking)``: the top-level fields in which two config dicts differ, split by
+  :data:`RESUMABLE_CHANGES` (``run_files.diff_configs``; ``recorded_only``: ignore fields the
+  saved config does not have, as for a finished run recorded before they existed)."""
+  keys = sorted({key.split(".")[0] for key, _, _ in
+                 run_files.diff_configs(saved, current, recorded_only=recorded_only)})
+  return ([k for k in keys if k in RESUMABLE_CHANGES],
+          [k for k in keys if k not in RESUMABLE_CHANGES])

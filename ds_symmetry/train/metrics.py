@@ -1,51 +1,12 @@
-"""Metric outputs: JSON lines (``metrics.jsonl``) and TensorBoard events, resume-aware."""
+"""Metric outputs: ``metrics.jsonl`` (through ``ds_symmetry.run_files``) mirrored to TensorBoard,
+resume-aware."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from typing import Any
 
-import numpy as np
-
-
-def _plain(value):
-  if isinstance(value, dict):
-    return {k: _plain(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_plain(v) for v in value]
-  if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "__array__"):
-    array = np.asarray(value)
-    return array.item() if array.ndim == 0 else array.tolist()
-  return value
-
-
-def to_json(value) -> str:
-  """JSON with NaN/inf as null (strict JSON readers accept the file)."""
-  def clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-      return None
-    if isinstance(v, dict):
-      return {k: clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-      return [clean(x) for x in v]
-    return v
-  return json.dumps(clean(_plain(value)), sort_keys=True)
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-  records = []
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as file:
-      for line in file:
-        line = line.strip()
-        if line:
-          try:
-            records.append(json.loads(line))
-          except json.JSONDecodeError:
-            break  # a line cut by a kill: everything after it is dropped
-  return records
+from ds_symmetry import run_files
 
 
 def _scalars(prefix: str, record: dict):
@@ -60,37 +21,26 @@ def _scalars(prefix: str, record: dict):
 class MetricWriter:
   """Appends records to ``metrics.jsonl`` and mirrors numeric fields to TensorBoard.
 
-  On resume at step ``S`` the JSONL file is rewritten to the records with ``step <= S`` and the
-  TensorBoard writer purges events after ``S``, so nothing is duplicated.
+  On resume at step ``S`` the JSONL file is cut to the records with ``step <= S`` and the
+  TensorBoard writer purges events after ``S``, so nothing is duplicated. Disabled (all
+  processes but the first of a multi-host run), it writes nothing.
   """
 
   def __init__(self, workdir: str, resume_step: int | None, enabled: bool = True):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.workdir = workdir
     self.enabled = enabled
     self.writer = None
     if not enabled:
       return
-    kept = [r for r in read_jsonl(self.path)
-            if resume_step is not None and r.get("step", 0) <= resume_step]
-    temporary = self.path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-      for record in kept:
-        file.write(to_json(record) + "\n")
-    os.replace(temporary, self.path)
+    run_files.keep_metrics(workdir, resume_step)
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-    self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
+    self.writer = SummaryWriter(os.path.join(workdir, run_files.TENSORBOARD),
                                 purge_step=resume_step if resume_step else None)
-
-  def records(self) -> list[dict]:
-    return read_jsonl(self.path)
 
   def write(self, record: dict[str, Any]) -> None:
     if not self.enabled:
       return
-    with open(self.path, "a", encoding="utf-8") as file:
-      file.write(to_json(record) + "\n")
-      file.flush()
-      os.fsync(file.fileno())
+    run_files.append_metrics(self.workdir, record)
     step = int(record["step"])
     prefix = record.get("type", "metrics") + "/"
     for name, value in _scalars(prefix, {k: v for k, v in record.items()

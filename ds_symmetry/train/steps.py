@@ -1,24 +1,36 @@
-"""The functional core of training: optimizer, train step, evaluation step.
+"""The functional core of training: the train state, the optimizer, the jitted steps.
 
-The model is split once into a static graph and flat ``{"a/b/c": array}`` dicts of parameters
-and batch statistics; the jitted steps rebuild it with ``nnx.merge``. The trainer only uses
+One NNX idiom, Flax's own for jitted training loops: the model, its ``nnx.Optimizer`` and the
+epoch's running ``nnx.MultiMetric`` live in one :class:`TrainState` module. :class:`Steps`
+splits it once (``nnx.split``) into a static graph, the RNG streams and an ``nnx.State``
+pytree; the jitted functions take and return that state and rebuild the objects with
+``nnx.merge`` inside (``jax.jit`` with explicit shardings and donation: the state and the
+training data replicated, batches sharded over the mesh's ``data`` axis). The trainer only uses
 the model interface of ``ds_symmetry.nn.introspection``; it never looks at model classes.
 
-Train state (a plain pytree, what a checkpoint holds)::
+A checkpoint holds the state as ``nnx.to_pure_dict`` (:meth:`Steps.checkpoint`)::
 
-  {"step": int32 [], "params": {path: array}, "batch_stats": {path: array},
-   "opt_state": optax state, "train_sums": {"loss", "cross_entropy", "correct", "count"}}
+  {"model":     {<layer path>: {<variable>: array}},   # parameters and batch statistics
+   "optimizer": {"step": uint32 [], "opt_state": <optax state of the parameters>},
+   "metrics":   {"loss" | "cross_entropy" | "accuracy": {"total": float32 [], "count": int32 []}}}
 
-``train_sums`` accumulate over the current epoch (reset at epoch start), so a run resumed
-mid-epoch reports exactly the metrics of an uninterrupted one.
+``optimizer.step`` counts the run's train steps (carried over a discovery, whose optimizer
+starts afresh); the metrics are running means over the current epoch (reset at its start), so a
+run resumed mid-epoch reports exactly the metrics of an uninterrupted one.
 
-Randomness: the step's key is ``fold_in(key(seed), step)``, split into the augmentation key
-and the dropout key (every RNG stream of the model is reset from it), so no key lives in the state.
+Parameter groups: one ``optax.multi_transform`` keyed by ``parameter_groups(model)`` gives the
+``RepresentationLogits`` their own learning rate; clipping acts on the global norm of all.
+
+Loss: cross-entropy + ``regularizer_loss(terms, weights)``, i.e. Σ_name ``weights[name]`` ·
+``terms[name]`` over ``REGULARIZERS`` (the trainer's weights: ``config.<name>_weight``).
+
+Randomness: the key of step ``s`` is ``fold_in(key(seed), s)``, split into the augmentation key
+and the model's key (every RNG stream of the model restarts from it), so no key is checkpointed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -28,65 +40,18 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ds_symmetry.nn.introspection import max_marginal_error, regularizer_terms
-from ds_symmetry.nn.weight_sharing import RepresentationLogits
-
-TRAIN_SUMS = ("loss", "cross_entropy", "correct", "count")
+from ds_symmetry.nn.introspection import (REGULARIZERS, max_marginal_error, regularizer_loss,
+                                          regularizer_terms, representation_stacks)
 
 
-def _key(path) -> str:
-  return "/".join(str(p) for p in path)
-
-
-class ModelFunctions:
-  """A model split into graph + flat arrays, and rebuilt inside jitted functions."""
-
-  def __init__(self, model: nnx.Module):
-    model.train()
-    self.train_graphdef, params, batch_stats, self.rest = nnx.split(
-        model, nnx.Param, nnx.BatchStat, ...)
-    model.eval()
-    self.eval_graphdef = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
-    model.train()
-    self._params = [(_key(p), p, v) for p, v in nnx.to_flat_state(params)]
-    self._batch_stats = [(_key(p), p, v) for p, v in nnx.to_flat_state(batch_stats)]
-    self._rest = list(nnx.to_flat_state(self.rest))
-
-  def initial_params(self) -> dict[str, jax.Array]:
-    return {key: var.get_value() for key, _, var in self._params}
-
-  def initial_batch_stats(self) -> dict[str, jax.Array]:
-    return {key: var.get_value() for key, _, var in self._batch_stats}
-
-  def param_labels(self) -> dict[str, str]:
-    """``"logits"`` for ``RepresentationLogits``, ``"weights"`` for every other parameter."""
-    return {key: "logits" if isinstance(var, RepresentationLogits) else "weights"
-            for key, _, var in self._params}
-
-  def build(self, params, batch_stats, train: bool, rng_key=None) -> nnx.Module:
-    """The model from flat arrays; every RNG stream reseeded from ``rng_key`` if given."""
-    rest = []
-    for index, (path, var) in enumerate(self._rest):
-      if rng_key is not None and isinstance(var, nnx.RngKey):
-        var = var.replace(jax.random.fold_in(rng_key, index))
-      elif rng_key is not None and isinstance(var, nnx.RngCount):
-        var = var.replace(jnp.zeros_like(var.get_value()))
-      else:
-        var = var.replace(var.get_value())
-      rest.append((path, var))
-    param_state = nnx.from_flat_state([(p, v.replace(params[k])) for k, p, v in self._params])
-    stat_state = nnx.from_flat_state(
-        [(p, v.replace(batch_stats[k])) for k, p, v in self._batch_stats])
-    graphdef = self.train_graphdef if train else self.eval_graphdef
-    return nnx.merge(graphdef, param_state, stat_state, nnx.from_flat_state(rest))
-
-  @staticmethod
-  def flat_batch_stats(model) -> dict[str, jax.Array]:
-    return {_key(p): v.get_value()
-            for p, v in nnx.to_flat_state(nnx.state(model, nnx.BatchStat))}
+def regularizer_weights(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """``{name: config.<name>_weight}`` for every name in ``REGULARIZERS``."""
+  return {name: float(config[f"{name}_weight"]) for name in REGULARIZERS}
 
 
 def make_schedule(config: ml_collections.ConfigDict, peak: float, total_steps: int):
+  """``config.schedule`` ("constant" with optional linear warmup, "cosine", "warmup_cosine")
+  peaking at ``peak``: a float or an optax schedule ``step -> rate``."""
   if config.schedule == "constant":
     if config.warmup_steps:
       return optax.join_schedules(
@@ -99,9 +64,13 @@ def make_schedule(config: ml_collections.ConfigDict, peak: float, total_steps: i
                                             max(total_steps, config.warmup_steps + 1))
 
 
-def make_optimizer(config: ml_collections.ConfigDict, labels: dict[str, str],
+def make_optimizer(config: ml_collections.ConfigDict, labels: Any,
                    total_steps: int) -> optax.GradientTransformation:
-  """AdamW (weight decay on every parameter, logits included) with the logits' own rate."""
+  """AdamW (weight decay on every parameter, logits included) with the logits' own rate.
+
+  ``labels``: ``"weights"`` / ``"logits"`` per parameter, a pytree (prefix) of the parameters;
+  for a model, ``ds_symmetry.nn.parameter_groups(model)``.
+  """
   def adamw(peak):
     return optax.adamw(make_schedule(config, peak, total_steps), b1=config.b1, b2=config.b2,
                        eps=config.eps, weight_decay=config.weight_decay)
@@ -113,111 +82,151 @@ def make_optimizer(config: ml_collections.ConfigDict, labels: dict[str, str],
   return tx
 
 
-def init_state(functions: ModelFunctions, tx: optax.GradientTransformation) -> dict[str, Any]:
-  params = functions.initial_params()
-  return {
-      "step": jnp.zeros((), jnp.int32),
-      "params": params,
-      "batch_stats": functions.initial_batch_stats(),
-      "opt_state": tx.init(params),
-      "train_sums": {name: jnp.zeros((), jnp.float32) for name in TRAIN_SUMS},
-  }
+class TrainState(nnx.Module):
+  """What a train step reads and writes: the model, its optimizer, the epoch's running metrics."""
+
+  def __init__(self, model: nnx.Module, tx: optax.GradientTransformation):
+    self.model = model
+    self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    self.metrics = nnx.MultiMetric(loss=nnx.metrics.Average("loss"),
+                                   cross_entropy=nnx.metrics.Average("cross_entropy"),
+                                   accuracy=nnx.metrics.Accuracy())
 
 
-def reset_train_sums(state):
-  return dict(state, train_sums=jax.tree.map(jnp.zeros_like, state["train_sums"]))
+def reseed(model: nnx.Module, key: jax.Array) -> None:
+  """Restarts every RNG stream of ``model`` (e.g. dropout) from its own key folded from ``key``."""
+  streams = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.RngStream)]
+  for index, stream in enumerate(streams):
+    stream.key.set_value(jax.random.fold_in(key, index))
+    stream.count.set_value(jnp.zeros((), jnp.uint32))
 
 
-def _weighted_regularizers(terms, norm_weight, entropy_weight, isometry_weight):
-  return (norm_weight * terms["norm"] + entropy_weight * terms["entropy"]
-          + isometry_weight * terms["isometry"])
+def _cross_entropy(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
-def make_train_step(functions: ModelFunctions, tx: optax.GradientTransformation, augment: Callable,
-                    *, seed: int, norm_weight: float, entropy_weight: float,
-                    mesh: jax.sharding.Mesh, isometry_weight: float = 0.0) -> Callable:
-  """``train_step(state, train_images, train_labels, indices) -> (state, metrics)``.
+class Steps:
+  """A :class:`TrainState` split once, and its jitted functions on ``mesh``.
 
-  ``train_images`` uint8 ``[N, H, W, C]`` and ``train_labels`` ``[N]`` are device-resident and
-  replicated; ``indices`` int32 ``[B]`` is sharded over the ``data`` axis. Augmentation,
-  forward, backward and the update run in one jitted call; ``state`` is donated.
+  ``initial_state`` is the (replicated) state to start from; every function takes a state:
+
+  * ``train(state, train_images, train_labels, indices) -> (state, metrics)``: one step.
+    ``train_images`` uint8 ``[N, H, W, C]`` and ``train_labels`` int32 ``[N]`` are replicated,
+    ``indices`` int32 ``[B]`` sharded over ``data``; augmentation, forward, backward and the
+    update run in one call; ``state`` is donated. ``metrics``: the batch's ``loss``,
+    ``cross_entropy``, ``correct`` (a count) and every regulariser term.
+  * ``evaluate(state, images [K,B,H,W,C], labels [K,B], mask [K,B]) -> dict``: the whole
+    (padded, chunked: :func:`chunk_test_set`) test set in one call (``lax.map`` over chunks):
+    ``test_loss`` (cross-entropy + the weighted regularisers, as in training),
+    ``test_cross_entropy``, ``test_accuracy``, the regulariser terms, ``marginal_error`` (the
+    largest Sinkhorn marginal error), and the epoch's running ``train_loss``,
+    ``train_cross_entropy``, ``train_accuracy``.
+  * ``stacks(state) -> {layer: [G, d, d]}``: every weight-sharing layer's stack.
+  * ``reset_metrics(state) -> state``: the running metrics set to zero (``state`` donated).
   """
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P("data"))
 
-  def loss_fn(params, batch_stats, images, labels, dropout_key):
-    model = functions.build(params, batch_stats, train=True, rng_key=dropout_key)
-    logits = model(images).astype(jnp.float32)
-    cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    terms = regularizer_terms(model)
-    loss = cross_entropy + _weighted_regularizers(terms, norm_weight, entropy_weight,
-                                                  isometry_weight)
-    correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    aux = (functions.flat_batch_stats(model),
-           {"loss": loss, "cross_entropy": cross_entropy, "correct": correct,
-            "norm": terms["norm"], "entropy": terms["entropy"],
-            "isometry": terms["isometry"]})
-    return loss, aux
+  def __init__(self, train_state: TrainState, augment: Callable, *, seed: int,
+               weights: Mapping[str, float], mesh: jax.sharding.Mesh):
+    train_state.model.train()
+    self.graphdef, self._host_rngs, state = nnx.split(train_state, nnx.RngState, ...)
+    replicated = NamedSharding(mesh, P())
+    batch = NamedSharding(mesh, P("data"))
+    chunked = NamedSharding(mesh, P(None, "data"))
+    self.replicated = replicated
+    rngs = jax.device_put(self._host_rngs, replicated)
+    self.initial_state = jax.device_put(state, replicated)
+    weights = dict(weights)
 
-  def train_step(state, train_images, train_labels, indices):
-    key = jax.random.fold_in(jax.random.key(seed), state["step"])
-    augment_key, dropout_key = jax.random.split(key)
-    raw = jax.lax.with_sharding_constraint(train_images[indices], batch_sharding)
-    labels = jax.lax.with_sharding_constraint(train_labels[indices], batch_sharding)
-    images = augment(augment_key, raw)
-    images = jax.lax.with_sharding_constraint(images, batch_sharding)
-    (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], state["batch_stats"], images, labels, dropout_key)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    batch = jnp.float32(indices.shape[0])
-    sums = state["train_sums"]
-    sums = {"loss": sums["loss"] + metrics["loss"] * batch,
-            "cross_entropy": sums["cross_entropy"] + metrics["cross_entropy"] * batch,
-            "correct": sums["correct"] + metrics["correct"],
-            "count": sums["count"] + batch}
-    new_state = {"step": state["step"] + 1, "params": params, "batch_stats": batch_stats,
-                 "opt_state": opt_state, "train_sums": sums}
-    return new_state, metrics
+    def merge(state) -> TrainState:  # fresh RNG variables: reseed() writes them in the trace
+      return nnx.merge(self.graphdef, jax.tree.map(lambda x: x, rngs), state)
 
-  return jax.jit(train_step, donate_argnums=(0,),
-                 in_shardings=(replicated, replicated, replicated, batch_sharding),
-                 out_shardings=(replicated, replicated))
+    def split(train_state: TrainState):
+      return nnx.split(train_state, nnx.RngState, ...)[2]
 
+    def train(state, train_images, train_labels, indices):
+      ts = merge(state)
+      key = jax.random.fold_in(jax.random.key(seed), ts.optimizer.step[...])
+      augment_key, model_key = jax.random.split(key)
+      reseed(ts.model, model_key)
+      labels = jax.lax.with_sharding_constraint(train_labels[indices], batch)
+      raw = jax.lax.with_sharding_constraint(train_images[indices], batch)
+      images = jax.lax.with_sharding_constraint(augment(augment_key, raw), batch)
 
-def make_eval_step(functions: ModelFunctions, *, norm_weight: float, entropy_weight: float,
-                   mesh: jax.sharding.Mesh, isometry_weight: float = 0.0) -> Callable:
-  """``eval_step(params, batch_stats, images [K,B,H,W,C], labels [K,B], mask [K,B]) -> dict``.
+      def loss_fn(model):
+        logits = model(images).astype(jnp.float32)
+        cross_entropy = _cross_entropy(logits, labels).mean()
+        terms = regularizer_terms(model)
+        return cross_entropy + regularizer_loss(terms, weights), (logits, cross_entropy, terms)
 
-  Runs the whole (padded, chunked) test set in one call with ``lax.map`` over chunks; returns
-  test loss (cross-entropy + the regularisers, as in training), test cross-entropy, accuracy,
-  regulariser values and the largest Sinkhorn marginal error.
-  """
-  replicated = NamedSharding(mesh, P())
-  chunked = NamedSharding(mesh, P(None, "data"))
+      (loss, (logits, cross_entropy, terms)), grads = nnx.value_and_grad(
+          loss_fn, has_aux=True)(ts.model)
+      ts.optimizer.update(ts.model, grads)
+      ts.metrics.update(loss=loss, cross_entropy=cross_entropy, logits=logits, labels=labels)
+      correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+      return split(ts), {"loss": loss, "cross_entropy": cross_entropy, "correct": correct,
+                         **terms}
 
-  def eval_step(params, batch_stats, images, labels, mask):
-    model = functions.build(params, batch_stats, train=False)
+    def evaluate(state, images, labels, mask):
+      ts = merge(state)
+      model = ts.model
+      model.eval()
 
-    def chunk(args):
-      x, y, m = args
-      logits = model(x).astype(jnp.float32)
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-      return jnp.sum(ce * m), jnp.sum((jnp.argmax(logits, -1) == y) * m)
+      def chunk(args):
+        x, y, m = args
+        logits = model(x).astype(jnp.float32)
+        return (jnp.sum(_cross_entropy(logits, y) * m),
+                jnp.sum((jnp.argmax(logits, -1) == y) * m))
 
-    ce_sums, correct = jax.lax.map(chunk, (images, labels, mask))
-    count = jnp.sum(mask)
-    terms = regularizer_terms(model)
-    cross_entropy = jnp.sum(ce_sums) / count
-    return {"test_cross_entropy": cross_entropy,
-            "test_loss": cross_entropy + _weighted_regularizers(
-                terms, norm_weight, entropy_weight, isometry_weight),
-            "test_accuracy": jnp.sum(correct) / count,
-            "norm": terms["norm"], "entropy": terms["entropy"], "isometry": terms["isometry"],
-            "marginal_error": max_marginal_error(model)}
+      ce_sums, correct = jax.lax.map(chunk, (images, labels, mask))
+      count = jnp.sum(mask)
+      terms = regularizer_terms(model)
+      cross_entropy = jnp.sum(ce_sums) / count
+      train = ts.metrics.compute()
+      return {"test_cross_entropy": cross_entropy,
+              "test_loss": cross_entropy + regularizer_loss(terms, weights),
+              "test_accuracy": jnp.sum(correct) / count, **terms,
+              "marginal_error": max_marginal_error(model),
+              **{f"train_{name}": value for name, value in train.items()}}
 
-  return jax.jit(eval_step, in_shardings=(replicated, replicated, chunked, chunked, chunked),
-                 out_shardings=replicated)
+    def stacks(state):
+      model = merge(state).model
+      model.eval()
+      return {name: info.stack for name, info in representation_stacks(model).items()}
+
+    def reset_metrics(state):
+      ts = merge(state)
+      ts.metrics.reset()
+      return split(ts)
+
+    self.train = jax.jit(train, donate_argnums=(0,),
+                         in_shardings=(replicated, replicated, replicated, batch),
+                         out_shardings=(replicated, replicated))
+    self.evaluate = jax.jit(evaluate, in_shardings=(replicated, chunked, chunked, chunked),
+                            out_shardings=replicated)
+    self.stacks = jax.jit(stacks, in_shardings=(replicated,), out_shardings=replicated)
+    self.reset_metrics = jax.jit(reset_metrics, donate_argnums=(0,),
+                                 in_shardings=(replicated,), out_shardings=replicated)
+
+  def train_state(self, state) -> TrainState:
+    """The :class:`TrainState` of ``state`` on the host (model in train mode)."""
+    return nnx.merge(self.graphdef, self._host_rngs, jax.device_get(state))
+
+  @staticmethod
+  def checkpoint(state) -> dict:
+    """What a checkpoint holds: ``state`` as a nested dict of arrays (``nnx.to_pure_dict``)."""
+    return nnx.to_pure_dict(state)
+
+  def abstract_checkpoint(self) -> dict:
+    """Shapes, dtypes and shardings of :meth:`checkpoint` (the target of a restore)."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
+        self.checkpoint(self.initial_state))
+
+  def from_checkpoint(self, arrays: dict):
+    """The state holding a checkpoint's arrays (the inverse of :meth:`checkpoint`)."""
+    state = jax.tree.map(lambda x: x, self.initial_state)
+    nnx.replace_by_pure_dict(state, arrays)
+    return state
 
 
 def chunk_test_set(images: np.ndarray, labels: np.ndarray, chunk: int):
@@ -230,4 +239,3 @@ def chunk_test_set(images: np.ndarray, labels: np.ndarray, chunk: int):
   mask = np.concatenate([np.ones((count,), np.float32), np.zeros((pad,), np.float32)])
   return (images.reshape((chunks, chunk) + images.shape[1:]), labels.reshape(chunks, chunk),
           mask.reshape(chunks, chunk))
-

@@ -13,7 +13,7 @@ import re
 import ml_collections
 from ml_collections import config_dict
 
-from ds_symmetry.models.factory import MODEL_DEFAULTS
+from ds_symmetry.models.factory import KERNEL_OPTIONS, MODEL_DEFAULTS
 from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
 
 MNIST_MODELS = ("cnn", "gcnn", "wscnn")
@@ -22,7 +22,7 @@ CIFAR_MODELS = ("resnet", "gresnet", "wsresnet")
 _LAYER_OPTIONS = {"fix_identity": bool, "logits_init": str, "sinkhorn_iters": int,
                   "sinkhorn_tau": float, "sinkhorn_tol": float, "remat_sinkhorn": bool,
                   "constraint": str, "sharing": str, "cayley_temperature": float,
-                  "kernel_mask": str, "weight_init": str}
+                  "kernel_mask": str, "weight_init": str, "elements": str}
 
 
 def _parse(arg: str | None, models: tuple[str, ...], default: str):
@@ -40,7 +40,9 @@ def _layer_defaults() -> dict:
   placeholder, so ``--config.model_options.sinkhorn_tol=1e-5`` still parses)."""
   parameters = {}
   for layer in (WSLiftConv, WSGroupConv):
-    parameters.update(inspect.signature(layer.__init__).parameters)
+    for cls in layer.__mro__:  # the layers' own options and their shared base's
+      if "__init__" in vars(cls):
+        parameters.update(inspect.signature(cls.__init__).parameters)
   return {name: (config_dict.placeholder(kind) if parameters[name].default is None
                  else parameters[name].default)
           for name, kind in _LAYER_OPTIONS.items()}
@@ -48,16 +50,17 @@ def _layer_defaults() -> dict:
 
 def model_options(name: str, channels: int | None = None) -> ml_collections.ConfigDict:
   """Every option ``create_model(name)`` accepts that a config may want to override, with the
-  values ``create_model`` would use (the factory's model defaults, the layers' defaults), so
-  ``--config.model_options.<field>=...`` works for each. ``channels=None``: the factory's."""
+  values ``create_model`` would use (the factory's ``MODEL_DEFAULTS``, then the layers' own
+  defaults), so ``--config.model_options.<field>=...`` works for each. ``channels=None``: the
+  factory's."""
   defaults = MODEL_DEFAULTS[name]
   options = {"channels": defaults["channels"] if channels is None else channels,
              "compute_dtype": config_dict.placeholder(str)}  # None: float32
-  if "num_elements" in defaults:  # learned stacks
-    options.update(num_elements=defaults["num_elements"], **_layer_defaults())
-  elif "group" in defaults:  # exact group, as the reference's G-CNN: disk-masked kernels and
-    # its N(0, (2/√fan_in)²) init (the layers' own defaults are the weight-sharing layer's)
-    options.update(group=defaults["group"], kernel_mask="disk", weight_init="se2cnn")
+  layer = dict(_layer_defaults(), **{k: v for k, v in defaults.items() if k in _LAYER_OPTIONS})
+  if "num_elements" in defaults:  # learned stacks: every layer option applies
+    options.update(num_elements=defaults["num_elements"], **layer)
+  elif "group" in defaults:  # an exact group: only the kernels' options apply
+    options.update(group=defaults["group"], **{k: layer[k] for k in KERNEL_OPTIONS})
   return ml_collections.ConfigDict(options)
 
 

@@ -1,0 +1,168 @@
+"""``ds_symmetry.run_files``: every workdir file's writer and reader, atomic writes, config
+diffs; and ``ds_symmetry.train.load_model``, the model of a workdir."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from ds_symmetry import run_files
+from ds_symmetry.nn import parameter_groups, weight_sharing_layers
+from ds_symmetry.train import base_config, load_model, make_mesh
+from ds_symmetry.train import restore, steps
+from ds_symmetry.train.checkpointing import Checkpointer
+from ds_symmetry.train.config import config_differences
+
+LAYERS = {"convs/0": {"kind": "lift", "kernel_size": 5, "learned": True, "num_elements": 4,
+                      "group": ""}}
+
+
+def test_atomic_write_replaces_whole_files_and_keeps_the_old_one_on_failure(tmp_path):
+  target = tmp_path / "results.json"
+  run_files.write_json(target, {"a": 1})
+  with pytest.raises(RuntimeError):
+    with run_files.atomic_write(target) as file:
+      file.write('{"a": 2, "b": ')
+      raise RuntimeError("killed mid-write")
+  assert json.loads(target.read_text()) == {"a": 1}
+  assert os.listdir(tmp_path) == ["results.json"]  # no temporary file left
+  with pytest.raises(RuntimeError):
+    with run_files.atomic_write(tmp_path / "new.npz", "wb") as file:
+      raise RuntimeError("before anything was written")
+  assert not (tmp_path / "new.npz").exists()
+
+
+def test_json_files_round_trip_with_non_finite_as_null(tmp_path):
+  run_files.write_config(tmp_path, {"model": "wscnn", "model_options": {"channels": 4}})
+  assert run_files.read_config(tmp_path) == {"model": "wscnn", "model_options": {"channels": 4}}
+  run_files.write_results(tmp_path, {"loss": float("nan"), "accuracy": np.float32(0.5),
+                                     "curve": np.arange(3)})
+  assert run_files.read_results(tmp_path) == {"accuracy": 0.5, "curve": [0, 1, 2], "loss": None}
+  assert run_files.read_results(tmp_path / "missing") is None
+
+
+def test_unreadable_json_is_an_error_naming_the_file_unless_lenient(tmp_path):
+  (tmp_path / "config.json").write_text('{"model": "ws')
+  with pytest.raises(run_files.UnreadableRunFile, match="config.json is unreadable"):
+    run_files.read_config(tmp_path)
+  assert run_files.read_config(tmp_path, strict=False) is None
+
+
+def test_metrics_append_read_cut_line_and_resume(tmp_path):
+  for step in (1, 2, 3):
+    run_files.append_metrics(tmp_path, {"type": "train", "step": step, "loss": 1.0 / step})
+  run_files.append_metrics(tmp_path, {"type": "eval", "step": 3, "test_loss": float("inf")})
+  with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as file:
+    file.write('{"type": "train", "st')  # a line cut by a kill
+  records = run_files.read_metrics(tmp_path)
+  assert [r["step"] for r in records] == [1, 2, 3, 3]
+  assert run_files.read_metrics(tmp_path, "eval") == [
+      {"type": "eval", "step": 3, "test_loss": None}]
+  run_files.keep_metrics(tmp_path, 2)  # a run resumed from step 2
+  assert [r["step"] for r in run_files.read_metrics(tmp_path)] == [1, 2]
+  run_files.keep_metrics(tmp_path, None)  # a run starting over
+  assert run_files.read_metrics(tmp_path) == []
+  assert run_files.read_metrics(tmp_path / "missing") == []
+
+
+def test_stacks_round_trip_and_damaged_files(tmp_path):
+  stack = np.stack([np.eye(25, dtype=np.float32)] * 4)
+  assert run_files.load_stacks(tmp_path) is None
+  run_files.save_stacks(tmp_path, {"convs/0": stack}, LAYERS, step=6)
+  stacks, meta = run_files.load_stacks(tmp_path)
+  np.testing.assert_array_equal(stacks["convs/0"], stack)
+  assert meta == {"step": 6, "layers": LAYERS}
+  data = (tmp_path / "stacks.npz").read_bytes()
+  (tmp_path / "stacks.npz").write_bytes(data[:len(data) // 2])
+  with pytest.raises(run_files.UnreadableRunFile, match="stacks.npz is unreadable"):
+    run_files.load_stacks(tmp_path)
+  run_files.save_stacks(tmp_path, {"convs/0": stack}, {}, step=6)  # stacks without metadata
+  with pytest.raises(run_files.UnreadableRunFile):
+    run_files.load_stacks(tmp_path)
+
+
+def test_discovered_stacks_round_trip(tmp_path):
+  assert run_files.load_discovered(tmp_path) is None
+  stack = np.stack([np.eye(9, dtype=np.float32)] * 2)
+  run_files.save_discovered(tmp_path, {"convs/0": stack}, {"step": 8, "group": "C2"})
+  stacks, record = run_files.load_discovered(tmp_path)
+  np.testing.assert_array_equal(stacks["convs/0"], stack)
+  assert record == {"step": 8, "group": "C2"}
+
+
+def test_remove_outputs_removes_only_what_a_finished_run_leaves(tmp_path):
+  for name in ("results.json", "stacks.npz", "config.json", "metrics.jsonl"):
+    (tmp_path / name).write_text("x")
+  (tmp_path / "figures").mkdir()
+  (tmp_path / "figures" / "a.png").write_text("x")
+  removed = run_files.remove_outputs(tmp_path)
+  assert sorted(os.path.basename(p) for p in removed) == ["figures", "results.json",
+                                                           "stacks.npz"]
+  assert sorted(os.listdir(tmp_path)) == ["config.json", "metrics.jsonl"]
+
+
+def test_config_diffs_are_by_dotted_field():
+  saved = {"learning_rate": 0.1, "num_epochs": 1, "model_options": {"channels": 4}}
+  current = {"learning_rate": 0.1, "num_epochs": 3, "new_field": 1,
+             "model_options": {"channels": 8, "new_option": 2}}
+  assert run_files.diff_configs(saved, current) == [
+      ("model_options.channels", 4, 8), ("model_options.new_option", run_files.ABSENT, 2),
+      ("new_field", run_files.ABSENT, 1), ("num_epochs", 1, 3)]
+  assert run_files.diff_configs(saved, current, recorded_only=True) == [
+      ("model_options.channels", 4, 8), ("num_epochs", 1, 3)]
+  # The trainer's rule: length and bookkeeping fields may change on resume, nothing else.
+  assert config_differences(saved, current) == (["num_epochs"], ["model_options", "new_field"])
+  assert config_differences(saved, dict(current, model_options={"channels": 4}),
+                            recorded_only=True) == (["num_epochs"], [])
+
+
+def _tiny_config():
+  config = base_config()
+  config.model_options.channels = 2
+  config.model_options.num_blocks = 2
+  return config
+
+
+def _write_run(workdir, config, model, step=3):
+  """A workdir with config.json and one checkpoint of ``model``'s train state."""
+  tx = steps.make_optimizer(config, parameter_groups(model), 10)
+  train_steps = steps.Steps(steps.TrainState(model, tx), lambda key, x: x, seed=0,
+                            weights=steps.regularizer_weights(config), mesh=make_mesh())
+  run_files.write_config(workdir, run_files.config_as_dict(config))
+  checkpointer = Checkpointer(run_files.path(workdir, run_files.CHECKPOINTS), keep=2)
+  checkpointer.save(step, train_steps.checkpoint(train_steps.initial_state))
+  checkpointer.close()
+
+
+def _params(model):
+  return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+def test_load_model_rebuilds_the_config_and_restores_the_checkpoint(tmp_path):
+  config = _tiny_config()
+  trained = restore.build_model(config, 10)
+  for _, layer in weight_sharing_layers(trained):  # parameters no fresh model has
+    layer.weight[...] = layer.weight[...] + 1.0
+  _write_run(tmp_path, config, trained)
+  model, loaded_config, step = load_model(tmp_path)
+  assert step == 3 and loaded_config.model_options.channels == 2
+  jax.tree.map(np.testing.assert_array_equal, _params(model), _params(trained))
+  assert not all(layer.is_fixed for _, layer in weight_sharing_layers(model))
+
+
+def test_load_model_of_a_discovered_run_freezes_its_stacks(tmp_path):
+  config = _tiny_config()
+  discovered = restore.build_model(config, 10)
+  stacks = {name: np.asarray(layer.representation_stack()).round()
+            for name, layer in weight_sharing_layers(discovered)}
+  restore.freeze(discovered, stacks)
+  run_files.save_discovered(tmp_path, restore.frozen_stacks(discovered), {"step": 2})
+  _write_run(tmp_path, config, discovered, step=3)
+  model, _, _ = load_model(tmp_path)
+  assert all(layer.is_fixed for _, layer in weight_sharing_layers(model))
+  jax.tree.map(np.testing.assert_array_equal, _params(model), _params(discovered))
+  with pytest.raises(ValueError, match="does not have"):
+    restore.freeze(restore.build_model(config, 10), {"nope": stacks["convs/0"]})
