@@ -92,3 +92,33 @@ def make_step(name: str, batch: int = 64, path: Optional[str] = None) -> Callabl
     return loss.detach()
 
   return step
+
+
+def main(argv=None) -> int:
+  """``python -m benchmarks.reference [cnn gcnn wscnn] [--repeats N]``: the reference's step
+  times alone in this process (no JAX thread pool beside PyTorch's), medians in ms."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  import statistics  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+  parser.add_argument("names", nargs="*", default=list(RECORDED_MS))
+  parser.add_argument("--repeats", type=int, default=10)
+  args = parser.parse_args(argv)
+  if available() is None:
+    parser.error(f"set {ENV} to a checkout of the reference and install torch")
+  for name in args.names:
+    step = make_step(name)
+    for _ in range(2):
+      step()
+    times = []
+    for _ in range(args.repeats):
+      start = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - start)
+    print(f"{name}: reference step {1e3 * statistics.median(times):.1f} ms (median of "
+          f"{args.repeats}, batch 64, 2 threads)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

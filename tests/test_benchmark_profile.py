@@ -1,5 +1,6 @@
-"""The step profiler's bookkeeping (``benchmarks.xla_profile``) on a tiny convolution: XLA's
-per-op trace is read, and each convolution is put in the right part."""
+"""The benchmarks' own bookkeeping: the step profiler (``benchmarks.xla_profile``) on a tiny
+convolution (XLA's per-op trace is read, each convolution put in the right part) and the App.
+C.4 scaling plot."""
 
 import jax
 import jax.numpy as jnp
@@ -34,3 +35,12 @@ def test_exclusive_times_share_overlapping_ops():
   ms = 1_000_000
   times = xla_profile.exclusive_times([("a", 0, 20 * ms), ("b", 10 * ms, 20 * ms)], calls=1)
   np.testing.assert_allclose([times["a"], times["b"]], [15.0, 5.0])
+
+
+def test_layer_scaling_plot_draws_every_variant(tmp_path):
+  from benchmarks import layer_scaling  # pylint: disable=import-outside-toplevel
+  rows = [{"G": g, "k": k, "variant": v, "ms": 1.0 + k, "peak_MiB": 2.0 * g}
+          for g in (4, 8, 16) for k in (3, 5, 7)
+          for v in ("gconv_gather", "exact_dense", "weight_sharing", "kronecker", "tied_cayley")]
+  layer_scaling.plot(rows, tmp_path / "scaling.png")
+  assert (tmp_path / "scaling.png").stat().st_size > 0
