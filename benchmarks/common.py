@@ -26,6 +26,22 @@ def median_time(fn: Callable[[], Any], *, repeats: int = 10, warmup: int = 2) ->
   return statistics.median(times)
 
 
+def alternating_medians(functions: Sequence[Callable[[], Any]], *, repeats: int = 10,
+                        warmup: int = 2) -> list[float]:
+  """Median wall seconds of each function, their calls alternating (A B A B ...), so that
+  load from elsewhere on a shared machine falls on all of them alike."""
+  for fn in functions:
+    for _ in range(warmup):
+      block(fn())
+  times = [[] for _ in functions]
+  for _ in range(repeats):
+    for fn, bucket in zip(functions, times):
+      start = time.perf_counter()
+      block(fn())
+      bucket.append(time.perf_counter() - start)
+  return [statistics.median(bucket) for bucket in times]
+
+
 def compiled_memory_bytes(jitted: Callable, *args, **kwargs) -> dict[str, int]:
   """XLA's own memory accounting of a compiled function (deterministic, per device).
 

@@ -114,7 +114,10 @@ def run(quick: bool = False, cells=None) -> list[dict]:
       row["ratio_vs_gather"] = row["ms"] / base
     rows += block
   if not quick and cells is None:
-    plot(rows, PLOT_PATH)
+    try:
+      plot(rows, PLOT_PATH)
+    except Exception as error:  # pylint: disable=broad-except
+      print(f"layer_scaling: the plot failed ({error!r}); the table follows", file=sys.stderr)
   return rows
 
 
@@ -129,9 +132,11 @@ def plot(rows, path):
     for group, color in ((4, "tab:blue"), (8, "tab:orange"), (16, "tab:green")):
       sel = [r for r in rows if r["variant"] == variant and r["G"] == group]
       ks = [r["k"] for r in sel]
-      axes[0].plot(ks, [r["ms"] for r in sel], style, color=color, marker="o",
+      if not sel:
+        continue
+      axes[0].plot(ks, [r["ms"] for r in sel], linestyle=style, color=color, marker="o",
                    label=f"{variant} |G|={group}")
-      axes[1].plot(ks, [r["peak_MiB"] for r in sel], style, color=color, marker="o")
+      axes[1].plot(ks, [r["peak_MiB"] for r in sel], linestyle=style, color=color, marker="o")
   axes[0].set(xlabel="kernel size", ylabel="ms per forward (median)", yscale="log",
               title="inference time")
   axes[1].set(xlabel="kernel size", ylabel="MiB (XLA compiled peak)", yscale="log",

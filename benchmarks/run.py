@@ -25,6 +25,9 @@ BENCHMARKS = {
     "models": "benchmarks.models",
     "layer_scaling": "benchmarks.layer_scaling",
     "training": "benchmarks.training",
+    "profile": "benchmarks.profile_step",
+    "conv_limit": "benchmarks.conv_limit",
+    "step_cost": "benchmarks.step_cost",
 }
 
 

@@ -5,10 +5,16 @@
 Each row builds the trainer's own step (``ds_symmetry.train.steps``): gather a batch from the
 device-resident uint8 train array, the protocol's augmentation (rotation for MNIST, flips for
 CIFAR), forward, backward, AdamW update, with the paper's regulariser. Median over steps after
-compilation. ``reference_ms`` is the authors' PyTorch code on this machine kind (2 CPU cores,
-batch 64, no data loading; docs/data.md §2); ``speedup`` = reference_ms / step_ms (> 1: faster
-than the reference, although ours also augments). Quick mode: fewer repeats and 8-channel
-CIFAR models.
+compilation. ``reference_ms`` is the authors' PyTorch code (2 threads, batch 64, no data
+loading): with ``DS_SYMMETRY_REFERENCE_REPO`` pointing at a checkout of it (and PyTorch
+installed) it is timed in this process, its steps alternating with ours (``reference``:
+measured); otherwise the step times recorded on an idle machine of this kind are quoted
+(``reference``: recorded; docs/data.md §2, ``benchmarks/reference.py``). ``speedup`` =
+reference_ms / step_ms (> 1: faster than the reference, although ours also augments).
+``before_ms``: the same step traced with JAX's own gradients instead of the hand-written
+backward passes of ``ds_symmetry.ops.gradients`` (what the step cost before issue #11), timed
+alternating with ours; ``before_speedup`` = reference_ms / before_ms. Quick mode: fewer repeats
+and 8-channel CIFAR models.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import ds_symmetry  # noqa: F401
-from benchmarks.common import compiled_memory_bytes, median_time
+from benchmarks import reference
+from benchmarks.common import alternating_medians, block, compiled_memory_bytes
+from ds_symmetry.ops.gradients import custom_gradients
 from ds_symmetry.data import make_protocol
 from ds_symmetry.models import create_model
 from ds_symmetry.nn import parameter_groups
@@ -30,8 +38,8 @@ from ds_symmetry.train import steps as steps_lib
 
 TITLE = "Training step throughput (augmentation included), this CPU"
 COLUMNS = ["model", "channels", "batch", "augment", "compile_s", "step_ms", "images_per_s",
-           "peak_MiB", "reference_ms", "speedup", "augment_overhead"]
-REFERENCE_MS = {"cnn": 105.0, "gcnn": 380.0, "wscnn": 390.0}
+           "peak_MiB", "before_ms", "before/after", "reference_ms", "reference", "speedup",
+           "before_speedup", "augment_overhead"]
 
 
 def synthetic_protocol(cifar: bool):
@@ -45,49 +53,87 @@ def synthetic_protocol(cifar: bool):
   return make_protocol("flipped_cifar10" if cifar else "rotated_mnist", arrays=arrays)
 
 
-def measure_step(name, protocol, batch, options, repeats, *, augment=True) -> dict:
+class StepSetup:
+  """The trainer's jitted step for one model on synthetic data, ready to call.
+
+  ``step(state, images, labels, batches[i])``; :meth:`one` runs the next step in place."""
+
+  def __init__(self, name, protocol, batch, options, *, augment=True):
+    mesh = make_mesh()
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    config = base_config()
+    self.name, self.batch, self.options = name, batch, dict(options)
+    self.model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
+    self.num_params = sum(int(np.size(leaf)) for leaf in
+                          jax.tree.leaves(nnx.state(self.model, nnx.Param)))
+    tx = steps_lib.make_optimizer(config, parameter_groups(self.model), 1000)
+    transform = (protocol.augment if augment
+                 else lambda key, images: protocol.preprocess(images))
+    steps = steps_lib.Steps(steps_lib.TrainState(self.model, tx), transform, seed=0,
+                            weights=steps_lib.regularizer_weights(config), mesh=mesh)
+    self.state, self.step = steps.initial_state, steps.train
+    self.images = jax.device_put(protocol.train_images, replicated)
+    self.labels = jax.device_put(protocol.train_labels, replicated)
+    count = protocol.train_images.shape[0] // batch
+    self.batches = [jax.device_put(np.arange(i * batch, (i + 1) * batch, dtype=np.int32),
+                                   sharded) for i in range(count)]
+    self.i = 0
+
+  def args(self):
+    return self.state, self.images, self.labels, self.batches[0]
+
+  def one(self):
+    self.state, metrics = self.step(self.state, self.images, self.labels,
+                                    self.batches[self.i % len(self.batches)])
+    self.i += 1
+    return self.state, metrics
+
+
+def measure_step(name, protocol, batch, options, repeats, *, augment=True,
+                 against=None) -> dict:
   """Compile time, median step time and XLA's compiled peak memory of the trainer's step.
 
   ``augment=False`` swaps the protocol's augmentation for its plain normalisation, so the
-  difference between the two is what augmentation costs inside the step."""
-  mesh = make_mesh()
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  config = base_config()
-  model = create_model(name, num_classes=10, rngs=nnx.Rngs(0), **options)
-  tx = steps_lib.make_optimizer(config, parameter_groups(model), 1000)
-  transform = (protocol.augment if augment
-               else lambda key, images: protocol.preprocess(images))
-  steps = steps_lib.Steps(steps_lib.TrainState(model, tx), transform, seed=0,
-                          weights=steps_lib.regularizer_weights(config), mesh=mesh)
-  state, step = steps.initial_state, steps.train
-  images = jax.device_put(protocol.train_images, replicated)
-  labels = jax.device_put(protocol.train_labels, replicated)
-  count = protocol.train_images.shape[0] // batch
-  batches = [jax.device_put(np.arange(i * batch, (i + 1) * batch, dtype=np.int32), sharded)
-             for i in range(count)]
-  holder = {"state": state, "i": 0}
-
+  difference between the two is what augmentation costs inside the step. ``against``:
+  ``{name: step}`` of other steps (callables, e.g. the reference's) timed with calls
+  alternating with ours; their medians are ``<name>_ms``."""
+  setup = StepSetup(name, protocol, batch, options, augment=augment)
   start = time.perf_counter()
-  memory = compiled_memory_bytes(step, state, images, labels, batches[0])
+  memory = compiled_memory_bytes(setup.step, *setup.args())
   compile_s = time.perf_counter() - start
+  row = {"model": name, "channels": model_channels(name, options), "batch": batch,
+         "augment": augment, "compile_s": compile_s, "peak_MiB": memory["peak"] / 2**20}
+  others = dict(against or {})
+  medians = alternating_medians([setup.one] + list(others.values()), repeats=repeats,
+                                warmup=1 if not others else 2)
+  seconds = medians[0]
+  for key, other in zip(others, medians[1:]):
+    row[f"{key}_ms"] = 1e3 * other
+  row.update(step_ms=1e3 * seconds, images_per_s=batch / seconds)
+  return row
 
-  def one():
-    holder["state"], metrics = step(holder["state"], images, labels,
-                                    batches[holder["i"] % count])
-    holder["i"] += 1
-    return holder["state"], metrics
 
-  seconds = median_time(one, repeats=repeats, warmup=1)
-  return {"model": name, "channels": model_channels(name, options), "batch": batch,
-          "augment": augment, "compile_s": compile_s, "step_ms": 1e3 * seconds,
-          "images_per_s": batch / seconds, "peak_MiB": memory["peak"] / 2**20}
+def autodiff_step(name, protocol, batch, options, *, augment=True):
+  """The same step traced with JAX's own gradients (``ops.gradients.custom_gradients(False)``):
+  what a step cost before the hand-written backward passes."""
+  setup = StepSetup(name, protocol, batch, options, augment=augment)
+  with custom_gradients(False):
+    block(setup.one())  # traced and compiled now, inside the context
+  return setup.one
 
 
 def _row(name, protocol, batch, options, repeats):
-  row = measure_step(name, protocol, batch, options, repeats)
-  reference = REFERENCE_MS.get(name)
-  row.update(reference_ms=reference if reference else "",
-             speedup=reference / row["step_ms"] if reference else "")
+  against = {"before": autodiff_step(name, protocol, batch, options)}
+  source = "recorded"
+  if name in reference.RECORDED_MS and reference.available() and batch == 64:
+    against["reference"] = reference.make_step(name, batch)
+    source = "measured"
+  row = measure_step(name, protocol, batch, options, repeats, against=against)
+  ref_ms = row.pop("reference_ms", None) or reference.RECORDED_MS.get(name)
+  row.update(reference_ms=ref_ms or "", reference=source if ref_ms else "",
+             speedup=ref_ms / row["step_ms"] if ref_ms else "",
+             before_speedup=ref_ms / row["before_ms"] if ref_ms else "",
+             **{"before/after": row["before_ms"] / row["step_ms"]})
   return row
 
 

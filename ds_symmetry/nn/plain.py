@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ds_symmetry.ops import gradients
+
 
 def _torch_uniform(fan_in: int):
   bound = 1.0 / math.sqrt(fan_in)
@@ -25,11 +27,14 @@ def _torch_uniform(fan_in: int):
 
 def torch_conv(in_features: int, out_features: int, kernel_size: int, *, padding="VALID",
                use_bias: bool = True, compute_dtype=None, rngs: nnx.Rngs) -> nnx.Conv:
-  """NHWC ``nnx.Conv`` with torch's default init. ``[B, H, W, C_in]`` → ``[B, H', W', C_out]``."""
+  """NHWC ``nnx.Conv`` with torch's default init. ``[B, H, W, C_in]`` → ``[B, H', W', C_out]``.
+
+  Its convolution is ``ops.gradients.conv_general_dilated``: the same values as ``lax``'s, with
+  the cheaper input gradient of the weight-sharing layers' convolutions."""
   init = _torch_uniform(in_features * kernel_size * kernel_size)
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding=padding,
                   use_bias=use_bias, kernel_init=init, bias_init=init, dtype=compute_dtype,
-                  rngs=rngs)
+                  conv_general_dilated=gradients.conv_general_dilated, rngs=rngs)
 
 
 def torch_linear(in_features: int, out_features: int, *, use_bias: bool = True,

@@ -27,6 +27,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from ds_symmetry.ops.gradients import conv2d_stride1
+
 _PADDINGS = ("VALID", "SAME")
 _POOLS = ("mean", "max")
 
@@ -112,9 +114,9 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID",
   out_dtype = x.dtype
   if compute_dtype is not None:
     x, kernel = x.astype(compute_dtype), kernel.astype(compute_dtype)
-  y = jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(1, 1), padding=_check_padding(padding),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # The values of lax.conv_general_dilated; the input gradient skips the zero rows XLA's
+  # transposed convolution would multiply (ops.gradients).
+  y = conv2d_stride1(x, kernel, _check_padding(padding))
   return y.astype(out_dtype)
 
 
