@@ -66,4 +66,4 @@ run wscnn_paper
 run wscnn_best --config.learning_rate=1e-3 --config.logits_learning_rate=1e-1 \
   --config.model_options.sharing=tied_cayley --config.model_options.elements=powers \
   --config.model_options.constraint=isometries --config.model_options.logits_init=zeros
-echo "results in $out (device: $(head -n 1 "$out/device.txt"))"
+echo "results in $out ($(head -n 1 "$out/device.txt"))"
