@@ -20,14 +20,12 @@ the torch columns are left empty and the table says so. Quick mode: batch 8, few
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
+from benchmarks.common import alternating_medians
 from ds_symmetry.ops.kernels import conv2d
 
 TITLE = "Convolutions of one training step: ours (XLA) vs PyTorch/oneDNN, per piece"
@@ -91,23 +89,6 @@ def _torch_pieces(torch, batch, size, c_in, c_out, k, channels_last: bool, devic
           "weight-grad": lambda: grad([False, True, False])}
 
 
-def _interleaved(functions: dict, repeats: int, warmup: int = 2) -> dict:
-  """Median seconds of each function, calls alternating between them."""
-  def call(fn):
-    out = fn()
-    jax.block_until_ready(out) if isinstance(out, jax.Array) else None
-  for fn in functions.values():
-    for _ in range(warmup):
-      call(fn)
-  times = {name: [] for name in functions}
-  for _ in range(repeats):
-    for name, fn in functions.items():
-      start = time.perf_counter()
-      call(fn)
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(values) for name, values in times.items()}
-
-
 def run(quick: bool = False, stacks=None) -> list[dict]:
   batch, repeats = (8, 3) if quick else (64, 7)
   torch, device = _torch(), "cpu"
@@ -136,7 +117,8 @@ def run(quick: bool = False, stacks=None) -> list[dict]:
           continue
         functions = {"ours": ours[piece]}
         functions.update({layout: pieces[piece] for layout, pieces in theirs.items()})
-        seconds = _interleaved(functions, repeats)
+        seconds = dict(zip(functions, alternating_medians(list(functions.values()),
+                                                          repeats=repeats)))
         row = {"stack": stack, "layer": layer, "piece": piece,
                "shape": f"{batch}x{size}x{size}x{c_in}->{c_out}",
                "ours_ms": 1e3 * seconds["ours"], "torch_ms": "", "torch_layout": "",

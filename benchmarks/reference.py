@@ -98,8 +98,7 @@ def main(argv=None) -> int:
   """``python -m benchmarks.reference [cnn gcnn wscnn] [--repeats N]``: the reference's step
   times alone in this process (no JAX thread pool beside PyTorch's), medians in ms."""
   import argparse  # pylint: disable=import-outside-toplevel
-  import statistics  # pylint: disable=import-outside-toplevel
-  import time  # pylint: disable=import-outside-toplevel
+  from benchmarks.common import median_time  # pylint: disable=import-outside-toplevel
   parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
   parser.add_argument("names", nargs="*", default=list(RECORDED_MS))
   parser.add_argument("--repeats", type=int, default=10)
@@ -107,16 +106,9 @@ def main(argv=None) -> int:
   if available() is None:
     parser.error(f"set {ENV} to a checkout of the reference and install torch")
   for name in args.names:
-    step = make_step(name)
-    for _ in range(2):
-      step()
-    times = []
-    for _ in range(args.repeats):
-      start = time.perf_counter()
-      step()
-      times.append(time.perf_counter() - start)
-    print(f"{name}: reference step {1e3 * statistics.median(times):.1f} ms (median of "
-          f"{args.repeats}, batch 64, 2 threads)")
+    seconds = median_time(make_step(name), repeats=args.repeats, warmup=2)
+    print(f"{name}: reference step {1e3 * seconds:.1f} ms (median of {args.repeats}, batch 64, "
+          "2 threads)")
   return 0
 
 

@@ -84,7 +84,7 @@ def _conv(x, kernel, padding):
                                       dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def _resolve_padding(padding, x_shape, kernel_shape) -> tuple[tuple[int, int], ...]:
+def _resolve_padding(padding, kernel_shape) -> tuple[tuple[int, int], ...]:
   """``((lo, hi), (lo, hi))`` for 'VALID', 'SAME' or explicit pairs (stride 1)."""
   if isinstance(padding, str):
     if padding.upper() == "VALID":
@@ -162,7 +162,7 @@ def conv2d_stride1(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID") -> jnp.
   """Stride-1 NHWC/HWIO cross-correlation ``[B, H, W, C_in] → [B, H', W', C_out]``; padding
   'VALID', 'SAME' or ``((top, bottom), (left, right))``. Same values as
   ``lax.conv_general_dilated``; the input gradient skips zero rows (module docstring)."""
-  padding = _resolve_padding(padding, x.shape, kernel.shape)
+  padding = _resolve_padding(padding, kernel.shape)
   if not custom_gradients_enabled():
     return _conv(x, kernel, padding)
   return _conv_cropped(x, kernel, padding)
