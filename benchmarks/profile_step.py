@@ -53,12 +53,7 @@ def worker(name: str, batch: int, steps: int) -> dict:
   intervals = xla_profile.op_intervals(setup.one, calls, module="jit_train")
   times = xla_profile.exclusive_times(intervals, calls, skip=index.is_control_flow)
   parts = xla_profile.breakdown(index, times, _layers(name))
-  top = sorted(times.items(), key=lambda kv: -kv[1])[:40]
-  return {"step_ms": step_ms, "parts": parts, "affinity": len(os.sched_getaffinity(0)),
-          "top_ops": [(op, ms, xla_profile.classify(index, op, _layers(name))
-                       if op in index.instructions else "other",
-                       sorted({i.opcode for i in index.body(op)})
-                       if op in index.instructions else []) for op, ms in top]}
+  return {"step_ms": step_ms, "parts": parts}
 
 
 def _spawn(name, batch, steps, one_core: bool) -> dict:
