@@ -67,8 +67,9 @@ CONSTRAINTS = ("sinkhorn", "softmax", "none", "isometries")
 # How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
 SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley")
 # How a lifting stack's elements relate (``WSLiftConv``): each learned on its own, or every
-# element a power of one learned generator.
-ELEMENTS = ("independent", "powers")
+# element a power of one learned generator, or (isometry blends only) the blend of the powers
+# of the grid's isometries with one learned set of weights.
+ELEMENTS = ("independent", "powers", "power_blend")
 WEIGHT_INITS = ("reference", "se2cnn")
 KERNEL_MASKS = ("none", "disk")
 
@@ -357,18 +358,31 @@ class WSLiftConv(_WeightSharingConv):
     symmetric start and tend to collapse onto the same transformation (a repeated element is
     never a group); powers of one generator are distinct as soon as ``B`` has order ``G``, so the
     stack is a cyclic group whenever ``B`` is a permutation with ``B^G = I``. The data choose
-    ``B`` (a rotation, a flip, the identity, …); needs ``fix_identity=True``."""
+    ``B`` (a rotation, a flip, the identity, …); needs ``fix_identity=True``.
+
+    ``"power_blend"`` (needs ``constraint="isometries"``): element ``m`` is
+    ``Σ_j w_j P_j^m`` with ``P_j`` the 8 isometries of the kernel grid and one learned
+    ``w = softmax(logits)``: the expected stack when the generator is drawn from ``w``. It equals
+    ``"powers"`` whenever ``w`` is one-hot, but off the vertices it differs: ``"powers"`` blends
+    first and multiplies after, so at the centre start ``B = Π`` (the isometries' mean) absorbs
+    every isometry (``PΠ = Π``) and ``B², B³`` do not move to first order; the generator is then
+    chosen by how useful *one* extra transformed copy is. Here every power moves with ``w``
+    from the start, so the gradient of ``w_j`` already weighs the whole cyclic group ``P_j``
+    generates (a 90° rotation: four distinct copies; a reflection: two, each repeated)."""
     if elements not in ELEMENTS:
       raise ValueError(f"elements must be one of {ELEMENTS}; got {elements!r}")
-    if elements == "powers" and not kwargs.get("fix_identity", True):
-      raise ValueError("elements='powers' needs fix_identity=True (element 0 is B⁰ = I); got "
-                       "fix_identity=False")
+    if elements != "independent" and not kwargs.get("fix_identity", True):
+      raise ValueError(f"elements={elements!r} needs fix_identity=True (element 0 is the "
+                       f"identity); got fix_identity=False")
+    if elements == "power_blend" and kwargs.get("constraint", "sinkhorn") != "isometries":
+      raise ValueError(f"elements='power_blend' blends powers of the grid's isometries and needs "
+                       f"constraint='isometries'; got constraint={kwargs.get('constraint')!r}")
     self.elements = elements
     super().__init__(in_features, out_features, kernel_size, **kwargs)
 
   @property
   def num_learned(self) -> int:
-    if self.elements == "powers" and self.num_elements > 1:
+    if self.elements != "independent" and self.num_elements > 1:
       return 1
     return super().num_learned
 
@@ -394,6 +408,11 @@ class WSLiftConv(_WeightSharingConv):
     return [self.logits] if self.logits is not None else []
 
   def _learned_stack(self):
+    if self.logits is not None and self.elements == "power_blend":
+      weights = jax.nn.softmax(self.logits[...][0].astype(jnp.float32) / self.sinkhorn_tau)
+      powers = structure_ops.isometry_powers(self.kernel_size, self.num_elements)  # [G, 8, d, d]
+      learned = jnp.einsum("j,mjab->mab", weights, powers[1:])
+      return self._with_identity(learned, self.representation_size)
     learned = None if self.logits is None else self._constrain(self.logits[...])
     if learned is not None and self.elements == "powers":
       generator, powers = learned[0], [learned[0]]

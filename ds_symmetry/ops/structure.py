@@ -31,6 +31,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from ds_symmetry.ops.groups import spatial_permutations
 from ds_symmetry.ops.sinkhorn import sinkhorn
 
 
@@ -150,6 +151,27 @@ def isometry_loss(spatial_stack: jnp.ndarray) -> jnp.ndarray:
   commutator = (jnp.einsum("gij,jk->gik", spatial_stack, distances)
                 - jnp.einsum("ij,gjk->gik", distances, spatial_stack))
   return jnp.mean(jnp.sum(commutator ** 2, axis=(-2, -1))) / d
+
+
+@functools.lru_cache(maxsize=None)
+def _isometry_powers(kernel_size: int, num_powers: int) -> np.ndarray:
+  isometries = np.asarray(spatial_permutations("D4", kernel_size), dtype=np.float64)
+  powers = [np.broadcast_to(np.eye(kernel_size * kernel_size), isometries.shape)]
+  for _ in range(num_powers - 1):
+    powers.append(powers[-1] @ isometries)
+  return np.stack(powers).astype(np.float32)
+
+
+def isometry_powers(kernel_size: int, num_powers: int) -> jnp.ndarray:
+  """``[n, 8, k², k²]``: ``out[m, j] = P_j^m`` for the 8 isometries ``P_j`` of the k×k grid
+  (``ops.groups.spatial_permutations("D4", k)``, in that order) and ``m = 0 … n−1``.
+
+  A blend ``Σ_j w_j P_j^m`` over ``m`` is the expected stack of powers of a generator drawn
+  from ``w`` (``WSLiftConv(elements="power_blend")``)."""
+  for name, value in (("kernel_size", kernel_size), ("num_powers", num_powers)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"{name} must be a positive int; got {value!r}")
+  return jnp.asarray(_isometry_powers(kernel_size, num_powers))
 
 
 def disk_mask(kernel_size: int) -> jnp.ndarray:
