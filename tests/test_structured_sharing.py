@@ -292,10 +292,124 @@ def test_tied_cayley_network_from_a_rotation_generator_is_rotation_invariant():
                                atol=1e-5 * float(jnp.abs(y).max()))
 
 
+def _power_blend_layer(logits=None):
+  layer = WSLiftConv(1, 2, 5, elements="power_blend", constraint="isometries",
+                     logits_init="zeros", rngs=nnx.Rngs(0))
+  if logits is not None:
+    layer.logits[...] = logits
+  return layer
+
+
+def test_power_blend_is_the_blend_of_the_isometries_powers():
+  logits = jax.random.normal(jax.random.key(3), (1, 8))
+  layer = _power_blend_layer(logits)
+  assert layer.logits[...].shape == (1, 8)
+  weights = np.exp(np.asarray(logits[0], np.float64))
+  weights /= weights.sum()
+  d4 = np.asarray(groups.spatial_permutations("D4", 5), np.float64)
+  stack = np.asarray(layer.representation_stack(), np.float64)
+  for power in range(4):  # numpy re-derivation: element m is Σ_j w_j P_j^m
+    expected = sum(w * np.linalg.matrix_power(p, power) for w, p in zip(weights, d4))
+    np.testing.assert_allclose(stack[power], expected, atol=1e-6)
+  np.testing.assert_allclose(stack.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(stack.sum(-2), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("generator", range(8))
+def test_power_blend_at_a_vertex_equals_powers(generator):
+  one_hot = jnp.full((1, 8), -1e4).at[0, generator].set(0.0)
+  powers = WSLiftConv(1, 2, 5, elements="powers", constraint="isometries", rngs=nnx.Rngs(0))
+  powers.logits[...] = one_hot
+  np.testing.assert_allclose(_power_blend_layer(one_hot).representation_stack(),
+                             powers.representation_stack(), atol=1e-6)
+
+
+def test_only_power_blend_moves_the_higher_powers_at_the_centre():
+  """At the centre start ``"powers"`` has B = Π with PΠ = ΠP = Π for every isometry P, so
+  B² and B³ have zero derivative in the generator's weights (the group each generator would
+  make is invisible to first order); ``"power_blend"`` moves every power."""
+  def stack_of(elements):
+    layer = WSLiftConv(1, 2, 5, elements=elements, constraint="isometries",
+                       logits_init="zeros", rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(layer)
+    def stack(logits):
+      copy = nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
+      copy.logits[...] = logits
+      return copy.representation_stack()
+    return stack
+  centre = jnp.zeros((1, 8))
+  powers_jacobian = jax.jacfwd(stack_of("powers"))(centre)  # [G, d, d, 1, 8]
+  blend_jacobian = jax.jacfwd(stack_of("power_blend"))(centre)
+  assert float(jnp.abs(powers_jacobian[1]).max()) > 0.05
+  assert float(jnp.abs(powers_jacobian[2:]).max()) < 1e-6
+  assert float(jnp.abs(blend_jacobian[2:]).max()) > 0.05
+  # The rotation by 90° and a flip pull element 2 towards different matrices (r² vs e).
+  rotation, flip = blend_jacobian[2, :, :, 0, 1], blend_jacobian[2, :, :, 0, 4]
+  assert float(jnp.abs(rotation - flip).max()) > 0.05
+
+
+def test_tied_cayley_network_from_a_power_blend_rotation_is_rotation_invariant():
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
+                       sharing="tied_cayley", elements="power_blend", constraint="isometries")
+  lift = weight_sharing_layers(model)[0][1]
+  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 1].set(0.0)  # generator: rotation by 90°
+  x = jax.random.normal(jax.random.key(5), (2, 28, 28, 1))
+  y = model(x)
+  for turns in (1, 2, 3):
+    np.testing.assert_allclose(model(jnp.rot90(x, turns, axes=(1, 2))), y, rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(y).max()))
+
+
+@pytest.mark.parametrize("generator", range(8))
+def test_cyclic_shifts_are_the_composition_law_of_any_isometry_powers(generator):
+  """Every isometry P has order 1, 2 or 4, so its powers [I, P, P², P³] compose as the
+  exponents do: the soft Cayley factors of the stack (where they are defined, i.e. for the
+  rotations by ±90°, whose powers are distinct) equal the cyclic shifts, and every product
+  P^m P^q is P^{(m+q) mod 4}."""
+  shifts = np.asarray(structure.cyclic_shifts(4))
+  d4 = np.asarray(groups.spatial_permutations("D4", 5), np.float64)
+  stack = np.stack([np.linalg.matrix_power(d4[generator], m) for m in range(4)])
+  for m, q in itertools.product(range(4), repeat=2):
+    h = int(np.argmax(shifts[m, :, q]))
+    np.testing.assert_array_equal(stack[m] @ stack[q], stack[h])
+  np.testing.assert_array_equal(shifts.sum(1), 1.0)
+  np.testing.assert_array_equal(shifts.sum(2), 1.0)
+  if generator in (1, 3):
+    np.testing.assert_allclose(structure.soft_cayley_factors(jnp.asarray(stack, jnp.float32)),
+                               shifts, atol=1e-5)
+
+
+@pytest.mark.parametrize("elements", ["powers", "power_blend"])
+def test_tied_cyclic_network_from_a_rotation_generator_is_rotation_invariant(elements):
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
+                       sharing="tied_cyclic", elements=elements, constraint="isometries")
+  lift = weight_sharing_layers(model)[0][1]
+  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 3].set(0.0)  # generator: rotation by 270°
+  x = jax.random.normal(jax.random.key(6), (2, 28, 28, 1))
+  y = model(x)
+  for turns in (1, 2, 3):
+    np.testing.assert_allclose(model(jnp.rot90(x, turns, axes=(1, 2))), y, rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(y).max()))
+  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 4].set(0.0)  # a flip: not rotation-invariant
+  assert float(jnp.abs(model(jnp.rot90(x, 1, axes=(1, 2))) - model(x)).max()) > 1e-3
+
+
 def test_powers_option_is_checked():
   with pytest.raises(ValueError, match="elements must be one of"):
     WSLiftConv(1, 2, 5, elements="generators", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="fix_identity=True"):
     WSLiftConv(1, 2, 5, elements="powers", fix_identity=False, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="needs constraint='isometries'"):
+    WSLiftConv(1, 2, 5, elements="power_blend", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="fix_identity=True"):
+    WSLiftConv(1, 2, 5, elements="power_blend", constraint="isometries", fix_identity=False,
+               rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="sharing='tied_cyclic' needs a lifting layer whose"):
+    create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
+                 sharing="tied_cyclic")
+  with pytest.raises(ValueError, match="order must be a positive int"):
+    structure.cyclic_shifts(0)
+  with pytest.raises(ValueError, match="num_powers must be a positive int"):
+    structure.isometry_powers(5, 0)
   with pytest.raises(ValueError, match="do not apply to the exact model"):
     create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), elements="powers")

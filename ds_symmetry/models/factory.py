@@ -21,10 +21,11 @@ models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolut
 Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
 ``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,
 ``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), ``sharing``
-(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``),
-``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"`` or ``"powers"`` of one
-learned generator); ``kernel_mask`` (``"none"``/``"disk"``) and ``weight_init``
-(``"reference"``/``"se2cnn"``) apply to the exact models too.
+(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``,
+``"tied_cyclic"``), ``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"``,
+``"powers"`` of one learned generator, or ``"power_blend"``); ``kernel_mask``
+(``"none"``/``"disk"``) and ``weight_init`` (``"reference"``/``"se2cnn"``) apply to the exact
+models too.
 
 :data:`MODEL_DEFAULTS` holds each model's defaults (the exact models': ``kernel_mask="disk"``,
 ``weight_init="se2cnn"``); an option not in it takes the layer's own default.

@@ -65,7 +65,7 @@ LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "ide
 # (spatial stacks only) a convex blend of the kernel grid's isometries.
 CONSTRAINTS = ("sinkhorn", "softmax", "none", "isometries")
 # How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
-SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley")
+SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley", "tied_cyclic")
 # How a lifting stack's elements relate (``WSLiftConv``): each learned on its own, or every
 # element a power of one learned generator, or (isometry blends only) the blend of the powers
 # of the grid's isometries with one learned set of weights.
@@ -447,6 +447,13 @@ class WSGroupConv(_WeightSharingConv):
   * ``"tied_cayley"``: as ``"tied"``, and ``A`` is not learned at all but derived from how
     ``B``'s elements compose (``ops.structure.soft_cayley_factors``). With an exact ``B`` the
     layer is exactly a G-CNN layer in ``B``'s labelling of the elements.
+  * ``"tied_cyclic"``: as ``"tied"`` for a lifting layer whose elements are powers of one
+    generator (``elements="powers"`` or ``"power_blend"``), with ``A_m`` the cyclic shift by
+    ``m`` (``A_m[(m + q) mod G, q] = 1``): element ``m`` is ``g^m`` and ``g^m g^q = g^{m+q}``,
+    which holds for *any* generator of order dividing ``G`` (a rotation, a flip, the
+    identity), so this names no group; the data still choose ``g``. Unlike ``"tied_cayley"``
+    it does not read the composition law off a blurred ``B`` (uniform at a symmetric start,
+    which makes every element slot look alike to the rest of the network).
 
   A Kronecker product of doubly stochastic matrices is doubly stochastic, so every variant
   keeps the paper's relaxation; with exact factors each one equals the exact G-CNN layer.
@@ -500,13 +507,18 @@ class WSGroupConv(_WeightSharingConv):
             f"{spatial_source.kernel_size}, num_elements={spatial_source.num_elements}, "
             f"fix_identity={spatial_source.fix_identity}")
       self.spatial_source = spatial_source
+      if self.sharing == "tied_cyclic" and getattr(spatial_source, "elements",
+                                                   "independent") == "independent":
+        raise ValueError("sharing='tied_cyclic' needs a lifting layer whose elements are "
+                         "powers of one generator (elements='powers' or 'power_blend'); got "
+                         "elements='independent'")
     if self.sharing == "tied_shared":
       if not isinstance(group_logits_source, RepresentationLogits):
         raise ValueError(f"sharing='tied_shared' needs group_logits_source, the "
                          f"RepresentationLogits [G-1, G, G] shared by the group layers; got "
                          f"{group_logits_source!r}")
       self.group_logits = group_logits_source
-    elif self.sharing != "tied_cayley":
+    elif self.sharing not in ("tied_cayley", "tied_cyclic"):
       self.group_logits = self._new_logits(g, group_key)
 
   @property
@@ -547,6 +559,8 @@ class WSGroupConv(_WeightSharingConv):
       spatial = self._with_identity(self._constrain(self.spatial_logits[...]), k2)
     if self.sharing == "tied_cayley":
       group = structure_ops.soft_cayley_factors(spatial, self.cayley_temperature)
+    elif self.sharing == "tied_cyclic":
+      group = structure_ops.cyclic_shifts(self.num_elements)
     else:
       group = self._with_identity(
           None if self.group_logits is None else self._constrain(self.group_logits[...]),

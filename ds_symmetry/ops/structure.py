@@ -153,6 +153,18 @@ def isometry_loss(spatial_stack: jnp.ndarray) -> jnp.ndarray:
   return jnp.mean(jnp.sum(commutator ** 2, axis=(-2, -1))) / d
 
 
+def cyclic_shifts(order: int) -> jnp.ndarray:
+  """``[n, n, n]`` with ``out[m, (m + q) mod n, q] = 1``: the regular representation of the
+  exponents of one generator (``g^m g^q = g^{m+q}``), the composition law of any stack of
+  powers ``[I, B, …, B^{n−1}]`` with ``B^n = I``."""
+  if not isinstance(order, int) or isinstance(order, bool) or order < 1:
+    raise ValueError(f"order must be a positive int; got {order!r}")
+  rows = (np.arange(order)[:, None] + np.arange(order)[None, :]) % order  # [m, q] -> m + q
+  shifts = np.zeros((order, order, order), np.float32)
+  shifts[np.arange(order)[:, None], rows, np.arange(order)[None, :]] = 1.0
+  return jnp.asarray(shifts)
+
+
 @functools.lru_cache(maxsize=None)
 def _isometry_powers(kernel_size: int, num_powers: int) -> np.ndarray:
   isometries = np.asarray(spatial_permutations("D4", kernel_size), dtype=np.float64)
