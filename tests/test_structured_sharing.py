@@ -300,13 +300,21 @@ def _power_blend_layer(logits=None):
   return layer
 
 
+def test_distinct_cyclic_generators():
+  """D4 order: e, r, r², r³, then the 4 flips. For 4 powers the 270° rotation generates the
+  same stack as the 90° one; for 2 powers every isometry gives its own {I, P}."""
+  assert structure.distinct_cyclic_generators(5, 4) == (0, 1, 2, 4, 5, 6, 7)
+  assert structure.distinct_cyclic_generators(5, 2) == tuple(range(8))
+  assert structure.distinct_cyclic_generators(5, 1) == (0,)
+
+
 def test_power_blend_is_the_blend_of_the_isometries_powers():
-  logits = jax.random.normal(jax.random.key(3), (1, 8))
+  logits = jax.random.normal(jax.random.key(3), (1, 7))
   layer = _power_blend_layer(logits)
-  assert layer.logits[...].shape == (1, 8)
+  assert layer.logits[...].shape == (1, 7)
   weights = np.exp(np.asarray(logits[0], np.float64))
   weights /= weights.sum()
-  d4 = np.asarray(groups.spatial_permutations("D4", 5), np.float64)
+  d4 = np.asarray(groups.spatial_permutations("D4", 5), np.float64)[[0, 1, 2, 4, 5, 6, 7]]
   stack = np.asarray(layer.representation_stack(), np.float64)
   for power in range(4):  # numpy re-derivation: element m is Σ_j w_j P_j^m
     expected = sum(w * np.linalg.matrix_power(p, power) for w, p in zip(weights, d4))
@@ -315,13 +323,14 @@ def test_power_blend_is_the_blend_of_the_isometries_powers():
   np.testing.assert_allclose(stack.sum(-2), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("generator", range(8))
-def test_power_blend_at_a_vertex_equals_powers(generator):
-  one_hot = jnp.full((1, 8), -1e4).at[0, generator].set(0.0)
+@pytest.mark.parametrize("candidate", range(7))
+def test_power_blend_at_a_vertex_equals_powers(candidate):
+  blend = _power_blend_layer(jnp.full((1, 7), -1e4).at[0, candidate].set(0.0))
   powers = WSLiftConv(1, 2, 5, elements="powers", constraint="isometries", rngs=nnx.Rngs(0))
-  powers.logits[...] = one_hot
-  np.testing.assert_allclose(_power_blend_layer(one_hot).representation_stack(),
-                             powers.representation_stack(), atol=1e-6)
+  generator = blend.generator_candidates[candidate]
+  powers.logits[...] = jnp.full((1, 8), -1e4).at[0, generator].set(0.0)
+  np.testing.assert_allclose(blend.representation_stack(), powers.representation_stack(),
+                             atol=1e-6)
 
 
 def test_only_power_blend_moves_the_higher_powers_at_the_centre():
@@ -337,14 +346,14 @@ def test_only_power_blend_moves_the_higher_powers_at_the_centre():
       copy.logits[...] = logits
       return copy.representation_stack()
     return stack
-  centre = jnp.zeros((1, 8))
-  powers_jacobian = jax.jacfwd(stack_of("powers"))(centre)  # [G, d, d, 1, 8]
-  blend_jacobian = jax.jacfwd(stack_of("power_blend"))(centre)
+  powers_jacobian = jax.jacfwd(stack_of("powers"))(jnp.zeros((1, 8)))  # [G, d, d, 1, 8]
+  blend_jacobian = jax.jacfwd(stack_of("power_blend"))(jnp.zeros((1, 7)))
   assert float(jnp.abs(powers_jacobian[1]).max()) > 0.05
   assert float(jnp.abs(powers_jacobian[2:]).max()) < 1e-6
   assert float(jnp.abs(blend_jacobian[2:]).max()) > 0.05
-  # The rotation by 90° and a flip pull element 2 towards different matrices (r² vs e).
-  rotation, flip = blend_jacobian[2, :, :, 0, 1], blend_jacobian[2, :, :, 0, 4]
+  # The rotation by 90° and a flip (candidates 1 and 3) pull element 2 towards different
+  # matrices (r² vs e).
+  rotation, flip = blend_jacobian[2, :, :, 0, 1], blend_jacobian[2, :, :, 0, 3]
   assert float(jnp.abs(rotation - flip).max()) > 0.05
 
 
@@ -352,7 +361,7 @@ def test_tied_cayley_network_from_a_power_blend_rotation_is_rotation_invariant()
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
                        sharing="tied_cayley", elements="power_blend", constraint="isometries")
   lift = weight_sharing_layers(model)[0][1]
-  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 1].set(0.0)  # generator: rotation by 90°
+  lift.logits[...] = jnp.full((1, 7), -1e4).at[0, 1].set(0.0)  # generator: rotation by 90°
   x = jax.random.normal(jax.random.key(5), (2, 28, 28, 1))
   y = model(x)
   for turns in (1, 2, 3):
@@ -384,13 +393,15 @@ def test_tied_cyclic_network_from_a_rotation_generator_is_rotation_invariant(ele
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
                        sharing="tied_cyclic", elements=elements, constraint="isometries")
   lift = weight_sharing_layers(model)[0][1]
-  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 3].set(0.0)  # generator: rotation by 270°
+  size = lift.logits[...].shape[-1]
+  rotation, flip = (1, 3) if elements == "power_blend" else (3, 4)  # 90° (or 270°), a flip
+  lift.logits[...] = jnp.full((1, size), -1e4).at[0, rotation].set(0.0)
   x = jax.random.normal(jax.random.key(6), (2, 28, 28, 1))
   y = model(x)
   for turns in (1, 2, 3):
     np.testing.assert_allclose(model(jnp.rot90(x, turns, axes=(1, 2))), y, rtol=1e-4,
                                atol=1e-5 * float(jnp.abs(y).max()))
-  lift.logits[...] = jnp.full((1, 8), -1e4).at[0, 4].set(0.0)  # a flip: not rotation-invariant
+  lift.logits[...] = jnp.full((1, size), -1e4).at[0, flip].set(0.0)  # not rotation-invariant
   assert float(jnp.abs(model(jnp.rot90(x, 1, axes=(1, 2))) - model(x)).max()) > 1e-3
 
 

@@ -361,8 +361,11 @@ class WSLiftConv(_WeightSharingConv):
     ``B`` (a rotation, a flip, the identity, …); needs ``fix_identity=True``.
 
     ``"power_blend"`` (needs ``constraint="isometries"``): element ``m`` is
-    ``Σ_j w_j P_j^m`` with ``P_j`` the 8 isometries of the kernel grid and one learned
-    ``w = softmax(logits)``: the expected stack when the generator is drawn from ``w``. It equals
+    ``Σ_j w_j P_j^m`` over the candidate generators ``P_j``, one per distinct cyclic stack of
+    the kernel grid's 8 isometries (``ops.structure.distinct_cyclic_generators``: for
+    ``G = 4`` the 90° and 270° rotations generate the same stack and count once, so 7
+    candidates), with one learned ``w = softmax(logits)``: the expected stack when the
+    generator is drawn from ``w``. It equals
     ``"powers"`` whenever ``w`` is one-hot, but off the vertices it differs: ``"powers"`` blends
     first and multiplies after, so at the centre start ``B = Π`` (the isometries' mean) absorbs
     every isometry (``PΠ = Π``) and ``B², B³`` do not move to first order; the generator is then
@@ -386,9 +389,18 @@ class WSLiftConv(_WeightSharingConv):
       return 1
     return super().num_learned
 
+  @property
+  def generator_candidates(self) -> tuple[int, ...]:
+    """``elements="power_blend"``: the isometries (indices into
+    ``ops.groups.spatial_permutations("D4", k)``) the generator is blended over, one per
+    distinct cyclic stack."""
+    return structure_ops.distinct_cyclic_generators(self.kernel_size, self.num_elements)
+
   def _init_stack(self, key):
     self.logits = (self._new_logits(self.representation_size, key, spatial=True)
                    if self.group is None else None)
+    if self.logits is not None and self.elements == "power_blend":
+      self.logits = RepresentationLogits(self.logits[...][:, :len(self.generator_candidates)])
 
   @property
   def representation_size(self) -> int:
@@ -411,7 +423,8 @@ class WSLiftConv(_WeightSharingConv):
     if self.logits is not None and self.elements == "power_blend":
       weights = jax.nn.softmax(self.logits[...][0].astype(jnp.float32) / self.sinkhorn_tau)
       powers = structure_ops.isometry_powers(self.kernel_size, self.num_elements)  # [G, 8, d, d]
-      learned = jnp.einsum("j,mjab->mab", weights, powers[1:])
+      powers = powers[1:, jnp.asarray(self.generator_candidates)]
+      learned = jnp.einsum("j,mjab->mab", weights, powers)
       return self._with_identity(learned, self.representation_size)
     learned = None if self.logits is None else self._constrain(self.logits[...])
     if learned is not None and self.elements == "powers":

@@ -174,6 +174,26 @@ def _isometry_powers(kernel_size: int, num_powers: int) -> np.ndarray:
   return np.stack(powers).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
+def distinct_cyclic_generators(kernel_size: int, num_powers: int) -> tuple[int, ...]:
+  """Indices (into the 8 grid isometries) of one generator per distinct cyclic stack.
+
+  Two isometries are the same candidate when their powers ``{P^0, …, P^{n−1}}`` are the same
+  set of matrices (e.g. the rotations by 90° and by 270° for ``n = 4``: the same four
+  rotations, listed in opposite orders); the first in ``spatial_permutations("D4", k)`` order
+  is kept. Blending such duplicates would leave a tie that no first-order signal breaks
+  (they receive identical gradients from a relabelling-symmetric start)."""
+  powers = _isometry_powers(kernel_size, num_powers)  # [n, 8, d, d]
+  seen, kept = set(), []
+  for j in range(powers.shape[1]):
+    members = frozenset(np.round(powers[m, j]).astype(np.int8).tobytes()
+                        for m in range(num_powers))
+    if members not in seen:
+      seen.add(members)
+      kept.append(j)
+  return tuple(kept)
+
+
 def isometry_powers(kernel_size: int, num_powers: int) -> jnp.ndarray:
   """``[n, 8, k², k²]``: ``out[m, j] = P_j^m`` for the 8 isometries ``P_j`` of the k×k grid
   (``ops.groups.spatial_permutations("D4", k)``, in that order) and ``m = 0 … n−1``.
