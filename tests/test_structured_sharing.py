@@ -323,6 +323,14 @@ def test_power_blend_is_the_blend_of_the_isometries_powers():
   np.testing.assert_allclose(stack.sum(-2), 1.0, atol=1e-5)
 
 
+def test_power_blend_regularizers_see_the_generator():
+  layer = _power_blend_layer(jax.random.normal(jax.random.key(7), (1, 7)))
+  terms = layer.regularizers()
+  assert float(terms["entropy"]) > 0 and float(terms["norm"]) == 0.0
+  assert float(terms["isometry"]) < 1e-6  # blends of isometries: the prior is satisfied
+  assert float(layer.marginal_error()) < 1e-5
+
+
 @pytest.mark.parametrize("candidate", range(7))
 def test_power_blend_at_a_vertex_equals_powers(candidate):
   blend = _power_blend_layer(jnp.full((1, 7), -1e4).at[0, candidate].set(0.0))

@@ -437,6 +437,11 @@ class WSLiftConv(_WeightSharingConv):
   def _own_spatial_stack(self):
     return self._learned_stack() if self.logits is not None else None
 
+  def _regularized_stacks(self):
+    if self.logits is not None and self.elements == "power_blend":  # weights over candidates
+      return [(self.logits, self._learned_stack()[1:2])]  # the generator's blend Σ_j w_j P_j
+    return super()._regularized_stacks()
+
   def _drop_learned(self):
     self.logits = None
 
