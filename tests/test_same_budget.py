@@ -12,8 +12,8 @@ def test_every_row_follows_the_protocol():
     for key, value in PROTOCOL.items():
       assert row.overrides[key] == value, (row.name, key)
   names = [row.name for row in SAME_BUDGET.rows]
-  assert {"cnn", "gcnn", "wscnn_paper", "powers", "ablation_sinkhorn", "ablation_softmax",
-          "ablation_none", "unrotated_best", "scaled_best"} <= set(names)
+  assert {"cnn", "gcnn", "wscnn_paper", "powers", "power_blend", "ablation_sinkhorn",
+          "ablation_softmax", "ablation_none", "unrotated_best", "scaled_best"} <= set(names)
 
 
 def _write_run(root, row, seed, accuracies, distances, done=True):
