@@ -101,6 +101,20 @@ def test_a_blurred_c4_model_becomes_exactly_invariant_after_discovery(sharing):
   assert all(0.2 < d < 0.4 for d in found.layer_distances.values())
 
 
+def test_a_sharp_power_blend_network_is_its_own_discovered_gcnn():
+  """With a one-hot generator weight on the 90° rotation, the power_blend / tied_cyclic network
+  already is a C4 G-CNN in the exponents' labelling: discovery must reproduce its outputs."""
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
+                       sharing="tied_cyclic", elements="power_blend", constraint="isometries")
+  lift = weight_sharing_layers(model)[0][1]
+  lift.logits[...] = jnp.full((1, 7), -1e4).at[0, 1].set(0.0)
+  x = jax.random.normal(jax.random.key(2), (3, 28, 28, 1))
+  found = discover_gcnn(model)
+  assert found.discovery.group == "C4" and found.discovery.labelling.tolist() == [0, 1, 2, 3]
+  np.testing.assert_allclose(found.model(x), model(x), rtol=1e-5, atol=1e-5)
+  assert max(found.layer_distances.values()) < 1e-5
+
+
 def test_a_stack_that_does_not_close_is_refused():
   k = 3
   rng = np.random.default_rng(0)

@@ -135,6 +135,10 @@ def test_parameter_counts_of_each_sharing(model_name, k, lift_d, n_group_layers)
     model = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), channels=4,
                          sharing=sharing)
     assert count_parameters(model)["representation"] == count, sharing
+  # The study's best: one weight per candidate generator (7 distinct cyclic stacks), nothing else.
+  model = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), channels=4,
+                       sharing="tied_cyclic", elements="power_blend", constraint="isometries")
+  assert count_parameters(model)["representation"] == 7
 
 
 # One sharing in the default set; the others (13-24 s each, mostly compilation) in the slow set.
