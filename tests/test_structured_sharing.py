@@ -369,6 +369,7 @@ def test_only_power_blend_moves_the_higher_powers_at_the_centre():
   assert float(jnp.abs(rotation - flip).max()) > 0.05
 
 
+@pytest.mark.slow  # tied_cyclic's invariance test covers power_blend in the default set
 def test_tied_cayley_network_from_a_power_blend_rotation_is_rotation_invariant():
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
                        sharing="tied_cayley", elements="power_blend", constraint="isometries")
