@@ -59,8 +59,8 @@ TIED_CAYLEY_ISO = dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley",
 # The G-CNN row's weight optimisation (the paper's: AdamW, lr 1e-2), used by learned rows that
 # should learn as fast as the G-CNN once their stack is a group.
 PAPER_GCNN_OPTIMISATION = {"learning_rate": 1e-2}
-# The 16-channel best variant (docs/learning_the_group.md §5): the lifting stack is the powers of one
-# learned generator, a blend of the kernel grid's 8 isometries started at their centre; group
+# The 16-channel best variant (docs/learning_the_group.md §5): the lifting stack is the powers
+# of one learned generator, a blend of the kernel grid's 8 isometries started at their centre; group
 # layers take their factors from its Cayley table. Chosen at 16 channels by the lifting stack
 # (the first variant whose stack becomes a group), never by the test set; logits lr 1e-1
 # rather than 2e-1 because at 2e-1 the 3-epoch default run committed to the 180° rotation (C2)

@@ -525,8 +525,7 @@ class WSGroupConv(_WeightSharingConv):
             f"{spatial_source.kernel_size}, num_elements={spatial_source.num_elements}, "
             f"fix_identity={spatial_source.fix_identity}")
       self.spatial_source = spatial_source
-      if self.sharing == "tied_cyclic" and getattr(spatial_source, "elements",
-                                                   "independent") == "independent":
+      if self.sharing == "tied_cyclic" and spatial_source.elements == "independent":
         raise ValueError("sharing='tied_cyclic' needs a lifting layer whose elements are "
                          "powers of one generator (elements='powers' or 'power_blend'); got "
                          "elements='independent'")

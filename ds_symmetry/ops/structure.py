@@ -21,6 +21,10 @@ compose (``Λ(g)[g·h, h] = 1``). This module holds the pure functions for learn
   elements of D4; for k = 1 every permutation). The loss is convex in ``B``, zero on the convex
   hull of those isometries, and says nothing about *which* of them (rotations, flips, the
   identity) a layer should use: that is left to the data.
+* :func:`isometry_powers`, :func:`distinct_cyclic_generators` and :func:`cyclic_shifts` build
+  a lifting stack from powers of candidate generators and tie group layers to it by the
+  exponents' composition law (``WSLiftConv(elements="power_blend")``,
+  ``WSGroupConv(sharing="tied_cyclic")``).
 """
 
 from __future__ import annotations
