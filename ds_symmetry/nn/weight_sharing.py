@@ -207,8 +207,8 @@ class _WeightSharingConv(nnx.Module):
     matrices act on the k×k kernel grid)."""
     if self.num_learned == 0:
       return None
-    if spatial and self.constraint == "isometries":  # blend weights over the 8 isometries
-      shape = (self.num_learned, 8)
+    if spatial and self.constraint == "isometries":  # blend weights over the isometries
+      shape = (self.num_learned, self._num_blend_weights)
       return RepresentationLogits(jnp.zeros(shape, jnp.float32) if self.logits_init == "zeros"
                                   else jax.random.normal(key, shape, jnp.float32))
     logits = _init_logits(key, (self.num_learned, size, size), self.logits_init,
@@ -216,6 +216,11 @@ class _WeightSharingConv(nnx.Module):
     if self.constraint == "none":  # the matrices themselves, starting where Sinkhorn would
       logits = self._sinkhorn(logits)
     return RepresentationLogits(logits)
+
+  @property
+  def _num_blend_weights(self) -> int:
+    """Weights per isometry blend (``constraint="isometries"``): the grid's 8 isometries."""
+    return 8
 
   def _init_weight(self, key):
     shape = self._weight_shape()
@@ -396,11 +401,15 @@ class WSLiftConv(_WeightSharingConv):
     distinct cyclic stack."""
     return structure_ops.distinct_cyclic_generators(self.kernel_size, self.num_elements)
 
+  @property
+  def _num_blend_weights(self) -> int:
+    if self.elements == "power_blend":  # one weight per candidate generator
+      return len(self.generator_candidates)
+    return super()._num_blend_weights
+
   def _init_stack(self, key):
     self.logits = (self._new_logits(self.representation_size, key, spatial=True)
                    if self.group is None else None)
-    if self.logits is not None and self.elements == "power_blend":
-      self.logits = RepresentationLogits(self.logits[...][:, :len(self.generator_candidates)])
 
   @property
   def representation_size(self) -> int:
