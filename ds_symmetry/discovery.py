@@ -81,6 +81,22 @@ def discover_group(stack, kernel_size: int) -> Discovery:
                    table=cayley.table, distinct=distinct, group=group, labelling=labelling)
 
 
+def committed_group(stack, kernel_size: int, within: float) -> Optional[Discovery]:
+  """The discovery of a lifting stack ``[n, k², k²]`` that has committed to a group, else None.
+
+  Committed: the nearest permutations are a group of ``n`` distinct elements and every element
+  lies within ``within`` of its permutation (``‖R_i − P_i‖_F / √d``; a uniform blend of the
+  grid's isometries is about 0.8–0.9 from its nearest one). The trainer's
+  ``discover_when_within`` rounds a model at the first check where this holds.
+  """
+  if not within > 0:
+    raise ValueError(f"within: {within!r} is not accepted; expected a positive distance")
+  discovery = discover_group(stack, kernel_size)
+  if discovery.is_group and float(np.max(discovery.projection_distances)) <= within:
+    return discovery
+  return None
+
+
 def regular_group_stack(permutations: np.ndarray, table: np.ndarray) -> np.ndarray:
   """The exact group-convolution stack of a group given by spatial permutations.
 

@@ -7,7 +7,10 @@ quarter-epoch evaluations from ``metrics.jsonl`` (test accuracy; for learned mod
 stack's nearest group and its distance, and the distance to C4). For learned runs it then
 loads every kept checkpoint, rounds the network to its discovered G-CNN
 (``ds_symmetry.discovery.discover_gcnn``) and measures that model's test accuracy and its
-invariance error under 90° rotations; results are cached in ``<run>/discovered.json``.
+invariance error under 90° rotations; results are cached in ``<run>/discovered.json``. A run
+the trainer itself rounded (``discover_when_within`` / ``discover_at_step``) is its discovered
+G-CNN from that step on: its checkpoints from there are measured as they are, and its curve
+reports the rounded group at distance 0.
 
 Writes ``<root>/same_budget/summary.json`` (every curve, every seed) and two figures
 (``same_budget_accuracy.png``, ``same_budget_distance.png``) into ``--out``, and prints a
@@ -35,19 +38,33 @@ def _evals(workdir: str) -> list[dict]:
   return sorted({r["step"]: r for r in records}.values(), key=lambda r: r["step"])
 
 
+def _rounding(workdir: str) -> Optional[dict]:
+  """The record of the trainer's own discovery (``discover_at_step`` / ``discover_when_within``)
+  in ``workdir``, or None when the run was never rounded while training."""
+  discovered = run_files.load_discovered(workdir)
+  return None if discovered is None else discovered[1]
+
+
 def curve(workdir: str) -> list[dict[str, Any]]:
-  """One point per evaluation: epochs, test accuracy, and the lifting stack's group."""
+  """One point per evaluation: epochs, test accuracy, and the lifting stack's group. From the
+  step a run was rounded to its discovered G-CNN on, its lifting stack is that group's exact
+  permutations (distance 0; ``rounded``)."""
+  rounding = _rounding(workdir)
   points = []
   for record in _evals(workdir):
     lifting = (record.get("layers") or {}).get("convs/0", {})
-    points.append({
+    point = {
         "step": record["step"],
         "epochs": record.get("epochs_done", record.get("epoch")),
         "test_accuracy": record["test_accuracy"],
         "group": lifting.get("group"),
         "group_distance": lifting.get("group_distance"),
         "distance_C4": lifting.get("distance_C4"),
-    })
+    }
+    if rounding is not None and record["step"] >= rounding["step"]:
+      point.update(group=rounding["group"], group_distance=0.0, rounded=True,
+                   distance_C4=0.0 if rounding["group"] == "C4" else None)
+    points.append(point)
   return points
 
 
@@ -83,6 +100,7 @@ def discovered_curve(workdir: str) -> list[dict[str, Any]]:
   checkpoint_dir = run_files.path(workdir, run_files.CHECKPOINTS)
   steps = sorted(int(name) for name in os.listdir(checkpoint_dir) if name.isdigit()) if (
       os.path.isdir(checkpoint_dir)) else []
+  rounding = _rounding(workdir)
   protocol = None
   for step in steps:
     if str(step) in cache:
@@ -91,6 +109,15 @@ def discovered_curve(workdir: str) -> list[dict[str, Any]]:
     if protocol is None:
       protocol = make_protocol(config.protocol, data_dir=config.get("data_dir"),
                                seed=config.seed, **config.protocol_options.to_dict())
+    if rounding is not None and step >= rounding["step"]:
+      # rounded while training: this checkpoint already is the discovered G-CNN
+      accuracy = _accuracy(model, protocol.test_images, protocol.test_labels)
+      cache[str(step)] = {"group": rounding["group"], "is_group": rounding["is_group"],
+                          "projection_distance": 0.0, "learned_accuracy": accuracy,
+                          "discovered_accuracy": accuracy, "rounded_in_training": True,
+                          "invariance_error": _invariance_error(model, protocol.test_images)}
+      run_files.write_json(cache_path, cache, indent=1)
+      continue
     found = discover_gcnn(model, require_group=False)
     entry = {"group": found.discovery.group, "is_group": found.discovery.is_group,
              "projection_distance": float(np.mean(found.discovery.projection_distances)),
@@ -114,8 +141,10 @@ def collect(root: str, discover: bool = True) -> dict[str, Any]:
       workdir = os.path.join(root, SAME_BUDGET.name, row.name, f"seed{seed}")
       if not os.path.exists(run_files.path(workdir, run_files.METRICS)):
         continue
+      rounding = _rounding(workdir)
       entry = {"curve": curve(workdir),
-               "done": os.path.exists(run_files.path(workdir, run_files.RESULTS))}
+               "done": os.path.exists(run_files.path(workdir, run_files.RESULTS)),
+               "rounded_at": None if rounding is None else rounding["step"]}
       learned = row.config.endswith(":wscnn")
       if discover and learned and entry["done"]:
         entry["discovered"] = discovered_curve(workdir)
@@ -149,6 +178,8 @@ def markdown(summary: dict[str, Any]) -> str:
       group = ""
       if last.get("distance_C4") is not None:
         group = f"{last.get('group') or 'none'} ({last['distance_C4']:.2f})"
+      if run.get("rounded_at") is not None:
+        group += f", rounded at step {run['rounded_at']}"
       discovered = ""
       if run.get("discovered"):
         final = run["discovered"][-1]

@@ -10,7 +10,8 @@ from flax import nnx
 
 from ds_symmetry.analysis import distance_to_group, identify_group
 from ds_symmetry.analysis.groups import group_labelling, relabelled_shift_twist
-from ds_symmetry.discovery import discover_gcnn, discover_group, regular_group_stack
+from ds_symmetry.discovery import (committed_group, discover_gcnn, discover_group,
+                                   regular_group_stack)
 from ds_symmetry.models import create_model
 from ds_symmetry.nn import weight_sharing_layers
 from ds_symmetry.ops import groups
@@ -129,6 +130,22 @@ def test_a_stack_that_does_not_close_is_refused():
     discover_gcnn(model)
   rounded = discover_gcnn(model, require_group=False)
   assert not rounded.discovery.is_group
+
+
+def test_committed_group_waits_until_every_element_is_within_the_distance():
+  """A blurred C4 commits once every element is within ``within`` of its permutation; a
+  sharp stack that is no group of distinct elements never does."""
+  spatial, _ = _relabelled_gcnn_stacks([0, 3, 2, 1], kernel_size=3)
+  blurred = _blurred(spatial, 0.6)  # ‖R − P‖_F / √d = 0.4 · √(1 − 1/d) for every element
+  expected = 0.4 * np.sqrt(1 - 1 / 9)
+  found = committed_group(blurred, 3, within=expected + 1e-6)
+  assert found is not None and found.group == "C4" and found.labelling.tolist() == [0, 3, 2, 1]
+  np.testing.assert_allclose(found.projection_distances[1:], expected, rtol=1e-6)
+  assert committed_group(blurred, 3, within=expected - 1e-3) is None
+  half_turns = spatial[[0, 2, 0, 2]]  # e, r², e, r²: closed but repeated, so no group of order 4
+  assert committed_group(half_turns, 3, within=1.0) is None
+  with pytest.raises(ValueError, match="within: 0"):
+    committed_group(blurred, 3, within=0)
 
 
 def test_regular_group_stack_of_the_canonical_order_is_the_shift_twist():

@@ -51,6 +51,22 @@ def test_report_tabulates_every_seed_and_plots(tmp_path):
   assert all(os.path.getsize(path) > 1000 for path in paths) and len(paths) == 2
 
 
+def test_a_run_rounded_while_training_reports_its_group_from_the_rounding_on(tmp_path):
+  import numpy as np
+  from ds_symmetry import run_files
+  root = str(tmp_path)
+  _write_run(root, "power_blend_discover", 0, [0.3, 0.35, 0.5, 0.7], [0.9, 0.8, None, None])
+  workdir = os.path.join(root, "same_budget", "power_blend_discover", "seed0")
+  run_files.save_discovered(workdir, {"convs/0": np.eye(9)[None].repeat(4, 0)},
+                            {"step": 250, "group": "C4", "is_group": True})
+  summary = same_budget_report.collect(root, discover=False)
+  run = summary["power_blend_discover"]["seeds"]["0"]
+  assert run["rounded_at"] == 250
+  assert [p.get("rounded", False) for p in run["curve"]] == [False, False, True, True]
+  assert [p["distance_C4"] for p in run["curve"]] == [0.9, 0.8, 0.0, 0.0]
+  assert "| C4 (0.00), rounded at step 250 |" in same_budget_report.markdown(summary)
+
+
 def test_report_without_runs_says_so(tmp_path, capsys):
   assert same_budget_report.main([f"--root={tmp_path}", "--no-discover"]) == 1
   assert "no same_budget runs" in capsys.readouterr().err

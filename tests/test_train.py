@@ -235,6 +235,15 @@ def test_clear_errors_and_nothing_written(tmp_path, mnist_dir):
     validate_config(tiny_config(mnist_dir, model="wscn"))
   with pytest.raises(ValueError, match="rotated_mnist"):
     validate_config(tiny_config(mnist_dir, protocol="rotmnist"))
+  with pytest.raises(ValueError, match=r"config.discover_when_within: -0.1 .* a float >= 0"):
+    validate_config(tiny_config(mnist_dir, discover_when_within=-0.1))
+  exact = tiny_config(mnist_dir, model="gcnn", discover_when_within=0.3)
+  exact.unlock()
+  exact.model_options = {"channels": 4}
+  with pytest.raises(ValueError, match=r"config.discover_when_within: 0.3 needs a model with a "
+                                       r"learned lifting layer; model 'gcnn'"):
+    train_and_evaluate(exact, str(tmp_path / "gcnn_run"))
+  assert not (tmp_path / "gcnn_run").exists()
 
   blocker = tmp_path / "a_file"
   blocker.write_text("")

@@ -69,3 +69,67 @@ def test_discover_and_reinitialize_restarts_from_the_initial_weights(tmp_path, m
   assert weights
   for path, value in weights:
     np.testing.assert_array_equal(value, initial_weights[path], err_msg=str(path))
+
+
+def _peaked_on_the_quarter_turn(monkeypatch, peak):
+  """Builds every model with its power_blend generator weights peaked on the 90° rotation
+  (candidate 1): a lifting stack already close to C4 at step 0."""
+  import jax.numpy as jnp
+  from ds_symmetry.nn import weight_sharing_layers
+  from ds_symmetry.train import restore
+  build = restore.build_model
+
+  def build_peaked(config, num_classes, discovered=None):
+    model = build(config, num_classes, discovered)
+    lift = weight_sharing_layers(model)[0][1]
+    if lift.is_learned:
+      lift.logits[...] = jnp.zeros((1, 7)).at[0, 1].set(peak)
+    return model
+
+  monkeypatch.setattr(restore, "build_model", build_peaked)
+
+
+def _power_blend_config(mnist_dir, **overrides):
+  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, save_figures=False,
+                       discover_check_every_steps=2, **overrides)  # 8 steps
+  config.model_options.sharing = "tied_cyclic"
+  config.model_options.elements = "power_blend"
+  config.model_options.constraint = "isometries"
+  config.model_options.logits_init = "zeros"
+  config.logits_learning_rate = 1e-6  # the stack stays where the test put it
+  return config
+
+
+@pytest.mark.slow
+def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monkeypatch):
+  """``discover_when_within``: no discovery while the stack is farther than the distance; at
+  the first check within it, the model is rounded to its C4 G-CNN and is exactly invariant to
+  quarter turns."""
+  import jax
+  from ds_symmetry.discovery import discover_group
+  from ds_symmetry.nn import weight_sharing_layers
+  from ds_symmetry.train import restore
+  _peaked_on_the_quarter_turn(monkeypatch, peak=4.0)
+  probe = restore.build_model(_power_blend_config(mnist_dir), restore.NUM_CLASSES)
+  lift = weight_sharing_layers(probe)[0][1]
+  distance = float(discover_group(np.asarray(lift.representation_stack()),
+                                  lift.kernel_size).projection_distances.max())
+  assert 0.05 < distance < 0.6
+
+  far = tmp_path / "far"
+  train_and_evaluate(_power_blend_config(mnist_dir, discover_when_within=distance / 2), str(far))
+  assert not [r for r in read_jsonl(far / "metrics.jsonl") if r["type"] == "discovered"]
+  assert not (far / "discovered_stacks.npz").exists()
+
+  near = tmp_path / "near"
+  summary = train_and_evaluate(
+      _power_blend_config(mnist_dir, discover_when_within=distance * 1.5,
+                          discover_reinitialize=True), str(near))
+  found = [r for r in read_jsonl(near / "metrics.jsonl") if r["type"] == "discovered"]
+  assert len(found) == 1 and found[0]["step"] == 2
+  assert found[0]["trigger"] == "discover_when_within" and found[0]["group"] == "C4"
+  assert summary["discovery"]["step"] == 2
+  model, _, step = restore.load_model(near)
+  assert step == 8 and restore.frozen_stacks(model)
+  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  np.testing.assert_allclose(model(np.rot90(x, 1, axes=(1, 2))), model(x), atol=1e-4)

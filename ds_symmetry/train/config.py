@@ -23,6 +23,14 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
   evals_per_epoch                evaluations per evaluated epoch (4: every quarter epoch)
   discover_at_step               0 = off; else round the model to its discovered G-CNN at that
                                  step (``ds_symmetry.discovery``) and fine-tune it
+  discover_when_within           0 = off; else round the model as soon as its lifting stack has
+                                 committed to a group: at a check (every
+                                 discover_check_every_steps steps) where the stack's nearest
+                                 permutations are a group of distinct elements and every element
+                                 lies within this distance (‖R − P‖_F / √d) of its permutation
+                                 (``discovery.committed_group``); whichever of this and
+                                 discover_at_step comes first
+  discover_check_every_steps     how often discover_when_within looks at the lifting stack
   discover_require_group         stop with an error if the rounded lifting stack is no group
   discover_reinitialize          at the discovery, re-draw the weights from the model's own
                                  initialisation (``seed``) instead of keeping the learned ones:
@@ -95,6 +103,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 1
   config.evals_per_epoch = 1
   config.discover_at_step = 0
+  config.discover_when_within = 0.0
+  config.discover_check_every_steps = 25
   config.discover_require_group = True
   config.discover_reinitialize = False
   config.checkpoint_every_steps = 1000
@@ -158,7 +168,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     if not config[name] >= 0:
       _fail(name, config[name], "a float >= 0")
   for name in ("batch_size", "eval_batch_size", "eval_every_epochs", "evals_per_epoch",
-               "checkpoint_every_steps",
+               "checkpoint_every_steps", "discover_check_every_steps",
                "keep_checkpoints", "log_every_steps"):
     if not isinstance(config[name], int) or config[name] < 1:
       _fail(name, config[name], "a positive int")
@@ -167,6 +177,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
       _fail(name, config[name], "True or False")
   if not isinstance(config.discover_at_step, int) or config.discover_at_step < 0:
     _fail("discover_at_step", config.discover_at_step, "an int >= 0 (0 = off)")
+  if not isinstance(config.discover_when_within, (int, float)) or isinstance(
+      config.discover_when_within, bool) or not config.discover_when_within >= 0:
+    _fail("discover_when_within", config.discover_when_within,
+          "a float >= 0 (0 = off; the largest distance of a lifting element from its "
+          "nearest permutation at which to round the model)")
   if not isinstance(config.num_epochs, int) or config.num_epochs < 0:
     _fail("num_epochs", config.num_epochs, "an int >= 0")
   if not isinstance(config.num_train_steps, int) or config.num_train_steps == 0 or (

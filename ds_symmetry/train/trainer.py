@@ -11,7 +11,8 @@ A run writes its workdir's files through ``ds_symmetry.run_files`` (names and fo
                        ``keep_checkpoints``; see ``checkpointing``); rejected ones go to
                        rejected_checkpoints/
   stacks.npz           every weight-sharing layer's stack at the latest evaluation
-  discovered_stacks.npz  the frozen stacks, once a run is rounded (``discover_at_step``)
+  discovered_stacks.npz  the frozen stacks, once a run is rounded (``discover_at_step`` or
+                       ``discover_when_within``)
   figures/*.png        learned stacks and lifting-kernel orbits (at the end)
   results.json         final summary: status ("finished" or "diverged"), accuracies,
                        parameter counts, timing, config
@@ -298,6 +299,8 @@ class _Run:
     self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
     self.parameters = count_parameters(model)
     self._build(model)
+    if config.discover_when_within and self.discovery is None:
+      self._lifting_stack_name()  # a model without one fails here, not at the first check
     replicated = NamedSharding(self.mesh, P())
     self.train_images = _global_array(self.protocol.train_images, replicated)
     self.train_labels = _global_array(self.protocol.train_labels.astype(np.int32), replicated)
@@ -394,7 +397,7 @@ class _Run:
         self._evaluate(epoch)
         self._save_checkpoint()
         self.timer += time.time() - eval_start  # keep train_seconds free of evaluations
-      if self.step == config.discover_at_step and self.discovery is None:
+      if self.discovery is None and self._discovery_due():
         self._discover()
       if self.step % config.checkpoint_every_steps == 0 and self.step < epoch_end:
         self._save_checkpoint()
@@ -475,6 +478,30 @@ class _Run:
     results = self.steps.evaluate(self.state, *self.test_chunks)
     return float(jax.device_get(results["test_accuracy"]))
 
+  def _discovery_due(self) -> bool:
+    """At ``discover_at_step``, or (``discover_when_within``) at a check step where the lifting
+    stack has committed to a group (``discovery.committed_group``)."""
+    config = self.config
+    if self.step == config.discover_at_step:
+      return True
+    if not config.discover_when_within or self.step % config.discover_check_every_steps:
+      return False
+    from ds_symmetry.discovery import committed_group  # pylint: disable=import-outside-toplevel
+    name = self._lifting_stack_name()
+    stack = np.asarray(jax.device_get(self.steps.stacks(self.state)[name]))
+    return committed_group(stack, self.metadata[name]["kernel_size"],
+                           config.discover_when_within) is not None
+
+  def _lifting_stack_name(self) -> str:
+    """The learned lifting layer's stack name (``discover_when_within`` watches it)."""
+    names = [name for name, info in self.metadata.items()
+             if info["learned"] and info["kind"] == "lift"]
+    if not names:
+      raise ValueError(f"config.discover_when_within: {self.config.discover_when_within!r} "
+                       f"needs a model with a learned lifting layer; model "
+                       f"{self.config.model!r} has none (set it to 0)")
+    return names[0]
+
   def _discover(self) -> None:
     """Rounds the model to its discovered G-CNN (``ds_symmetry.discovery``) and trains that on:
     same weights (or, with ``discover_reinitialize``, the model's initial ones), batch
@@ -489,7 +516,9 @@ class _Run:
               "projection_distances": discovery.projection_distances.tolist(),
               "labelling": (None if discovery.labelling is None
                             else discovery.labelling.tolist()),
-              "layer_distances": found.layer_distances, "test_accuracy_before": before}
+              "layer_distances": found.layer_distances, "test_accuracy_before": before,
+              "trigger": ("discover_at_step" if self.step == self.config.discover_at_step
+                          else "discover_when_within")}
     model = found.model
     if self.config.discover_reinitialize:
       # The discovered group, fresh weights: the model as the run's seed first drew it.
