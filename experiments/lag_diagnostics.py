@@ -10,6 +10,10 @@
 3. Optimizer statistics: the root mean of Adam's second-moment estimate of the lifting weights
    at steps 234 and 468 of ``<root>/same_budget/{gcnn,power_blend}/seed0`` (needs those runs'
    checkpoints, which are not committed; runs without them are skipped).
+4. Kernel isotropy: for every layer, the share of its canonical kernels' norm that is
+   invariant under C4 (``c4_invariant_share``), at initialisation and at step 234 of both
+   runs (same checkpoints). Kernels trained while the lifting stack was a blur of rotations
+   are closer to rotation-invariant, so fewer of their features tell orientations apart.
 """
 
 from __future__ import annotations
@@ -77,6 +81,50 @@ def lifting_adam_rms(workdir: str, step: int) -> float | None:
   return None
 
 
+def c4_invariant_share(weight: np.ndarray, kernel_size: int) -> float:
+  """``‖mean_t T^t w‖ / ‖w‖`` for canonical kernels ``w`` ``[C_out, C_in, n·k²]``.
+
+  ``T`` turns each ``k × k`` kernel plane by 90°; for a group layer (``n = 4`` input elements)
+  it also shifts the input-element axis by one (either direction: the larger share is
+  returned, as a learned labelling may run either way). 1 for a kernel ``T`` leaves unchanged,
+  about 0.5 for i.i.d. random kernels, 0 for one whose four turns cancel.
+  """
+  w = np.asarray(weight, np.float64)
+  w = w.reshape(w.shape[0], w.shape[1], -1, kernel_size, kernel_size)
+  shares = []
+  for direction in (1, -1):
+    average = sum(np.roll(np.rot90(w, t, axes=(-2, -1)), direction * t, axis=2)
+                  for t in range(4)) / 4
+    shares.append(float(np.linalg.norm(average) / np.linalg.norm(w)))
+  return max(shares)
+
+
+def kernel_isotropy(model) -> dict[str, float]:
+  """``{layer path: c4_invariant_share}`` of every weight-sharing layer's canonical kernels."""
+  return {path: c4_invariant_share(np.asarray(layer.canonical_weight()), layer.kernel_size)
+          for path, layer in weight_sharing_layers(model)}
+
+
+def _isotropy_rows(root: str, step: int = 234) -> list[str]:
+  # pylint: disable=import-outside-toplevel
+  from ds_symmetry.train import load_model
+  from ds_symmetry.train.restore import NUM_CLASSES, build_model
+  lines = []
+  for row in ("power_blend", "gcnn"):
+    workdir = os.path.join(root, "same_budget", row, "seed0")
+    try:
+      model, config, _ = load_model(workdir, step)
+    except (FileNotFoundError, ValueError):
+      lines.append(f"{row} step {step}: no checkpoint")
+      continue
+    for label, current in ((f"{row} initial", build_model(config, NUM_CLASSES)),
+                           (f"{row} step {step}", model)):
+      shares = kernel_isotropy(current)
+      lines.append(f"{label}: C4-invariant share of the kernels by layer "
+                   + " ".join(f"{share:.2f}" for share in shares.values()))
+  return lines
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", default="results")
@@ -90,6 +138,8 @@ def main(argv=None) -> int:
       rms = lifting_adam_rms(workdir, step)
       print(f"{row} step {step}: lifting weights' Adam RMS "
             f"{'no checkpoint' if rms is None else f'{rms:.2g}'}")
+  for line in _isotropy_rows(args.root):
+    print(line)
   return 0
 
 

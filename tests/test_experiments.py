@@ -432,3 +432,19 @@ def test_table_marks_runs_made_with_another_config(tmp_path):
   code, out = _main("table", "--grid=smoke", f"--root={root}", "--rows=cnn",
                     "--no-check-config", "--format=csv")
   assert code == 0 and out.splitlines()[1].endswith(",0:50.00;1:50.00,")
+
+
+def test_c4_invariant_share_of_lifting_and_group_kernels():
+  from experiments.lag_diagnostics import c4_invariant_share
+  rng = np.random.default_rng(0)
+  plane = rng.normal(size=(3, 3))
+  isotropic = sum(np.rot90(plane, t) for t in range(4))  # unchanged by a quarter turn
+  assert c4_invariant_share(isotropic.reshape(1, 1, 9), 3) == pytest.approx(1.0)
+  cancelling = plane - np.rot90(plane, 1) + np.rot90(plane, 2) - np.rot90(plane, 3)
+  assert c4_invariant_share(cancelling.reshape(1, 1, 9), 3) == pytest.approx(0.0, abs=1e-12)
+  # a group-layer kernel whose input element q is the q-th turn of one plane, in either
+  # direction of the shift, is invariant under turn-and-shift but not under the turn alone
+  for direction in (1, -1):
+    twisted = np.stack([np.rot90(plane, direction * q) for q in range(4)]).reshape(1, 1, 36)
+    assert c4_invariant_share(twisted, 3) == pytest.approx(1.0)
+  assert 0.3 < c4_invariant_share(rng.normal(size=(16, 8, 36)), 3) < 0.7
