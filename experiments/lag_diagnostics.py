@@ -14,6 +14,11 @@
    invariant under C4 (``c4_invariant_share``), at initialisation and at step 234 of both
    runs (same checkpoints). Kernels trained while the lifting stack was a blur of rotations
    are closer to rotation-invariant, so fewer of their features tell orientations apart.
+5. Rounded run = ``gcnn``: the ``power_blend_discover`` run's model as its rounding rebuilt it
+   (its discovered stacks, the weights its seed first drew) against the ``gcnn`` row's initial
+   model: largest differences of the initial weights, the stacks, the outputs and the
+   gradients on random inputs (needs only the committed ``config.json`` and
+   ``discovered_stacks.npz`` of both runs).
 """
 
 from __future__ import annotations
@@ -125,6 +130,44 @@ def _isotropy_rows(root: str, step: int = 234) -> list[str]:
   return lines
 
 
+def rounded_run_against_gcnn(root: str) -> dict[str, float] | None:
+  """Largest differences between the rounded ``power_blend_discover`` run's retrained model
+  and the ``gcnn`` row's, both at their initial weights (seed 0); None without the runs."""
+  # pylint: disable=import-outside-toplevel
+  import ml_collections
+  from ds_symmetry import run_files
+  from ds_symmetry.train.restore import NUM_CLASSES, build_model
+  rounded_dir = os.path.join(root, "same_budget", "power_blend_discover", "seed0")
+  gcnn_dir = os.path.join(root, "same_budget", "gcnn", "seed0")
+  discovered = run_files.load_discovered(rounded_dir)
+  configs = [run_files.read_json(run_files.path(d, run_files.CONFIG), strict=False)
+             for d in (rounded_dir, gcnn_dir)]
+  if discovered is None or None in configs:
+    return None
+  rounded, gcnn = (build_model(ml_collections.ConfigDict(c), NUM_CLASSES, found)
+                   for c, found in zip(configs, (discovered, None)))
+
+  def largest(a, b):
+    return max(float(jnp.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+  x = jax.random.normal(jax.random.key(0), (8, 28, 28, 1))
+  y = jnp.arange(8) % 10
+
+  def grads(model):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(params):
+      logits = nnx.merge(graphdef, params, rest)(x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return jax.grad(loss)(params)
+
+  stacks = [[layer.representation_stack() for _, layer in weight_sharing_layers(m)]
+            for m in (rounded, gcnn)]
+  return {"weights": largest(nnx.state(rounded, nnx.Param), nnx.state(gcnn, nnx.Param)),
+          "stacks": largest(*stacks), "outputs": largest(rounded(x), gcnn(x)),
+          "gradients": largest(grads(rounded), grads(gcnn))}
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", default="results")
@@ -140,6 +183,10 @@ def main(argv=None) -> int:
             f"{'no checkpoint' if rms is None else f'{rms:.2g}'}")
   for line in _isotropy_rows(args.root):
     print(line)
+  differences = rounded_run_against_gcnn(args.root)
+  print("rounded power_blend_discover run vs gcnn at their initial weights: " + (
+      "no runs" if differences is None else
+      ", ".join(f"largest {name} difference {value:.3g}" for name, value in differences.items())))
   return 0
 
 
