@@ -90,9 +90,10 @@ BEST_BLEND = dict(PAPER_GCNN_OPTIMISATION, **{
 # The best variant, rounded to its discovered G-CNN as soon as its lifting stack has committed
 # to a group (every element within 0.3 of its nearest permutation, the permutations a group of
 # 4 distinct elements; checked every 25 steps) and retrained from its initial weights: the
-# weights trained while the stack was blurred learn slowly afterwards (docs §9), a fresh draw
-# under the found group learns like the G-CNN. 0.3 was read off the 32-channel probes' lifting
-# stacks (C4 at 0.36 and 0.28 by steps 156–208, never leaving it afterwards), not the test set.
+# weights trained while the stack was blurred learn slowly afterwards and are more
+# rotation-invariant (docs §9–10), so the exact G-CNN the stack names is trained from a fresh
+# start. 0.3 was read off the 32-channel probes' lifting stacks (C4 at 0.36 and 0.28 by steps
+# 156–208, never leaving it afterwards), not the test set.
 DISCOVER_BLEND = dict(BEST_BLEND, **{"discover_when_within": 0.3,
                                      "discover_check_every_steps": 25,
                                      "discover_reinitialize": True})

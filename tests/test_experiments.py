@@ -442,8 +442,8 @@ def test_c4_invariant_share_of_lifting_and_group_kernels():
   assert c4_invariant_share(isotropic.reshape(1, 1, 9), 3) == pytest.approx(1.0)
   cancelling = plane - np.rot90(plane, 1) + np.rot90(plane, 2) - np.rot90(plane, 3)
   assert c4_invariant_share(cancelling.reshape(1, 1, 9), 3) == pytest.approx(0.0, abs=1e-12)
-  # a group-layer kernel whose input element q is the q-th turn of one plane, in either
-  # direction of the shift, is invariant under turn-and-shift but not under the turn alone
+  # a group-layer kernel whose input element q is the q-th turn of one plane is invariant under
+  # turn-and-shift, whichever way the shift runs
   for direction in (1, -1):
     twisted = np.stack([np.rot90(plane, direction * q) for q in range(4)]).reshape(1, 1, 36)
     assert c4_invariant_share(twisted, 3) == pytest.approx(1.0)
