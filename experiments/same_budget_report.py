@@ -45,11 +45,10 @@ def _rounding(workdir: str) -> Optional[dict]:
   return None if discovered is None else discovered[1]
 
 
-def curve(workdir: str) -> list[dict[str, Any]]:
+def curve(workdir: str, rounding: Optional[dict] = None) -> list[dict[str, Any]]:
   """One point per evaluation: epochs, test accuracy, and the lifting stack's group. From the
   step a run was rounded to its discovered G-CNN on, its lifting stack is that group's exact
-  permutations (distance 0; ``rounded``)."""
-  rounding = _rounding(workdir)
+  permutations (distance 0; ``rounded``). ``rounding``: the run's :func:`_rounding` record."""
   points = []
   for record in _evals(workdir):
     lifting = (record.get("layers") or {}).get("convs/0", {})
@@ -89,8 +88,9 @@ def _invariance_error(model, images: np.ndarray) -> float:
   return worst / float(jnp.max(jnp.abs(y)))
 
 
-def discovered_curve(workdir: str) -> list[dict[str, Any]]:
-  """The discovered G-CNN at every kept checkpoint of a learned run (cached)."""
+def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict[str, Any]]:
+  """The discovered G-CNN at every kept checkpoint of a learned run (cached); ``rounding``: the
+  run's :func:`_rounding` record (its checkpoints from that step on are measured as they are)."""
   # pylint: disable=import-outside-toplevel
   from ds_symmetry.data import make_protocol
   from ds_symmetry.discovery import discover_gcnn
@@ -100,7 +100,6 @@ def discovered_curve(workdir: str) -> list[dict[str, Any]]:
   checkpoint_dir = run_files.path(workdir, run_files.CHECKPOINTS)
   steps = sorted(int(name) for name in os.listdir(checkpoint_dir) if name.isdigit()) if (
       os.path.isdir(checkpoint_dir)) else []
-  rounding = _rounding(workdir)
   protocol = None
   for step in steps:
     if str(step) in cache:
@@ -142,12 +141,12 @@ def collect(root: str, discover: bool = True) -> dict[str, Any]:
       if not os.path.exists(run_files.path(workdir, run_files.METRICS)):
         continue
       rounding = _rounding(workdir)
-      entry = {"curve": curve(workdir),
+      entry = {"curve": curve(workdir, rounding),
                "done": os.path.exists(run_files.path(workdir, run_files.RESULTS)),
                "rounded_at": None if rounding is None else rounding["step"]}
       learned = row.config.endswith(":wscnn")
       if discover and learned and entry["done"]:
-        entry["discovered"] = discovered_curve(workdir)
+        entry["discovered"] = discovered_curve(workdir, rounding)
       seeds[str(seed)] = entry
     if seeds:
       summary[row.name] = {"label": row.label, "setting": row.setting,
