@@ -3,7 +3,9 @@
 Reads ``WORKDIR/stacks.npz`` (written at every evaluation) and, when present,
 ``results.json`` / ``metrics.jsonl``; prints per learned layer the nearest group, its distance,
 the distance of every comparable group, and the approximate Cayley-table error
-(``ds_symmetry.analysis.summarize_stack``).
+(``ds_symmetry.analysis.summarize_stack``). For a run rounded to its discovered G-CNN
+(``discovered_stacks.npz``) it says when and to which group, and judges both the learned
+stacks just before the rounding and the exact ones it was rounded to.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ def load_results(workdir: str) -> dict | None:
 
 
 def format_report(workdir: str) -> str:
-  from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
   results = load_results(workdir)
   has_stacks = os.path.exists(run_files.path(workdir, run_files.STACKS))
   if has_stacks or results is None:
@@ -71,26 +72,62 @@ def format_report(workdir: str) -> str:
         f"{_pct(results.get('final_test_accuracy'))}, best {_pct(results.get('best_test_accuracy'))}"
         f" (epoch {results.get('best_epoch')}); parameters {results['parameters']['free']:,} free"
         f" + {results['parameters']['representation']:,} representation")
-  learned = [name for name in stacks if meta["layers"][name]["learned"]]
-  if not learned:
+  learned = {name: stacks[name] for name in stacks if meta["layers"][name]["learned"]}
+  discovered = run_files.load_discovered(workdir)
+  if discovered is not None:
+    lines += _discovery_lines(workdir, discovered, meta["layers"])
+  elif not learned:
     lines.append("no learned weight-sharing layers (exact or plain model)")
-    return "\n".join(lines)
+  if learned:
+    lines += _stack_table(learned, meta["layers"])
+  if learned or discovered is not None:
+    lines.append("nearest: the identified group, or (closest candidate) when none is within "
+                 "the threshold; distance ‖R − P‖_F/√d; Cayley err: max error of the "
+                 "approximate Cayley table")
+  return "\n".join(lines)
+
+
+def _stack_table(stacks: dict[str, np.ndarray], layers: dict) -> list[str]:
+  """One line per stack (``[G, d, d]``): its nearest group, distances, Cayley-table error."""
+  from ds_symmetry.analysis import summarize_stack  # pylint: disable=import-outside-toplevel
   header = f"{'layer':<24} {'kind':<6} {'G':>2} {'d':>4}  {'nearest':<8} {'distance':>8}  " \
            f"{'Cayley err':>10}  other groups"
-  lines += [header, "-" * len(header)]
-  for name in learned:
-    info = meta["layers"][name]
-    summary = summarize_stack(stacks[name], info["kernel_size"], info["kind"])
+  lines = [header, "-" * len(header)]
+  for name, stack in stacks.items():
+    info = layers[name]
+    summary = summarize_stack(stack, info["kernel_size"], info["kind"])
     nearest = summary["group"] if summary["group"] != "none" else f"({summary['best_candidate']})"
     others = ", ".join(f"{k[len('distance_'):]} {v:.3f}" for k, v in summary.items()
                        if k.startswith("distance_"))
     lines.append(f"{name:<24} {info['kind']:<6} {summary['stack_size']:>2} {summary['dim']:>4}  "
                  f"{nearest:<8} {summary['group_distance']:>8.4f}  "
                  f"{summary['cayley_max_error']:>10.4f}  {others}")
-  lines.append("nearest: the identified group, or (closest candidate) when none is within the "
-               "threshold; distance ‖R − P‖_F/√d; Cayley err: max error of the approximate "
-               "Cayley table")
-  return "\n".join(lines)
+  return lines
+
+
+def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) -> list[str]:
+  """What a run rounded to its discovered G-CNN found: the record, the learned stacks just
+  before the rounding and the exact stacks it has trained with since, each judged afresh."""
+  frozen, record = discovered
+  missing = sorted(set(frozen) - set(layers))
+  if missing:
+    raise ReportError(f"{run_files.path(workdir, run_files.DISCOVERED_STACKS)} has stacks for "
+                      f"{missing}, which {run_files.STACKS} does not know: the two files are "
+                      f"from different runs; rerun the training command")
+  how = record.get("trigger", "discover_at_step")
+  weights = "weights re-drawn" if record.get("reinitialized") else "weights kept"
+  distances = ", ".join(f"{d:.3f}" for d in record.get("projection_distances", []))
+  lines = [f"rounded to its discovered G-CNN at step {record['step']} ({how}; {weights}): "
+           f"{record['group']}",
+           f"  element distances to their permutations {distances}; test accuracy {_pct(record.get('test_accuracy_before'))} just before, "
+           f"{_pct(record.get('test_accuracy_after'))} after"]
+  learned = run_files.load_learned_at_discovery(workdir)
+  if learned:
+    lines.append(f"the learned stacks just before the rounding (step {record['step']}):")
+    lines += _stack_table({k: v for k, v in learned.items() if k in layers}, layers)
+  lines.append("the exact stacks it has trained with since:")
+  lines += _stack_table(frozen, layers)
+  return lines
 
 
 def _pct(value):

@@ -10,8 +10,10 @@
                          "layers": {layer: {"kind", "kernel_size", "learned", "num_elements",
                          "group"}}}``) (:func:`save_stacks` / :func:`load_stacks`)
 ``discovered_stacks.npz``  the frozen stacks of a run rounded to its discovered G-CNN:
-                         ``stack/<layer>`` ``[G, d, d]`` and ``record`` (JSON, what was found)
-                         (:func:`save_discovered` / :func:`load_discovered`)
+                         ``stack/<layer>`` ``[G, d, d]``, ``record`` (JSON, what was found)
+                         and ``learned/<layer>`` ``[G, d, d]``, the learned layers' soft
+                         stacks just before the rounding (:func:`save_discovered` /
+                         :func:`load_discovered`, :func:`load_learned_at_discovery`)
 ``results.json``         the final summary (:func:`write_results` / :func:`read_results`)
 ``checkpoints/``         Orbax checkpoints (``ds_symmetry.train.checkpointing``)
 ``tensorboard/``, ``figures/``   TensorBoard events, PNGs
@@ -163,9 +165,11 @@ def save_stacks(workdir: str | os.PathLike, stacks: dict[str, np.ndarray],
 
 
 def save_discovered(workdir: str | os.PathLike, stacks: dict[str, np.ndarray],
-                    record: dict) -> None:
-  """``discovered_stacks.npz``: the frozen stacks (layer → ``[G, d, d]``) and the record."""
+                    record: dict, learned: dict[str, np.ndarray] | None = None) -> None:
+  """``discovered_stacks.npz``: the frozen stacks (layer → ``[G, d, d]``), the record and,
+  when given, the learned stacks they were rounded from (layer → ``[G, d, d]``)."""
   arrays = {f"stack/{name}": np.asarray(value) for name, value in stacks.items()}
+  arrays.update({f"learned/{name}": np.asarray(value) for name, value in (learned or {}).items()})
   arrays["record"] = np.asarray(to_json(record))
   _save_npz(path(workdir, DISCOVERED_STACKS), arrays)
 
@@ -235,12 +239,12 @@ def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[di
   return records if kind is None else [r for r in records if r.get("type") == kind]
 
 
-def _load_npz(file_path: str, meta_key: str) -> tuple[dict[str, np.ndarray], Any]:
+def _load_npz(file_path: str, meta_key: str,
+              prefix: str = "stack/") -> tuple[dict[str, np.ndarray], Any]:
   try:
     with np.load(file_path) as data:
       meta = json.loads(str(data[meta_key]))
-      stacks = {key[len("stack/"):]: data[key] for key in data.files
-                if key.startswith("stack/")}
+      stacks = {key[len(prefix):]: data[key] for key in data.files if key.startswith(prefix)}
   except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
     raise _unreadable(file_path, error) from error
   return stacks, meta
@@ -270,6 +274,15 @@ def load_discovered(workdir: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
   if not os.path.exists(file_path):
     return None
   return _load_npz(file_path, "record")
+
+
+def load_learned_at_discovery(workdir: str | os.PathLike) -> dict[str, np.ndarray] | None:
+  """``{layer: learned stack [G, d, d]}`` as it was just before the rounding, from
+  ``discovered_stacks.npz``; None without that file (``{}`` if it predates these stacks)."""
+  file_path = path(workdir, DISCOVERED_STACKS)
+  if not os.path.exists(file_path):
+    return None
+  return _load_npz(file_path, "record", prefix="learned/")[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,3 +50,42 @@ def test_intact_workdir_still_reports(tmp_path, capsys):
   assert report.main([str(tmp_path)]) == 0
   out = capsys.readouterr().out
   assert "convs/0" in out and "model wscnn" in out
+
+
+def test_a_run_rounded_to_its_discovered_gcnn_reports_when_and_which_group(tmp_path, capsys):
+  """The report of a rounded run names the group, the step and the rounding's distances, and
+  judges the learned stacks just before it (a blurred C4) and the exact ones after (C4, 0)."""
+  from ds_symmetry.ops.groups import spatial_permutations
+  from ds_symmetry.run_files import save_discovered
+  exact = np.asarray(spatial_permutations("C4", 5), np.float32)
+  blurred = 0.9 * exact + 0.1 / 25
+  layer = {"kind": "lift", "kernel_size": 5, "learned": False, "num_elements": 4, "group": ""}
+  save_stacks(tmp_path, {"convs/0": exact}, {"convs/0": layer}, step=40)
+  save_discovered(tmp_path, {"convs/0": exact},
+                  {"step": 25, "group": "C4", "projection_distances": [0.0, 0.1, 0.2, 0.1],
+                   "trigger": "discover_when_within", "reinitialized": True,
+                   "test_accuracy_before": 0.381, "test_accuracy_after": 0.078},
+                  {"convs/0": blurred})
+  (tmp_path / "results.json").write_text(json.dumps(RESULTS))
+  assert report.main([str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert "no learned weight-sharing layers" not in out
+  assert ("rounded to its discovered G-CNN at step 25 (discover_when_within; weights "
+          "re-drawn): C4") in out
+  assert "0.000, 0.100, 0.200, 0.100" in out and "38.10% just before, 7.80% after" in out
+  before, after = out.split("the exact stacks it has trained with since:")
+  assert "just before the rounding (step 25)" in before
+  blurred_line = next(line for line in before.splitlines() if line.startswith("convs/0"))
+  exact_line = next(line for line in after.splitlines() if line.startswith("convs/0"))
+  assert blurred_line.split()[4] == "C4" and 0.05 < float(blurred_line.split()[5]) < 0.5
+  assert exact_line.split()[4:6] == ["C4", "0.0000"]
+
+
+def test_discovered_stacks_from_another_run_are_a_clear_error(tmp_path, capsys):
+  from ds_symmetry.run_files import save_discovered
+  _stacks(tmp_path)
+  save_discovered(tmp_path, {"convs/9": np.eye(25, dtype=np.float32)[None]}, {"step": 2,
+                                                                               "group": "C1"})
+  assert report.main([str(tmp_path)]) == 1
+  err = capsys.readouterr().err
+  assert "convs/9" in err and "different runs" in err and "Traceback" not in err

@@ -91,6 +91,16 @@ def test_discovered_stacks_round_trip(tmp_path):
   stacks, record = run_files.load_discovered(tmp_path)
   np.testing.assert_array_equal(stacks["convs/0"], stack)
   assert record == {"step": 8, "group": "C2"}
+  assert run_files.load_learned_at_discovery(tmp_path) == {}  # written without them
+  blurred = np.full_like(stack, 1 / 9)
+  run_files.save_discovered(tmp_path, {"convs/0": stack}, {"step": 8}, {"convs/0": blurred})
+  assert list(run_files.load_discovered(tmp_path)[0]) == ["convs/0"]  # the frozen ones only
+  np.testing.assert_array_equal(run_files.load_learned_at_discovery(tmp_path)["convs/0"],
+                                blurred)
+
+
+def test_learned_stacks_at_discovery_absent_without_a_discovery(tmp_path):
+  assert run_files.load_learned_at_discovery(tmp_path) is None
 
 
 def test_remove_outputs_removes_only_what_a_finished_run_leaves(tmp_path):

@@ -4,6 +4,7 @@ training runs on real MNIST, so in the slow set (``pytest -m slow``) like the tr
 import numpy as np
 import pytest
 
+from ds_symmetry import report, run_files
 from ds_symmetry.run_files import read_jsonl
 from ds_symmetry.train import train_and_evaluate
 from test_train import tiny_config
@@ -90,8 +91,8 @@ def _peaked_on_the_quarter_turn(monkeypatch, peak):
 
 
 def _power_blend_config(mnist_dir, **overrides):
-  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, save_figures=False,
-                       discover_check_every_steps=2, **overrides)  # 8 steps
+  overrides = dict(dict(save_figures=False, discover_check_every_steps=2), **overrides)
+  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, **overrides)  # 8 steps
   config.model_options.sharing = "tied_cyclic"
   config.model_options.elements = "power_blend"
   config.model_options.constraint = "isometries"
@@ -124,7 +125,7 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   near = tmp_path / "near"
   summary = train_and_evaluate(
       _power_blend_config(mnist_dir, discover_when_within=distance * 1.5,
-                          discover_reinitialize=True), str(near))
+                          discover_reinitialize=True, save_figures=True), str(near))
   found = [r for r in read_jsonl(near / "metrics.jsonl") if r["type"] == "discovered"]
   assert len(found) == 1 and found[0]["step"] == 2
   assert found[0]["trigger"] == "discover_when_within" and found[0]["group"] == "C4"
@@ -133,3 +134,10 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   assert step == 8 and restore.frozen_stacks(model)
   x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
   np.testing.assert_allclose(model(np.rot90(x, 1, axes=(1, 2))), model(x), atol=1e-4)
+  # what it learned before the rounding is kept, plotted and reported beside the exact stacks
+  learned = run_files.load_learned_at_discovery(near)["convs/0"]
+  assert 0.05 < np.abs(learned - restore.frozen_stacks(model)["convs/0"]).max() < 1
+  assert "figures/convs_0_stack_at_discovery.png" in summary["figures"]
+  text = report.format_report(str(near))
+  assert "rounded to its discovered G-CNN at step 2 (discover_when_within" in text
+  assert "just before the rounding (step 2)" in text

@@ -509,6 +509,8 @@ class _Run:
     from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
     self._check_pending()
     before = self._test_accuracy()
+    learned = {name: stack for name, stack in self._stacks().items()
+               if self.metadata[name]["learned"]}
     current = self.steps.train_state(self.state)
     found = discover_gcnn(current.model, require_group=self.config.discover_require_group)
     discovery = found.discovery
@@ -529,7 +531,8 @@ class _Run:
     record["test_accuracy_after"] = self._test_accuracy()
     self._save_checkpoint()
     if self.is_main:  # after the checkpoint: a run killed in between redoes the discovery
-      run_files.save_discovered(self.workdir, restore.frozen_stacks(found.model), record)
+      run_files.save_discovered(self.workdir, restore.frozen_stacks(found.model), record,
+                                learned)
     self.discovery = record
     self.writer.write(dict(record, type="discovered"))
     logging.info("step %d: rounded to the discovered G-CNN (%s); test accuracy %.4f -> %.4f",
@@ -568,7 +571,10 @@ class _Run:
       if self.is_main and config.save_figures:
         model = self.steps.train_state(self.state).model
         model.eval()
-        figures = _save_figures(workdir, model, self.last_stacks, self.metadata)
+        at_discovery = (run_files.load_learned_at_discovery(workdir)
+                        if self.discovery is not None else None)
+        figures = _save_figures(workdir, model, self.last_stacks, self.metadata,
+                                at_discovery, self.discovery)
     elif self.last_summaries is None:  # the state is not finite: keep what was measured
       self.last_summaries = {}
     step = self.step if diverged is None else diverged.step
@@ -611,23 +617,32 @@ def _safe_name(path: str) -> str:
   return path.replace("/", "_") or "root"
 
 
-def _save_figures(workdir: str, model, stacks: dict, metadata: dict) -> list[str]:
-  """PNGs of the learned stacks and lifting-kernel orbits; their paths relative to workdir."""
-  if not stacks:
+def _save_figures(workdir: str, model, stacks: dict, metadata: dict,
+                  at_discovery: dict | None = None, discovery: dict | None = None) -> list[str]:
+  """PNGs of the learned stacks and lifting-kernel orbits; their paths relative to workdir.
+
+  A run rounded to its discovered G-CNN has no learned stack left: ``at_discovery`` (layer →
+  ``[G, d, d]``, the learned stacks just before the rounding, ``discovery`` its record) are
+  plotted instead, and the lifting kernels' orbits under the exact stacks it was rounded to.
+  """
+  learned = {name: stack for name, stack in stacks.items() if metadata[name]["learned"]}
+  suffix, note = "", ""
+  if not learned and at_discovery:
+    learned, suffix = at_discovery, "_at_discovery"
+    note = f", step {discovery['step']}, before rounding to {discovery['group']}"
+  if not learned:
     return []
   from ds_symmetry.analysis import plot_kernel_orbit, plot_stack  # pylint: disable=import-outside-toplevel
   directory = run_files.path(workdir, run_files.FIGURES)
   os.makedirs(directory, exist_ok=True)
   layers = dict(weight_sharing_layers(model))
   written = []
-  for name, stack in stacks.items():
-    if not metadata[name]["learned"]:
-      continue
-    path = os.path.join(directory, f"{_safe_name(name)}_stack.png")
-    plot_stack(stack, path, title=f"{name} ({metadata[name]['kind']})")
+  for name, stack in learned.items():
+    path = os.path.join(directory, f"{_safe_name(name)}_stack{suffix}.png")
+    plot_stack(stack, path, title=f"{name} ({metadata[name]['kind']}{note})")
     written.append(os.path.relpath(path, workdir))
     if metadata[name]["kind"] == "lift" and name in layers:
       path = os.path.join(directory, f"{_safe_name(name)}_kernel_orbit.png")
-      plot_kernel_orbit(np.asarray(layers[name].weight[...]), stack, path)
+      plot_kernel_orbit(np.asarray(layers[name].weight[...]), stacks[name], path)
       written.append(os.path.relpath(path, workdir))
   return written
