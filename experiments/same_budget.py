@@ -11,7 +11,7 @@ Rows (``python -m experiments.grid list``):
   cnn, gcnn                 the baselines (the G-CNN with the reference's disk mask and init)
   gcnn_plain                the G-CNN without them (our layer's defaults): item 0's effect
   wscnn_paper               the paper's settings (lr 1e-2 weights and logits, uniform logits)
-  wscnn_cpu                 the CPU default's settings (lr 1e-3, balanced_uniform, logits 5e-2)
+  wscnn_cpu                 the first CPU default's settings (lr 1e-3, balanced_uniform, logits 5e-2)
   kronecker, tied, tied_shared, tied_cayley
                             structured sharing (``model_options.sharing``), CPU settings
   tied_cayley_iso           tied_cayley with the isometry prior and entropy (the first
@@ -53,7 +53,8 @@ from experiments.spec import Grid, Row
 PROTOCOL = {"num_epochs": 2, "batch_size": 64, "evals_per_epoch": 4, "keep_checkpoints": 12,
             "checkpoint_every_steps": 100_000, "eval_batch_size": 1000, "log_every_steps": 50,
             "progress_bar": "off"}
-# The CPU default's optimisation settings (configs/default.py), at the protocol's width.
+# The first CPU default's optimisation settings (configs/default.py when it trained independent
+# Sinkhorn elements), at the protocol's width.
 CPU_SETTINGS = {"learning_rate": 1e-3, "logits_learning_rate": 5e-2,
                 "model_options.logits_init": "balanced_uniform"}
 # The first settings search's provisional best (docs/learning_the_group.md §4): independent
