@@ -119,7 +119,8 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
   distances = ", ".join(f"{d:.3f}" for d in record.get("projection_distances", []))
   lines = [f"rounded to its discovered G-CNN at step {record['step']} ({how}; {weights}): "
            f"{record['group']}",
-           f"  element distances to their permutations {distances}; test accuracy {_pct(record.get('test_accuracy_before'))} just before, "
+           f"  element distances to their permutations {distances}; test accuracy "
+           f"{_pct(record.get('test_accuracy_before'))} just before, "
            f"{_pct(record.get('test_accuracy_after'))} after"]
   learned = run_files.load_learned_at_discovery(workdir)
   if learned:

@@ -11,7 +11,8 @@ Rows (``python -m experiments.grid list``):
   cnn, gcnn                 the baselines (the G-CNN with the reference's disk mask and init)
   gcnn_plain                the G-CNN without them (our layer's defaults): item 0's effect
   wscnn_paper               the paper's settings (lr 1e-2 weights and logits, uniform logits)
-  wscnn_cpu                 the first CPU default's settings (lr 1e-3, balanced_uniform, logits 5e-2)
+  wscnn_cpu                 the first CPU default's settings (lr 1e-3, balanced_uniform,
+                            logits lr 5e-2)
   kronecker, tied, tied_shared, tied_cayley
                             structured sharing (``model_options.sharing``), CPU settings
   tied_cayley_iso           tied_cayley with the isometry prior and entropy (the first
