@@ -40,7 +40,7 @@ Run (one process at a time; resumable; a done run is skipped):
 
   python -m experiments.grid run --grid=same_budget --root=results --seeds=0
   python -m experiments.grid run --grid=same_budget --root=results --seeds=1 \\
-      --rows=cnn,gcnn,wscnn_paper,power_blend
+      --rows=cnn,gcnn,wscnn_paper,power_blend_discover
 
 then ``python -m experiments.same_budget_report --root=results`` tabulates, projects every
 learned run to its discovered G-CNN, and plots.
