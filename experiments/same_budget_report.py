@@ -193,32 +193,65 @@ def markdown(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+# The distance axis stops here: a permutation stack is at most √2 ≈ 1.41 from C4 and the
+# uniform start 0.98, so an unconstrained stack that blows up (ablation_none: 205) would flatten
+# every other curve; its points are drawn on the top edge as triangles instead.
+DISTANCE_AXIS_MAX = 1.6
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
+
+
+def row_style(index: int) -> dict[str, Any]:
+  """A colour and marker no other of the first 20 rows shares (tab20's dark shades first)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  shades = list(range(0, 20, 2)) + list(range(1, 20, 2))
+  return {"color": matplotlib.colormaps["tab20"](shades[index % 20]),
+          "marker": _MARKERS[index % len(_MARKERS)]}
+
+
+def clip_to_axis(values: list[float], limit: Optional[float]) -> tuple[list[float], list[bool]]:
+  """``values`` with those above ``limit`` put on it, and which were (``limit=None``: none)."""
+  if limit is None:
+    return list(values), [False] * len(values)
+  return [min(value, limit) for value in values], [value > limit for value in values]
+
+
 def plot(summary: dict[str, Any], out: str) -> list[str]:
+  """Accuracy and lifting-stack distance to C4 over training, every row and seed (seed 0
+  solid, others dashed; rows without rotations in the data say so in the legend)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   os.makedirs(out, exist_ok=True)
   paths = []
-  for key, ylabel, filename in (
-      ("test_accuracy", "test accuracy (%)", "same_budget_accuracy.png"),
-      ("distance_C4", "lifting stack: distance to C4", "same_budget_distance.png")):
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+  for key, ylabel, filename, limit in (
+      ("test_accuracy", "test accuracy (%)", "same_budget_accuracy.png", None),
+      ("distance_C4", "lifting stack: distance to C4", "same_budget_distance.png",
+       DISTANCE_AXIS_MAX)):
+    figure, axis = plt.subplots(figsize=(8.5, 5.0))
     for index, (name, row) in enumerate(summary.items()):
-      color = f"C{index % 10}"
+      style = row_style(index)
+      setting = row.get("setting", "Rotations")
+      label = name if setting == "Rotations" else f"{name} ({setting.lower()})"
       for seed_index, (seed, run) in enumerate(row["seeds"].items()):
         points = [p for p in run["curve"] if p.get(key) is not None]
         if not points:
           continue
         scale = 100.0 if key == "test_accuracy" else 1.0
-        axis.plot([p["epochs"] for p in points], [scale * p[key] for p in points],
-                  color=color, marker="o", markersize=3,
+        values, off_scale = clip_to_axis([scale * p[key] for p in points], limit)
+        epochs = [p["epochs"] for p in points]
+        axis.plot(epochs, values, color=style["color"], marker=style["marker"], markersize=4,
                   linestyle="-" if seed_index == 0 else "--",
-                  label=name if seed_index == 0 else None)
-    if key == "distance_C4":
+                  label=(label + (" (off scale)" if any(off_scale) else "")
+                         if seed_index == 0 else None))
+        if any(off_scale):
+          axis.scatter([e for e, off in zip(epochs, off_scale) if off], [limit] * sum(off_scale),
+                       color=style["color"], marker="^", s=60, clip_on=False, zorder=3)
+    if limit is not None:
+      axis.set_ylim(0.0, limit)
       axis.axhline(0.5, color="gray", linewidth=0.8, linestyle=":")
     axis.set_xlabel("epochs")
     axis.set_ylabel(ylabel)
-    axis.legend(fontsize=7, ncol=2)
+    axis.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     axis.grid(alpha=0.3)
     figure.tight_layout()
     path = os.path.join(out, filename)

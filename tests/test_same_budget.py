@@ -70,3 +70,15 @@ def test_a_run_rounded_while_training_reports_its_group_from_the_rounding_on(tmp
 def test_report_without_runs_says_so(tmp_path, capsys):
   assert same_budget_report.main([f"--root={tmp_path}", "--no-discover"]) == 1
   assert "no same_budget runs" in capsys.readouterr().err
+
+
+def test_every_row_of_the_grid_gets_its_own_colour_and_marker():
+  styles = [same_budget_report.row_style(index) for index in range(len(SAME_BUDGET.rows))]
+  assert len(SAME_BUDGET.rows) <= 20
+  assert len({tuple(style["color"]) for style in styles}) == len(styles)
+
+
+def test_a_blown_up_distance_is_drawn_on_the_axis_edge_not_stretching_it():
+  values, off = same_budget_report.clip_to_axis([0.98, 205.0, 0.1], 1.6)
+  assert values == [0.98, 1.6, 0.1] and off == [False, True, False]
+  assert same_budget_report.clip_to_axis([205.0], None) == ([205.0], [False])
