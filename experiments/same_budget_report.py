@@ -201,7 +201,8 @@ _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 
 
 def row_style(index: int) -> dict[str, Any]:
-  """A colour and marker no other of the first 20 rows shares (tab20's dark shades first)."""
+  """Row ``index``'s colour, which no other of the first 20 rows shares (tab20, its dark shades
+  first), and one of 10 markers."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   shades = list(range(0, 20, 2)) + list(range(1, 20, 2))
   return {"color": matplotlib.colormaps["tab20"](shades[index % 20]),
