@@ -107,9 +107,11 @@ _FREE_GENERATOR = dict(BEST_BLEND, **{"model_options.elements": "powers",
                                       "logits_learning_rate": 5e-2})
 
 _RM = "configs/rotated_mnist.py"
+# The setting of the rows whose data are rotated (the rest name what their data have instead).
+ROTATED_SETTING = "Rotations"
 
 
-def _row(name, variant, label, overrides=None, config=_RM, setting="Rotations", note=""):
+def _row(name, variant, label, overrides=None, config=_RM, setting=ROTATED_SETTING, note=""):
   return Row(name, f"{config}:{variant}", label, setting,
              overrides=dict(PROTOCOL, **(overrides or {})), note=note)
 

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ds_symmetry import run_files
-from experiments.same_budget import SAME_BUDGET
+from experiments.same_budget import ROTATED_SETTING, SAME_BUDGET
 
 DISCOVERED_FILE = "discovered.json"
 
@@ -229,15 +229,15 @@ def plot(summary: dict[str, Any], out: str) -> list[str]:
       ("distance_C4", "lifting stack: distance to C4", "same_budget_distance.png",
        DISTANCE_AXIS_MAX)):
     figure, axis = plt.subplots(figsize=(8.5, 5.0))
+    scale = 100.0 if key == "test_accuracy" else 1.0
     for index, (name, row) in enumerate(summary.items()):
       style = row_style(index)
-      setting = row.get("setting", "Rotations")
-      label = name if setting == "Rotations" else f"{name} ({setting.lower()})"
+      label = (name if row["setting"] == ROTATED_SETTING
+               else f"{name} ({row['setting'].lower()})")
       for seed_index, (seed, run) in enumerate(row["seeds"].items()):
         points = [p for p in run["curve"] if p.get(key) is not None]
         if not points:
           continue
-        scale = 100.0 if key == "test_accuracy" else 1.0
         values, off_scale = clip_to_axis([scale * p[key] for p in points], limit)
         epochs = [p["epochs"] for p in points]
         axis.plot(epochs, values, color=style["color"], marker=style["marker"], markersize=4,

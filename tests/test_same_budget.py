@@ -72,7 +72,7 @@ def test_report_without_runs_says_so(tmp_path, capsys):
   assert "no same_budget runs" in capsys.readouterr().err
 
 
-def test_every_row_of_the_grid_gets_its_own_colour_and_marker():
+def test_every_row_of_the_grid_gets_its_own_colour():
   styles = [same_budget_report.row_style(index) for index in range(len(SAME_BUDGET.rows))]
   assert len(SAME_BUDGET.rows) <= 20
   assert len({tuple(style["color"]) for style in styles}) == len(styles)
