@@ -14,6 +14,9 @@
                          and ``learned/<layer>`` ``[G, d, d]``, the learned layers' soft
                          stacks just before the rounding (:func:`save_discovered` /
                          :func:`load_discovered`, :func:`load_learned_at_discovery`)
+``discovered.json``      ``{step: {...}}``, the discovered G-CNN of each kept checkpoint, each
+                         entry with the checkpoint's digest (``checkpoint_sha256``), cached by
+                         ``experiments.same_budget_report``
 ``results.json``         the final summary (:func:`write_results` / :func:`read_results`)
 ``checkpoints/``         Orbax checkpoints (``ds_symmetry.train.checkpointing``)
 ``tensorboard/``, ``figures/``   TensorBoard events, PNGs
@@ -46,13 +49,14 @@ METRICS = "metrics.jsonl"
 STACKS = "stacks.npz"
 DISCOVERED_STACKS = "discovered_stacks.npz"
 RESULTS = "results.json"
+DISCOVERED_CURVE = "discovered.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 FIGURES = "figures"
 
 # What a finished or evaluated run leaves: removed when a run starts from step 0, so that a
 # report never mixes an earlier run's files with the new one.
-RUN_OUTPUTS = (RESULTS, STACKS, FIGURES, DISCOVERED_STACKS)
+RUN_OUTPUTS = (RESULTS, STACKS, FIGURES, DISCOVERED_STACKS, DISCOVERED_CURVE)
 
 
 class UnreadableRunFile(ValueError):

@@ -7,7 +7,10 @@ quarter-epoch evaluations from ``metrics.jsonl`` (test accuracy; for learned mod
 stack's nearest group and its distance, and the distance to C4). For learned runs it then
 loads every kept checkpoint, rounds the network to its discovered G-CNN
 (``ds_symmetry.discovery.discover_gcnn``) and measures that model's test accuracy and its
-invariance error under 90° rotations; results are cached in ``<run>/discovered.json``. A run
+invariance error under 90° rotations; results are cached in ``<run>/discovered.json``, each entry
+with the digest of the checkpoint it was measured on, so an entry whose checkpoint has changed
+(a run started over) is measured again; entries of checkpoints no longer on this machine are
+kept (checkpoints are not committed, their results are). A run
 the trainer itself rounded (``discover_when_within`` / ``discover_at_step``) is its discovered
 G-CNN from that step on: its checkpoints from there are measured as they are, and its curve
 reports the rounded group at distance 0.
@@ -28,9 +31,6 @@ import numpy as np
 
 from ds_symmetry import run_files
 from experiments.same_budget import ROTATED_SETTING, SAME_BUDGET
-
-DISCOVERED_FILE = "discovered.json"
-
 
 def _evals(workdir: str) -> list[dict]:
   # a resumed run may repeat a step: keep the last record of each
@@ -95,14 +95,16 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
   from ds_symmetry.data import make_protocol
   from ds_symmetry.discovery import discover_gcnn
   from ds_symmetry.train import load_model
-  cache_path = os.path.join(workdir, DISCOVERED_FILE)
+  from ds_symmetry.train.checkpointing import checkpoint_digest
+  cache_path = run_files.path(workdir, run_files.DISCOVERED_CURVE)
   cache = run_files.read_json(cache_path, strict=False) or {}
   checkpoint_dir = run_files.path(workdir, run_files.CHECKPOINTS)
   steps = sorted(int(name) for name in os.listdir(checkpoint_dir) if name.isdigit()) if (
       os.path.isdir(checkpoint_dir)) else []
   protocol = None
   for step in steps:
-    if str(step) in cache:
+    digest = checkpoint_digest(checkpoint_dir, step)
+    if cache.get(str(step), {}).get("checkpoint_sha256") == digest:
       continue
     model, config, _ = load_model(workdir, step)
     if protocol is None:
@@ -114,7 +116,8 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
       cache[str(step)] = {"group": rounding["group"], "is_group": rounding["is_group"],
                           "projection_distance": 0.0, "learned_accuracy": accuracy,
                           "discovered_accuracy": accuracy, "rounded_in_training": True,
-                          "invariance_error": _invariance_error(model, protocol.test_images)}
+                          "invariance_error": _invariance_error(model, protocol.test_images),
+                          "checkpoint_sha256": digest}
       run_files.write_json(cache_path, cache, indent=1)
       continue
     found = discover_gcnn(model, require_group=False)
@@ -125,6 +128,7 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
       entry["discovered_accuracy"] = _accuracy(found.model, protocol.test_images,
                                                protocol.test_labels)
       entry["invariance_error"] = _invariance_error(found.model, protocol.test_images)
+    entry["checkpoint_sha256"] = digest
     cache[str(step)] = entry
     run_files.write_json(cache_path, cache, indent=1)
   return [dict(step=int(step), **entry) for step, entry in sorted(

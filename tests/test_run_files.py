@@ -104,13 +104,14 @@ def test_learned_stacks_at_discovery_absent_without_a_discovery(tmp_path):
 
 
 def test_remove_outputs_removes_only_what_a_finished_run_leaves(tmp_path):
-  for name in ("results.json", "stacks.npz", "config.json", "metrics.jsonl"):
+  for name in ("results.json", "stacks.npz", "discovered.json", "config.json",
+               "metrics.jsonl"):
     (tmp_path / name).write_text("x")
   (tmp_path / "figures").mkdir()
   (tmp_path / "figures" / "a.png").write_text("x")
   removed = run_files.remove_outputs(tmp_path)
-  assert sorted(os.path.basename(p) for p in removed) == ["figures", "results.json",
-                                                           "stacks.npz"]
+  assert sorted(os.path.basename(p) for p in removed) == ["discovered.json", "figures",
+                                                           "results.json", "stacks.npz"]
   assert sorted(os.listdir(tmp_path)) == ["config.json", "metrics.jsonl"]
 
 
@@ -176,3 +177,32 @@ def test_load_model_of_a_discovered_run_freezes_its_stacks(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, _params(model), _params(discovered))
   with pytest.raises(ValueError, match="does not have"):
     restore.freeze(restore.build_model(config, 10), {"nope": stacks["convs/0"]})
+
+
+def test_the_reports_discovered_cache_follows_the_checkpoints_content(tmp_path, monkeypatch):
+  """A run started over on another machine writes new checkpoints at the old steps: their
+  cached discovered-G-CNN entries must be measured again, not reused."""
+  import types  # pylint: disable=import-outside-toplevel
+  import ds_symmetry.data  # pylint: disable=import-outside-toplevel
+  from experiments import same_budget_report  # pylint: disable=import-outside-toplevel
+  from ds_symmetry.train.checkpointing import checkpoint_digest  # pylint: disable=import-outside-toplevel
+  config = _tiny_config()
+  _write_run(tmp_path, config, restore.build_model(config, 10))
+  digest = checkpoint_digest(run_files.path(tmp_path, run_files.CHECKPOINTS), 3)
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(8, 28, 28, 1)).astype(np.float32)
+  monkeypatch.setattr(ds_symmetry.data, "make_protocol", lambda *a, **k: types.SimpleNamespace(
+      test_images=images, test_labels=np.arange(8) % 10))
+  gone = {"group": None, "is_group": False, "learned_accuracy": 0.5}  # its checkpoint is gone
+  stale = {"group": None, "is_group": False, "learned_accuracy": 0.123,
+           "checkpoint_sha256": "0" * 64}
+  run_files.write_json(run_files.path(tmp_path, run_files.DISCOVERED_CURVE),
+                       {"1": gone, "3": stale})
+  curve = same_budget_report.discovered_curve(str(tmp_path))
+  assert [entry["step"] for entry in curve] == [1, 3]
+  assert curve[0]["learned_accuracy"] == 0.5
+  assert curve[1]["checkpoint_sha256"] == digest
+  assert curve[1]["learned_accuracy"] in {i / 8 for i in range(9)}  # measured on the 8 images
+  # measured once: a second call reads the cache (loading the model would fail now)
+  monkeypatch.setattr("ds_symmetry.train.load_model", lambda *a, **k: 1 / 0)
+  assert same_budget_report.discovered_curve(str(tmp_path)) == curve

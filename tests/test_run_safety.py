@@ -183,6 +183,18 @@ def test_checksum_mismatch_and_nan_are_rejected_with_a_logged_fallback(tmp_path,
   checkpointer.close()
 
 
+def test_checkpoint_digest_is_the_saved_states_digest(tmp_path):
+  checkpointer = Checkpointer(tmp_path / "checkpoints", keep=5)
+  for step in (2, 4):
+    checkpointer.save(step, _tiny_state(step))
+  checkpointer.close()
+  digests = [checkpointing.checkpoint_digest(tmp_path / "checkpoints", step) for step in (2, 4)]
+  assert digests == [checkpointing.state_digest(_tiny_state(step)) for step in (2, 4)]
+  assert digests[0] != digests[1]
+  with pytest.raises(FileNotFoundError, match="step 3"):
+    checkpointing.checkpoint_digest(tmp_path / "checkpoints", 3)
+
+
 def test_a_nonfinite_state_is_never_saved(tmp_path):
   checkpointer = Checkpointer(tmp_path / "checkpoints", keep=2)
   with pytest.raises(checkpointing.NonFiniteStateError, match="step 3"):

@@ -220,6 +220,19 @@ class Checkpointer:
     self.manager.close()
 
 
+def checkpoint_digest(directory: str | os.PathLike, step: int) -> str:
+  """The sha256 digest recorded when the checkpoint at ``step`` under ``directory`` was saved
+  (the state itself is not read): what identifies a checkpoint's content, e.g. for caches of
+  results derived from it. Raises ``FileNotFoundError`` without that checkpoint."""
+  directory = os.path.abspath(os.fspath(directory))
+  with ocp.CheckpointManager(directory) as manager:
+    if step not in manager.all_steps():
+      raise FileNotFoundError(f"no checkpoint at step {step} in {directory}")
+    checksum = manager.restore(step, args=ocp.args.Composite(
+        **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
+  return checksum["sha256"]
+
+
 def read_checkpoint(directory: str | os.PathLike, step: int | None = None) -> tuple[int, Any]:
   """``(step, state)`` of a checkpoint under ``directory`` (the newest when ``step`` is None),
   restored as saved (numpy/jax arrays, no target structure), without verification."""
