@@ -41,6 +41,8 @@ Run (one process at a time; resumable; a done run is skipped):
   python -m experiments.grid run --grid=same_budget --root=results --seeds=0
   python -m experiments.grid run --grid=same_budget --root=results --seeds=1 \\
       --rows=cnn,gcnn,wscnn_paper,power_blend_discover
+  python -m experiments.grid run --grid=same_budget --root=results --seeds=2 \\
+      --rows=gcnn,power_blend_discover     # a third seed of the two rows the target compares
 
 then ``python -m experiments.same_budget_report --root=results`` tabulates, projects every
 learned run to its discovered G-CNN, and plots.

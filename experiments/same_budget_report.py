@@ -135,15 +135,23 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
       cache.items(), key=lambda item: int(item[0]))]
 
 
+def _seeds_on_disk(row_dir: str) -> list[int]:
+  """The seeds ``k`` of the ``seed<k>`` runs under ``row_dir`` that hold metrics, sorted (the
+  grid's default seeds and any others run with ``--seeds``)."""
+  names = os.listdir(row_dir) if os.path.isdir(row_dir) else []
+  return sorted(int(name[4:]) for name in names if name.startswith("seed") and name[4:].isdigit()
+                and os.path.exists(run_files.path(os.path.join(row_dir, name),
+                                                  run_files.METRICS)))
+
+
 def collect(root: str, discover: bool = True) -> dict[str, Any]:
   """Every row's runs: ``{row: {"label", "seeds": {seed: {"curve", "discovered"}}}}``."""
   summary = {}
   for row in SAME_BUDGET.rows:
     seeds = {}
-    for seed in SAME_BUDGET.seeds:
-      workdir = os.path.join(root, SAME_BUDGET.name, row.name, f"seed{seed}")
-      if not os.path.exists(run_files.path(workdir, run_files.METRICS)):
-        continue
+    row_dir = os.path.join(root, SAME_BUDGET.name, row.name)
+    for seed in _seeds_on_disk(row_dir):
+      workdir = os.path.join(row_dir, f"seed{seed}")
       rounding = _rounding(workdir)
       entry = {"curve": curve(workdir, rounding),
                "done": os.path.exists(run_files.path(workdir, run_files.RESULTS)),
@@ -201,6 +209,8 @@ def markdown(summary: dict[str, Any]) -> str:
 # uniform start 0.98, so an unconstrained stack that blows up (ablation_none: 205) would flatten
 # every other curve; its points are drawn on the top edge as triangles instead.
 DISTANCE_AXIS_MAX = 1.6
+# seed 0, 1, 2, 3 of a row (its colour and marker are the row's)
+SEED_LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 
 
@@ -222,7 +232,7 @@ def clip_to_axis(values: list[float], limit: Optional[float]) -> tuple[list[floa
 
 def plot(summary: dict[str, Any], out: str) -> list[str]:
   """Accuracy and lifting-stack distance to C4 over training, every row and seed (seed 0
-  solid, others dashed; rows without rotations in the data say so in the legend)."""
+  solid, then dashed, dotted, dash-dotted; rows without rotations in the data say so in the legend)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -245,7 +255,7 @@ def plot(summary: dict[str, Any], out: str) -> list[str]:
         values, off_scale = clip_to_axis([scale * p[key] for p in points], limit)
         epochs = [p["epochs"] for p in points]
         axis.plot(epochs, values, color=style["color"], marker=style["marker"], markersize=4,
-                  linestyle="-" if seed_index == 0 else "--",
+                  linestyle=SEED_LINESTYLES[seed_index % len(SEED_LINESTYLES)],
                   label=(label + (" (off scale)" if any(off_scale) else "")
                          if seed_index == 0 else None))
         if any(off_scale):

@@ -38,9 +38,12 @@ def test_report_tabulates_every_seed_and_plots(tmp_path):
   _write_run(root, "gcnn", 0, [0.4, 0.6, 0.7, 0.8, 0.82, 0.84, 0.85, 0.9], [None] * 8)
   _write_run(root, "wscnn_paper", 0, [0.2, 0.3, 0.35, 0.4], [1.0, 0.9, 0.6, 0.45], done=False)
   _write_run(root, "wscnn_paper", 1, [0.25, 0.3], [1.0, 0.95], done=False)
+  _write_run(root, "wscnn_paper", 12, [0.3], [0.9], done=False)  # a seed beyond the grid's
+  os.makedirs(os.path.join(root, "same_budget", "gcnn", "seed3"))  # created, nothing logged
   summary = same_budget_report.collect(root, discover=False)
   assert set(summary) == {"gcnn", "wscnn_paper"}
-  assert set(summary["wscnn_paper"]["seeds"]) == {"0", "1"}
+  assert list(summary["wscnn_paper"]["seeds"]) == ["0", "1", "12"]
+  assert list(summary["gcnn"]["seeds"]) == ["0"]
   assert [p["epochs"] for p in summary["gcnn"]["seeds"]["0"]["curve"]] == [
       0.25 * i for i in range(1, 9)]
   table = same_budget_report.markdown(summary)
