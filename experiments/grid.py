@@ -18,10 +18,13 @@ workdir already holds:
 
   new       no workdir yet: trains.
   partial   started, no results.json: trains; the trainer resumes from its last checkpoint.
+            Without one (a clone: checkpoints are not committed) it starts over from step 0,
+            and the status says so.
   done      results.json with the same config: skipped. Fields that do not change the math
             (data_dir, logging, checkpoints, figures) may differ.
   extend    results.json, but num_epochs / num_train_steps differ: trains (the trainer resumes
-            and runs the extra steps, or just rewrites the summary).
+            and runs the extra steps, or just rewrites the summary; without a checkpoint it
+            starts over, as for partial).
   conflict  the workdir holds a run with another config (learning rate, model, ...): not run,
             reported as failed (use another --root, or delete that workdir).
   locked    another grid process holds ``<workdir>.lock``: skipped. A lock left by a killed
@@ -217,6 +220,16 @@ def _lock_is_stale(holder: dict) -> bool:
           and not _pid_alive(holder["pid"]))
 
 
+def _starts_over(workdir: str) -> str:
+  """What a resumed run's status adds when the workdir holds no checkpoint (checkpoints are not
+  committed with results, so a clone has none): the trainer then starts from step 0 and
+  replaces the run's earlier outputs."""
+  directory = run_files.path(workdir, run_files.CHECKPOINTS)
+  if os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory)):
+    return ""
+  return "; no checkpoint here: starts over from step 0"
+
+
 def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[str, str]:
   """``(status, detail)`` of a run; see the module docstring for the statuses.
 
@@ -239,7 +252,8 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
     longer = [key for key in harmless if key in LENGTH_FIELDS]
     if longer:
       return "extend", ", ".join(
-          f"{key} {results['config'].get(key)} -> {config.get(key)}" for key in longer)
+          f"{key} {results['config'].get(key)} -> {config.get(key)}" for key in longer
+      ) + _starts_over(run.workdir)
     return "done", (f"{100 * results['final_test_accuracy']:.2f}%"
                     if isinstance(results.get("final_test_accuracy"), float) else "")
   saved = run_files.read_config(run.workdir, strict=False)
@@ -248,7 +262,7 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
       _, breaking = config_differences(saved, config)
       if breaking:
         return "conflict", f"config.json has another config: fields {breaking} differ"
-    return "partial", tables.run_progress(run.workdir)
+    return "partial", tables.run_progress(run.workdir) + _starts_over(run.workdir)
   if os.path.isdir(run_files.path(run.workdir, run_files.CHECKPOINTS)):
     return "partial", "checkpoints only"
   return "new", ""

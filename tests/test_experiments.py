@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,6 +200,11 @@ def test_run_status_done_extend_conflict_partial_locked(tmp_path):
   assert grid_lib.run_status(run, config) == ("new", "")
 
   _write_json(os.path.join(run.workdir, "config.json"), config)
+  starts_over = "; no checkpoint here: starts over from step 0"
+  assert grid_lib.run_status(run, config) == ("partial", "epoch 0/1" + starts_over)
+  os.makedirs(os.path.join(run.workdir, "checkpoints", "3.orbax-checkpoint-tmp"))  # unfinished
+  assert grid_lib.run_status(run, config) == ("partial", "epoch 0/1" + starts_over)
+  os.makedirs(os.path.join(run.workdir, "checkpoints", "2"))
   assert grid_lib.run_status(run, config) == ("partial", "epoch 0/1")
 
   _write_json(os.path.join(run.workdir, "results.json"), _fake_results(config, 0.25))
@@ -207,6 +213,8 @@ def test_run_status_done_extend_conflict_partial_locked(tmp_path):
   assert grid_lib.run_status(run, harmless)[0] == "done"
   longer = dict(config, num_epochs=5)
   assert grid_lib.run_status(run, longer) == ("extend", "num_epochs 1 -> 5")
+  shutil.rmtree(os.path.join(run.workdir, "checkpoints"))  # a clone: results, no checkpoints
+  assert grid_lib.run_status(run, longer) == ("extend", "num_epochs 1 -> 5" + starts_over)
   status, detail = grid_lib.run_status(run, dict(config, learning_rate=0.5))
   assert status == "conflict" and "learning_rate" in detail
   # Fields added to the config schema after a run finished do not make it stale ...
