@@ -7,13 +7,13 @@ quarter-epoch evaluations from ``metrics.jsonl`` (test accuracy; for learned mod
 stack's nearest group and its distance, and the distance to C4). For learned runs it then
 loads every kept checkpoint, rounds the network to its discovered G-CNN
 (``ds_symmetry.discovery.discover_gcnn``) and measures that model's test accuracy and its
-invariance error under 90° rotations; results are cached in ``<run>/discovered.json``, each entry
-with the digest of the checkpoint it was measured on, so an entry whose checkpoint has changed
-(a run started over) is measured again; entries of checkpoints no longer on this machine are
-kept (checkpoints are not committed, their results are). A run
-the trainer itself rounded (``discover_when_within`` / ``discover_at_step``) is its discovered
-G-CNN from that step on: its checkpoints from there are measured as they are, and its curve
-reports the rounded group at distance 0.
+invariance error under 90° rotations; results are cached in ``<run>/discovered.json``, each
+entry with the digest of the checkpoint it was measured on, so an entry whose checkpoint has
+changed (a run started over) is measured again; entries of checkpoints no longer on this
+machine are kept (checkpoints are not committed, their results are). A run the trainer itself
+rounded (``discover_when_within`` / ``discover_at_step``) is its discovered G-CNN from that
+step on: its checkpoints from there are measured as they are, and its curve reports the
+rounded group at distance 0.
 
 Writes ``<root>/same_budget/summary.json`` (every curve, every seed) and two figures
 (``same_budget_accuracy.png``, ``same_budget_distance.png``) into ``--out``, and prints a
@@ -139,9 +139,9 @@ def _seeds_on_disk(row_dir: str) -> list[int]:
   """The seeds ``k`` of the ``seed<k>`` runs under ``row_dir`` that hold metrics, sorted (the
   grid's default seeds and any others run with ``--seeds``)."""
   names = os.listdir(row_dir) if os.path.isdir(row_dir) else []
-  return sorted(int(name[4:]) for name in names if name.startswith("seed") and name[4:].isdigit()
-                and os.path.exists(run_files.path(os.path.join(row_dir, name),
-                                                  run_files.METRICS)))
+  return sorted(int(name[4:]) for name in names
+                if name.startswith("seed") and name[4:].isdigit()
+                and os.path.exists(run_files.path(os.path.join(row_dir, name), run_files.METRICS)))
 
 
 def collect(root: str, discover: bool = True) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 # The distance axis stops here: a permutation stack is at most √2 ≈ 1.41 from C4 and the
-# uniform start 0.98, so an unconstrained stack that blows up (ablation_none: 205) would flatten
+# uniform start 0.98, so an unconstrained stack that blows up (ablation_none: 388) would flatten
 # every other curve; its points are drawn on the top edge as triangles instead.
 DISTANCE_AXIS_MAX = 1.6
 # seed 0, 1, 2, 3 of a row (its colour and marker are the row's)
@@ -232,7 +232,8 @@ def clip_to_axis(values: list[float], limit: Optional[float]) -> tuple[list[floa
 
 def plot(summary: dict[str, Any], out: str) -> list[str]:
   """Accuracy and lifting-stack distance to C4 over training, every row and seed (seed 0
-  solid, then dashed, dotted, dash-dotted; rows without rotations in the data say so in the legend)."""
+  solid, then dashed, dotted, dash-dotted; rows without rotations in the data say so in the
+  legend)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel

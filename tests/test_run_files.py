@@ -185,7 +185,8 @@ def test_the_reports_discovered_cache_follows_the_checkpoints_content(tmp_path, 
   import types  # pylint: disable=import-outside-toplevel
   import ds_symmetry.data  # pylint: disable=import-outside-toplevel
   from experiments import same_budget_report  # pylint: disable=import-outside-toplevel
-  from ds_symmetry.train.checkpointing import checkpoint_digest  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from ds_symmetry.train.checkpointing import checkpoint_digest
   config = _tiny_config()
   _write_run(tmp_path, config, restore.build_model(config, 10))
   digest = checkpoint_digest(run_files.path(tmp_path, run_files.CHECKPOINTS), 3)
