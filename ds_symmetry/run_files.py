@@ -178,6 +178,16 @@ def save_discovered(workdir: str | os.PathLike, stacks: dict[str, np.ndarray],
   _save_npz(path(workdir, DISCOVERED_STACKS), arrays)
 
 
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+  """The steps of the checkpoints saved under ``workdir/checkpoints`` (finished ones: Orbax
+  renames a checkpoint's temporary directory to its step when complete), sorted; none are
+  read or verified."""
+  directory = path(workdir, CHECKPOINTS)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
 def remove_outputs(workdir: str | os.PathLike) -> list[str]:
   """Removes :data:`RUN_OUTPUTS` (files and directories); returns the paths removed."""
   removed = []

@@ -224,8 +224,7 @@ def _starts_over(workdir: str) -> str:
   """What a resumed run's status adds when the workdir holds no checkpoint (checkpoints are not
   committed with results, so a clone has none): the trainer then starts from step 0 and
   replaces the run's earlier outputs."""
-  directory = run_files.path(workdir, run_files.CHECKPOINTS)
-  if os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory)):
+  if run_files.checkpoint_steps(workdir):
     return ""
   return "; no checkpoint here: starts over from step 0"
 

@@ -30,6 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ds_symmetry import run_files
+from experiments import tables
 from experiments.same_budget import ROTATED_SETTING, SAME_BUDGET
 
 def _evals(workdir: str) -> list[dict]:
@@ -99,8 +100,7 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
   cache_path = run_files.path(workdir, run_files.DISCOVERED_CURVE)
   cache = run_files.read_json(cache_path, strict=False) or {}
   checkpoint_dir = run_files.path(workdir, run_files.CHECKPOINTS)
-  steps = sorted(int(name) for name in os.listdir(checkpoint_dir) if name.isdigit()) if (
-      os.path.isdir(checkpoint_dir)) else []
+  steps = run_files.checkpoint_steps(workdir)
   protocol = None
   for step in steps:
     digest = checkpoint_digest(checkpoint_dir, step)
@@ -135,23 +135,18 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
       cache.items(), key=lambda item: int(item[0]))]
 
 
-def _seeds_on_disk(row_dir: str) -> list[int]:
-  """The seeds ``k`` of the ``seed<k>`` runs under ``row_dir`` that hold metrics, sorted (the
-  grid's default seeds and any others run with ``--seeds``)."""
-  names = os.listdir(row_dir) if os.path.isdir(row_dir) else []
-  return sorted(int(name[4:]) for name in names
-                if name.startswith("seed") and name[4:].isdigit()
-                and os.path.exists(run_files.path(os.path.join(row_dir, name), run_files.METRICS)))
-
-
 def collect(root: str, discover: bool = True) -> dict[str, Any]:
   """Every row's runs: ``{row: {"label", "seeds": {seed: {"curve", "discovered"}}}}``."""
   summary = {}
+  grid_dir = os.path.join(root, SAME_BUDGET.name)
+  # the grid's default seeds and any others run with --seeds
+  seeds_run = sorted(tables.seeds_on_disk(grid_dir, SAME_BUDGET.rows))
   for row in SAME_BUDGET.rows:
     seeds = {}
-    row_dir = os.path.join(root, SAME_BUDGET.name, row.name)
-    for seed in _seeds_on_disk(row_dir):
-      workdir = os.path.join(row_dir, f"seed{seed}")
+    for seed in seeds_run:
+      workdir = os.path.join(grid_dir, row.name, f"seed{seed}")
+      if not os.path.exists(run_files.path(workdir, run_files.METRICS)):
+        continue
       rounding = _rounding(workdir)
       entry = {"curve": curve(workdir, rounding),
                "done": os.path.exists(run_files.path(workdir, run_files.RESULTS)),
