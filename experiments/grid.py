@@ -258,7 +258,8 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
   saved = run_files.read_config(run.workdir, strict=False)
   if saved is not None:
     if config is not None:  # judged exactly as the trainer will judge it when resuming
-      _, breaking = config_differences(saved, config)
+      _, breaking = config_differences(
+          saved, config, recorded_only=not run_files.checkpoint_steps(run.workdir))
       if breaking:
         return "conflict", f"config.json has another config: fields {breaking} differ"
     return "partial", tables.run_progress(run.workdir) + _starts_over(run.workdir)

@@ -122,6 +122,29 @@ def test_other_model_in_workdir_is_refused_and_nothing_changes(tmp_path, mnist_d
   assert snapshot(workdir) == before
 
 
+def test_a_field_added_since_blocks_a_resume_but_not_a_start_over(tmp_path, mnist_dir):
+  """A run recorded before a config field existed (its config.json lacks it): with its
+  checkpoints it is not resumed under the new field, without them (a clone: checkpoints are
+  not committed) it starts over from step 0, and the same run with another recorded value is
+  still refused."""
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  config_path = workdir / "config.json"
+  saved = json.loads(config_path.read_text())
+  del saved["discover_when_within"]
+  config_path.write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"different config \(fields \['discover_when_within'"):
+    train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  shutil.rmtree(workdir / "checkpoints")
+  with pytest.raises(ValueError, match=r"different config \(fields \['learning_rate'"):
+    train_and_evaluate(tiny_cnn(mnist_dir, learning_rate=0.5), str(workdir))
+  assert json.loads(config_path.read_text()) == saved
+  summary = train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  assert summary["resumed_from_step"] is None and summary["step"] == 4
+  assert "discover_when_within" in json.loads(config_path.read_text())
+  assert (workdir / "checkpoints" / "4").is_dir()
+
+
 def test_checkpoint_of_another_model_is_an_error_not_a_fresh_start(tmp_path, mnist_dir):
   """Even without config.json (deleted), a checkpoint with other shapes is not 'unreadable'."""
   workdir = tmp_path / "run"

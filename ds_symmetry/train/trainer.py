@@ -135,7 +135,8 @@ def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
 def _check_same_config(workdir: str, config) -> None:
   """Raises ``ValueError`` if ``workdir/config.json`` holds a config that differs from
   ``config`` in a field that changes the math (anything outside
-  ``config.RESUMABLE_CHANGES``). Runs before anything is restored or written."""
+  ``config.RESUMABLE_CHANGES``; without checkpoints, only in a field ``config.json`` records).
+  Runs before anything is restored or written."""
   try:
     saved = run_files.read_config(workdir)
   except run_files.UnreadableRunFile as error:
@@ -143,7 +144,12 @@ def _check_same_config(workdir: str, config) -> None:
         from error
   if saved is None:
     return
-  harmless, breaking = config_lib.config_differences(saved, run_files.config_as_dict(config))
+  # Without a checkpoint nothing is resumed: the run starts over, and it is another run only if
+  # a field the saved config recorded has another value (fields added to the config since the
+  # saved run are not a conflict; `experiments.grid` judges a finished run the same way).
+  harmless, breaking = config_lib.config_differences(
+      saved, run_files.config_as_dict(config),
+      recorded_only=not run_files.checkpoint_steps(workdir))
   if breaking:
     raise ValueError(
         f"workdir {workdir!r} holds a run with a different config (fields {breaking} differ "
