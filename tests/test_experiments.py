@@ -204,8 +204,12 @@ def test_run_status_done_extend_conflict_partial_locked(tmp_path):
   assert grid_lib.run_status(run, config) == ("partial", "epoch 0/1" + starts_over)
   os.makedirs(os.path.join(run.workdir, "checkpoints", "3.orbax-checkpoint-tmp"))  # unfinished
   assert grid_lib.run_status(run, config) == ("partial", "epoch 0/1" + starts_over)
+  newer = dict(config, new_field=1)  # a field added to the config since the run was recorded
+  assert grid_lib.run_status(run, newer) == ("partial", "epoch 0/1" + starts_over)
   os.makedirs(os.path.join(run.workdir, "checkpoints", "2"))
   assert grid_lib.run_status(run, config) == ("partial", "epoch 0/1")
+  status, detail = grid_lib.run_status(run, newer)  # with a checkpoint it would be resumed
+  assert status == "conflict" and "new_field" in detail
 
   _write_json(os.path.join(run.workdir, "results.json"), _fake_results(config, 0.25))
   assert grid_lib.run_status(run, config) == ("done", "25.00%")
