@@ -238,7 +238,8 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
   if holder is not None and not _lock_is_stale(holder):
     return "locked", f"held by {holder.get('host')}:{holder.get('pid')} ({run.lock_path})"
   # pylint: disable-next=import-outside-toplevel
-  from ds_symmetry.train.config import LENGTH_FIELDS, config_differences
+  from ds_symmetry.train.config import (LENGTH_FIELDS, config_differences,
+                                       workdir_config_differences)
   results = run_files.read_results(run.workdir, strict=False)
   if results is not None:
     if config is None:
@@ -258,8 +259,7 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
   saved = run_files.read_config(run.workdir, strict=False)
   if saved is not None:
     if config is not None:  # judged exactly as the trainer will judge it when resuming
-      _, breaking = config_differences(
-          saved, config, recorded_only=not run_files.checkpoint_steps(run.workdir))
+      _, breaking = workdir_config_differences(run.workdir, saved, config)
       if breaking:
         return "conflict", f"config.json has another config: fields {breaking} differ"
     return "partial", tables.run_progress(run.workdir) + _starts_over(run.workdir)

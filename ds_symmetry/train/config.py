@@ -213,3 +213,13 @@ def config_differences(saved: dict, current: dict, *,
                  run_files.diff_configs(saved, current, recorded_only=recorded_only)})
   return ([k for k in keys if k in RESUMABLE_CHANGES],
           [k for k in keys if k not in RESUMABLE_CHANGES])
+
+
+def workdir_config_differences(workdir: str, saved: dict,
+                               current: dict) -> tuple[list[str], list[str]]:
+  """:func:`config_differences` of ``workdir``'s saved config and ``current``, as a rerun in
+  ``workdir`` is judged. Without a checkpoint nothing is resumed: the run starts over, and it
+  is another run only if a field the saved config records has another value (fields added to
+  the config since the saved run are not a conflict)."""
+  return config_differences(saved, current,
+                            recorded_only=not run_files.checkpoint_steps(workdir))

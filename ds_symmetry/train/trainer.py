@@ -144,12 +144,8 @@ def _check_same_config(workdir: str, config) -> None:
         from error
   if saved is None:
     return
-  # Without a checkpoint nothing is resumed: the run starts over, and it is another run only if
-  # a field the saved config recorded has another value (fields added to the config since the
-  # saved run are not a conflict; `experiments.grid` judges a finished run the same way).
-  harmless, breaking = config_lib.config_differences(
-      saved, run_files.config_as_dict(config),
-      recorded_only=not run_files.checkpoint_steps(workdir))
+  harmless, breaking = config_lib.workdir_config_differences(
+      workdir, saved, run_files.config_as_dict(config))
   if breaking:
     raise ValueError(
         f"workdir {workdir!r} holds a run with a different config (fields {breaking} differ "
