@@ -47,6 +47,7 @@ from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from ds_symmetry import provenance
 from ds_symmetry import run_files
 from ds_symmetry.data import make_protocol
 from ds_symmetry.nn.introspection import (count_parameters, parameter_groups,
@@ -595,6 +596,7 @@ class _Run:
         "learned_symmetry": self.last_summaries, "figures": figures,
         "discovery": self.discovery,
         "config": run_files.config_as_dict(config),
+        "provenance": provenance.collect(),
     }
     if diverged is not None:
       summary.update(diverged_at_step=diverged.step, divergence=diverged.reason,
