@@ -43,7 +43,10 @@ def _rounding(workdir: str) -> Optional[dict]:
   """The record of the trainer's own discovery (``discover_at_step`` / ``discover_when_within``)
   in ``workdir``, or None when the run was never rounded while training."""
   discovered = run_files.load_discovered(workdir)
-  return None if discovered is None else discovered[1]
+  if discovered is not None:
+    return discovered[1]
+  # a clone: the stacks archive is not committed, results.json holds the same record
+  return (run_files.read_results(workdir) or {}).get("discovery")
 
 
 def curve(workdir: str, rounding: Optional[dict] = None) -> list[dict[str, Any]]:
