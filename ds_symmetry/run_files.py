@@ -25,8 +25,9 @@
 Every file but ``metrics.jsonl`` is written atomically (:func:`atomic_write`): into a temporary
 file beside it, flushed and fsynced, then renamed over the old one, so a reader or a kill sees
 the old file or the new one, never part of one; a failed write leaves the old file as it was.
-``metrics.jsonl`` is appended a line at a time (fsynced); a line cut by a kill ends the
-readable records. JSON is written with NaN and infinities as ``null`` (:func:`to_json`).
+``metrics.jsonl`` is appended a line at a time (fsynced); a line cut by a kill or damaged
+otherwise is skipped by the readers, and every intact record around it is kept (damaged lines
+are set aside in ``metrics.damaged.jsonl`` when a resume rewrites the file). JSON is written with NaN and infinities as ``null`` (:func:`to_json`).
 
 A file that exists but cannot be parsed raises :class:`UnreadableRunFile` (a ``ValueError``)
 naming it; a missing file reads as ``None`` (or ``[]`` for the metrics).
@@ -43,6 +44,7 @@ import zipfile
 from typing import Any, Iterator
 
 import numpy as np
+from absl import logging
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -53,6 +55,8 @@ DISCOVERED_CURVE = "discovered.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 FIGURES = "figures"
+LOCK = "workdir.lock"
+DAMAGED_METRICS = "metrics.damaged.jsonl"
 
 # What a finished or evaluated run leaves: removed when a run starts from step 0, so that a
 # report never mixes an earlier run's files with the new one.
@@ -69,8 +73,15 @@ def path(workdir: str | os.PathLike, name: str) -> str:
 
 
 def _unreadable(file_path: str, error: BaseException) -> UnreadableRunFile:
-  return UnreadableRunFile(f"{file_path} is unreadable ({type(error).__name__}: {error}); it "
-                           f"may be truncated: rerun the training command to rewrite it")
+  return UnreadableRunFile(f"{file_path} is unreadable ({type(error).__name__}: "
+                           f"{_first_line(error)}); it is truncated or was replaced: restore it "
+                           f"from a copy, or move the run aside and start it in a new workdir")
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+  lines = str(error).strip().splitlines()
+  line = lines[0] if lines else type(error).__name__
+  return line if len(line) <= limit else line[:limit] + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,12 +158,33 @@ def append_metrics(workdir: str | os.PathLike, record: dict) -> None:
     os.fsync(file.fileno())
 
 
-def keep_metrics(workdir: str | os.PathLike, last_step: int | None) -> None:
-  """Rewrites ``metrics.jsonl`` to its records with ``step <= last_step`` (none if None)."""
-  kept = [r for r in read_metrics(workdir)
-          if last_step is not None and r.get("step", 0) <= last_step]
+def keep_metrics(workdir: str | os.PathLike, last_step: int | None) -> int:
+  """Rewrites ``metrics.jsonl`` to its intact records with ``step <= last_step`` (none if None),
+  in their order; returns how many damaged lines were set aside.
+
+  A damaged line (not a JSON object) is never silently dropped with the records after it:
+  every intact record is kept, and each damaged line but a cut last one (what a kill during an
+  append leaves) is appended to ``metrics.damaged.jsonl`` with a warning line.
+  """
+  records, damaged = scan_jsonl(path(workdir, METRICS))
+  kept = [r for r in records if last_step is not None and _step(r) <= last_step]
+  if damaged:
+    with open(path(workdir, DAMAGED_METRICS), "a", encoding="utf-8") as file:
+      file.writelines(line + "\n" for _, line in damaged)
+      file.flush()
+      os.fsync(file.fileno())
+    logging.warning("%s: %d damaged line(s) (line %s) set aside in %s; the %d intact records "
+                    "around them are kept", path(workdir, METRICS), len(damaged),
+                    ", ".join(str(number) for number, _ in damaged[:5]), DAMAGED_METRICS,
+                    len(records))
   with atomic_write(path(workdir, METRICS)) as file:
     file.writelines(to_json(record) + "\n" for record in kept)
+  return len(damaged)
+
+
+def _step(record: dict) -> float:
+  step = record.get("step", 0)
+  return step if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
 
 
 def _save_npz(file_path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -222,8 +254,83 @@ def read_json(file_path: str | os.PathLike, *, strict: bool = True):
 
 
 def read_config(workdir: str | os.PathLike, *, strict: bool = True) -> dict | None:
-  """``config.json`` as a dict, or ``None`` (see :func:`read_json`)."""
-  return read_json(path(workdir, CONFIG), strict=strict)
+  """``config.json`` as a dict, or ``None`` (see :func:`read_json`). A file that parses but is
+  not this library's config (:func:`is_run_config`) is unreadable too."""
+  file_path = path(workdir, CONFIG)
+  value = read_json(file_path, strict=strict)
+  if value is None or is_run_config(value):
+    return value
+  if strict:
+    raise UnreadableRunFile(f"{file_path} is not this library's config (found "
+                            f"{_describe_json(value)}, expected a JSON object with the fields "
+                            f"{sorted(RUN_CONFIG_FIELDS)} among others)")
+  return None
+
+
+# Fields every config.json of this library records (``ds_symmetry.train.config``).
+RUN_CONFIG_FIELDS = frozenset({"model", "protocol", "seed", "batch_size", "learning_rate"})
+
+
+def is_run_config(value) -> bool:
+  """Whether a parsed ``config.json`` is one this library wrote."""
+  return isinstance(value, dict) and RUN_CONFIG_FIELDS <= set(value)
+
+
+def _describe_json(value) -> str:
+  if isinstance(value, dict):
+    return f"an object with the fields {sorted(value)[:8]}"
+  return f"a JSON {type(value).__name__} ({json.dumps(value)[:40]})"
+
+
+# --------------------------------------------------------------------------------------------
+# What a directory is
+# --------------------------------------------------------------------------------------------
+class NotARunError(ValueError):
+  """A non-empty directory that is not a run of this library (no ``config.json`` of ours)."""
+
+
+def _own_entry(name: str) -> bool:
+  """The lock and its temporary files: what an interrupted start may leave in a new run."""
+  return name == LOCK or (name.startswith(LOCK + ".") and name.endswith(".tmp"))
+
+
+def workdir_kind(workdir: str | os.PathLike, *, adopt: bool = False) -> str:
+  """``"new"`` (absent, or empty but for a lock), ``"run"`` (holds this library's
+  ``config.json``) or, with ``adopt``, ``"adopted"`` (any other directory). Reads only the
+  directory listing and ``config.json``; changes nothing.
+
+  Raises :class:`NotARunError` for another non-empty directory (unless ``adopt``), and
+  :class:`UnreadableRunFile` for a ``config.json`` that does not parse or is not ours (unless
+  ``adopt``): a run is never mistaken for a new one, nor a user's folder for a run.
+  """
+  directory = os.fspath(workdir)
+  if not os.path.isdir(directory):
+    return "new"
+  entries = sorted(name for name in os.listdir(directory) if not _own_entry(name))
+  if not entries:
+    return "new"
+  if CONFIG in entries:
+    try:
+      read_config(directory)
+      return "run"
+    except UnreadableRunFile as error:
+      if adopt:
+        return "adopted"
+      raise UnreadableRunFile(f"workdir {directory!r}: {error}. Nothing was changed; "
+                              f"--adopt_workdir would train there anyway, replacing "
+                              f"{CONFIG}") from None
+  if adopt:
+    return "adopted"
+  shown = [name + ("/" if os.path.isdir(os.path.join(directory, name)) else "")
+           for name in entries[:6]]
+  more = f" and {len(entries) - 6} more" if len(entries) > 6 else ""
+  hint = (f"; it holds {CHECKPOINTS}/ but no {CONFIG}: restore {CONFIG} to resume it"
+          if CHECKPOINTS in entries else "")
+  raise NotARunError(
+      f"workdir {directory!r} is not empty and is not a run of this library (no {CONFIG}; it "
+      f"holds {', '.join(shown)}{more}){hint}. Nothing was changed: use a new or empty "
+      f"directory, or pass --adopt_workdir (train_and_evaluate(..., adopt_workdir=True)) to "
+      f"train there anyway, replacing any files named like a run's")
 
 
 def read_results(workdir: str | os.PathLike, *, strict: bool = True) -> dict | None:
@@ -231,20 +338,35 @@ def read_results(workdir: str | os.PathLike, *, strict: bool = True) -> dict | N
   return read_json(path(workdir, RESULTS), strict=strict)
 
 
+def scan_jsonl(file_path: str | os.PathLike) -> tuple[list[dict], list[tuple[int, str]]]:
+  """``(records, damaged)`` of a JSON-lines file: every line that is a JSON object, and
+  ``(line number, text)`` of every other non-empty line but a cut last one (a last line
+  without its newline that does not parse: what a kill during an append leaves). A missing
+  file gives ``([], [])``."""
+  records, damaged = [], []
+  if not os.path.exists(file_path):
+    return records, damaged
+  with open(file_path, encoding="utf-8", errors="replace") as file:
+    lines = file.read().split("\n")
+  for number, line in enumerate(lines, 1):
+    text = line.strip()
+    if not text:
+      continue
+    try:
+      record = json.loads(text)
+    except ValueError:
+      record = None
+    if isinstance(record, dict):
+      records.append(record)
+    elif number < len(lines):  # the last piece has no newline: a cut append, not damage
+      damaged.append((number, line))
+  return records, damaged
+
+
 def read_jsonl(file_path: str | os.PathLike) -> list[dict]:
-  """Every record of a JSON-lines file up to the first unparsable line (a line cut by a kill);
-  ``[]`` if the file does not exist."""
-  records = []
-  if os.path.exists(file_path):
-    with open(file_path, encoding="utf-8") as file:
-      for line in file:
-        line = line.strip()
-        if line:
-          try:
-            records.append(json.loads(line))
-          except json.JSONDecodeError:
-            break
-  return records
+  """Every intact record (JSON object) of a JSON-lines file, in order, skipping damaged lines
+  (see :func:`scan_jsonl`); ``[]`` if the file does not exist."""
+  return scan_jsonl(file_path)[0]
 
 
 def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[dict]:

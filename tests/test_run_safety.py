@@ -22,6 +22,7 @@ import pytest
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag before jax starts)
 import jax
 import jax.numpy as jnp
+from ds_symmetry import run_files
 from ds_symmetry.run_files import read_jsonl
 from ds_symmetry.train import train_and_evaluate
 from ds_symmetry.train import checkpointing
@@ -146,12 +147,19 @@ def test_a_field_added_since_blocks_a_resume_but_not_a_start_over(tmp_path, mnis
 
 
 def test_checkpoint_of_another_model_is_an_error_not_a_fresh_start(tmp_path, mnist_dir):
-  """Even without config.json (deleted), a checkpoint with other shapes is not 'unreadable'."""
+  """Without config.json (deleted) the directory is no longer a run: refused untouched, even
+  with another learning rate (it used to resume silently). Adopted anyway, a checkpoint with
+  other shapes is still not 'unreadable'."""
   workdir = tmp_path / "run"
   train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   os.remove(workdir / "config.json")
+  before = snapshot(workdir)
+  with pytest.raises(run_files.NotARunError, match=r"no config\.json.*checkpoints/ but no"):
+    train_and_evaluate(tiny_cnn(mnist_dir, learning_rate=0.5), str(workdir))
+  assert snapshot(workdir) == before
   with pytest.raises(checkpointing.IncompatibleCheckpointError, match="another model"):
-    train_and_evaluate(tiny_cnn(mnist_dir, model_options={"channels": 8}), str(workdir))
+    train_and_evaluate(tiny_cnn(mnist_dir, model_options={"channels": 8}), str(workdir),
+                       adopt_workdir=True)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   assert (workdir / "results.json").exists()
 
@@ -359,6 +367,8 @@ def test_no_restorable_checkpoint_logs_starting_from_step_zero(tmp_path, mnist_d
   workdir = tmp_path / "run"
   config = tiny_cnn(mnist_dir, num_train_steps=1)
   workdir.mkdir()
+  (workdir / "config.json").write_text(
+      json.dumps(run_files.config_as_dict(config)))  # a run of this config, checkpoints gone
   (workdir / "figures").mkdir()
   (workdir / "figures" / "old_stack.png").write_bytes(b"png")
   (workdir / "stacks.npz").write_bytes(b"old")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from typing import Any
 
@@ -146,23 +147,8 @@ class Checkpointer:
   def _restore_one(self, step: int, abstract_state: Any, expected: dict) -> Any:
     """The verified state at ``step``; raises ``IncompatibleCheckpointError`` or another error
     (unreadable, checksum mismatch, non-finite) describing what is wrong."""
-    checksum = self.manager.restore(step, args=ocp.args.Composite(
-        **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
-    mismatch = _signature_mismatch(checksum["leaves"], expected)
-    if mismatch:
-      raise IncompatibleCheckpointError(
-          f"the checkpoint at step {step} in {self.directory} holds another model's state "
-          f"({mismatch}); use a new workdir for a different model (or a run of an earlier "
-          f"version of the trainer, whose checkpoints have another layout)")
-    state = self.manager.restore(step, args=ocp.args.Composite(
-        **{STATE_ITEM: ocp.args.StandardRestore(abstract_state)}))[STATE_ITEM]
-    jax.block_until_ready(state)
-    bad = nonfinite_leaves(state)
-    if bad:
-      raise ValueError(f"non-finite values in {len(bad)} leaves (first: {bad[0]})")
-    if state_digest(state) != checksum["sha256"]:
-      raise ValueError("checksum mismatch: the data differ from what was saved")
-    return state
+    return verified_restore(self.manager, step, abstract_state=abstract_state,
+                            expected=expected, where=self.directory)
 
   def _reject(self, step: int) -> None:
     """Moves the checkpoint at ``step`` out of the checkpoint directory (kept for inspection)."""
@@ -178,16 +164,21 @@ class Checkpointer:
       multihost_utils.sync_global_devices(f"ds_symmetry_reject_{step}")
     self.manager.reload()
 
-  def restore(self, abstract_state: Any) -> tuple[int | None, Any]:
+  def restore(self, abstract_state: Any,
+              min_step: int | None = None) -> tuple[int | None, Any]:
     """The newest checkpoint that reads, verifies and is finite, as ``(step, state)``.
 
     Returns ``(None, None)`` when there is none. Rejected checkpoints are logged (one line each)
     and moved aside; a fallback to an older one is logged as such. Raises
-    :class:`IncompatibleCheckpointError` for a checkpoint of another model.
+    :class:`IncompatibleCheckpointError` for a checkpoint of another model. ``min_step``: only
+    checkpoints from that step on are tried (older ones, e.g. those of a run before it was
+    rounded to its discovered G-CNN, hold another model: their caller restores them with that
+    model's ``abstract_state``); ``(None, None)`` if none of those verifies.
     """
     expected = leaf_signature(abstract_state)
     rejected = []
-    for step in sorted(self.manager.all_steps(), reverse=True):
+    steps = [step for step in self.manager.all_steps() if min_step is None or step >= min_step]
+    for step in sorted(steps, reverse=True):
       try:
         state = self._restore_one(step, abstract_state, expected)
       except IncompatibleCheckpointError:
@@ -223,25 +214,175 @@ class Checkpointer:
 def checkpoint_digest(directory: str | os.PathLike, step: int) -> str:
   """The sha256 digest recorded when the checkpoint at ``step`` under ``directory`` was saved
   (the state itself is not read): what identifies a checkpoint's content, e.g. for caches of
-  results derived from it. Raises ``FileNotFoundError`` without that checkpoint."""
+  results derived from it. Raises ``FileNotFoundError`` without that checkpoint, and
+  :class:`CorruptCheckpointError` if its checksum record is unreadable."""
   directory = os.path.abspath(os.fspath(directory))
   with ocp.CheckpointManager(directory) as manager:
     if step not in manager.all_steps():
       raise FileNotFoundError(f"no checkpoint at step {step} in {directory}")
-    checksum = manager.restore(step, args=ocp.args.Composite(
-        **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
-  return checksum["sha256"]
+    try:
+      return _read_checksum(manager, step)["sha256"]
+    except CorruptCheckpointError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except
+      raise CorruptCheckpointError(f"the checkpoint at step {step} in {directory} is "
+                                   f"unreadable: {_first_line(error)}") from error
 
 
-def read_checkpoint(directory: str | os.PathLike, step: int | None = None) -> tuple[int, Any]:
-  """``(step, state)`` of a checkpoint under ``directory`` (the newest when ``step`` is None),
-  restored as saved (numpy/jax arrays, no target structure), without verification."""
+def read_checkpoint(directory: str | os.PathLike, step: int | None = None, *,
+                    expected: dict | None = None, prefix: str = "") -> tuple[int, Any]:
+  """``(step, state)`` of a checkpoint under ``directory``, verified like a restore in the
+  trainer (:func:`verified_restore`: the recorded digest, finiteness and, given ``expected``,
+  the structure), as nested dicts of numpy arrays. Nothing on disk is changed.
+
+  Args:
+    directory: a run's ``checkpoints/``.
+    step: the checkpoint to read; None: the newest one that verifies (each newer one that does
+      not is one warning line).
+    expected: ``{path: [shape, dtype]}`` (:func:`leaf_signature`) the state must match, for
+      the leaves whose path starts with ``prefix`` (e.g. ``"['model']"`` for a model's
+      parameters alone); None: no structure check.
+
+  Raises:
+    FileNotFoundError: no (such) checkpoint.
+    CorruptCheckpointError: the checkpoint at ``step`` (with ``step`` None: every checkpoint)
+      fails verification; the message names it and what is wrong.
+    IncompatibleCheckpointError: it holds another model's state (``expected`` differs).
+  """
   directory = os.path.abspath(os.fspath(directory))
   with ocp.CheckpointManager(directory) as manager:
-    steps = manager.all_steps()
+    steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
       raise FileNotFoundError(f"no checkpoint in {directory}")
-    step = max(steps) if step is None else step
-    state = manager.restore(step, args=ocp.args.Composite(
-        **{STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
-  return step, state
+    if step is not None and step not in steps:
+      raise FileNotFoundError(f"no checkpoint at step {step} in {directory} (steps: "
+                              f"{sorted(steps)})")
+    errors = []
+    for candidate in ([step] if step is not None else steps):
+      try:
+        state = verified_restore(manager, candidate, expected=expected, prefix=prefix,
+                                 where=directory)
+      except IncompatibleCheckpointError:
+        raise
+      except Exception as error:  # pylint: disable=broad-except
+        errors.append(f"step {candidate}: {type(error).__name__}: {_first_line(error)}")
+        if step is None:
+          logging.warning("checkpoint at step %d in %s is not used: %s", candidate, directory,
+                          errors[-1])
+        continue
+      return candidate, jax.tree.map(np.asarray, state)
+  raise CorruptCheckpointError(
+      f"no checkpoint in {directory} verifies ({'; '.join(errors)}); it is damaged or was "
+      f"written by another program. Rerunning the training command sets damaged checkpoints "
+      f"aside and redoes their steps")
+
+
+# --------------------------------------------------------------------------------------------
+# The one verified read
+# --------------------------------------------------------------------------------------------
+class CorruptCheckpointError(ValueError):
+  """A checkpoint does not verify: unreadable, a digest mismatch or non-finite values."""
+
+
+_KEY = re.compile(r"\[(?:'((?:[^'\\]|\\.)*)'|(-?\d+))\]")
+
+
+def _parse_path(path: str) -> list:
+  """``"['model']['convs'][0]['bias']"`` (``jax.tree_util.keystr``) -> ``['model', 'convs', 0,
+  'bias']``; raises ``ValueError`` for anything else."""
+  keys, position = [], 0
+  for match in _KEY.finditer(path):
+    if match.start() != position:
+      break
+    keys.append(match.group(1) if match.group(2) is None else int(match.group(2)))
+    position = match.end()
+  if position != len(path) or not keys:
+    raise ValueError(f"checksum record: leaf path {path!r} is not a pytree key path")
+  return keys
+
+
+def _target_from_signature(leaves: dict) -> dict:
+  """The nested dict of ``np.zeros`` a checkpoint with ``{path: [shape, dtype]}`` restores
+  into (keys as saved: list indices stay ints, which Orbax alone would turn into strings)."""
+  root: dict = {}
+  for path, (shape, dtype) in leaves.items():
+    keys = _parse_path(path)
+    node = root
+    for key in keys[:-1]:
+      node = node.setdefault(key, {})
+      if not isinstance(node, dict):
+        raise ValueError(f"checksum record: leaf path {path!r} conflicts with another leaf")
+    node[keys[-1]] = np.zeros(tuple(int(d) for d in shape), np.dtype(dtype))
+  return root
+
+
+def _read_checksum(manager, step: int) -> dict:
+  checksum = manager.restore(step, args=ocp.args.Composite(
+      **{CHECKSUM_ITEM: ocp.args.JsonRestore()}))[CHECKSUM_ITEM]
+  if (not isinstance(checksum, dict) or not isinstance(checksum.get("sha256"), str)
+      or not isinstance(checksum.get("leaves"), dict)
+      or not all(isinstance(v, list) and len(v) == 2 for v in checksum["leaves"].values())):
+    raise CorruptCheckpointError(f"the checksum record of step {step} is not "
+                                 f'{{"sha256": str, "leaves": {{path: [shape, dtype]}}}}')
+  return checksum
+
+
+def _string_indices(path: str) -> str:
+  """A key path with list indices written as strings (as Orbax restores them untargeted)."""
+  return re.sub(r"\[(-?\d+)\]", r"['\1']", path)
+
+
+def _string_keys(signature: dict) -> dict:
+  return {_string_indices(path): value for path, value in signature.items()}
+
+
+def _stored_signature(manager, step: int) -> dict:
+  """The signature of the arrays as stored (read without a target), list indices as strings."""
+  stored = manager.restore(step, args=ocp.args.Composite(
+      **{STATE_ITEM: ocp.args.StandardRestore()}))[STATE_ITEM]
+  return _string_keys(leaf_signature(stored))
+
+
+def verified_restore(manager, step: int, *, abstract_state: Any = None,
+                     expected: dict | None = None, prefix: str = "",
+                     where: str = "") -> Any:
+  """The one way a checkpoint is read: the state at ``step`` of an Orbax ``manager``, verified.
+
+  Checks, in order: the checksum record reads; given ``expected`` (``{path: [shape, dtype]}``,
+  restricted to the paths starting with ``prefix``), the recorded structure matches it — if
+  not, the stored arrays are compared too, so that a damaged record is reported as damage and
+  only a checkpoint whose *arrays* differ raises :class:`IncompatibleCheckpointError`; the
+  state restores (into ``abstract_state`` if given, else into the recorded structure); every
+  float is finite; its sha256 (:func:`state_digest`) equals the recorded one.
+
+  Raises :class:`IncompatibleCheckpointError`, or another exception describing the damage.
+  """
+  checksum = _read_checksum(manager, step)
+  if expected is not None:
+    recorded = {k: v for k, v in checksum["leaves"].items() if k.startswith(prefix)}
+    wanted = {k: v for k, v in expected.items() if k.startswith(prefix)}
+    mismatch = _signature_mismatch(recorded, wanted)
+    if mismatch:
+      try:
+        stored = {k: v for k, v in _stored_signature(manager, step).items()
+                  if k.startswith(_string_indices(prefix))}
+      except Exception:  # pylint: disable=broad-except
+        stored = None  # unreadable arrays: damage, reported below
+      if stored is not None and _signature_mismatch(stored, _string_keys(wanted)):
+        raise IncompatibleCheckpointError(
+            f"the checkpoint at step {step} in {where or manager.directory} holds another "
+            f"model's state ({mismatch}); use a new workdir for a different model (or a run of "
+            f"an earlier version of the trainer, whose checkpoints have another layout)")
+      raise CorruptCheckpointError(f"its checksum record is damaged ({mismatch}, while the "
+                                   f"stored arrays match this model)")
+  target = (abstract_state if abstract_state is not None
+            else _target_from_signature(checksum["leaves"]))
+  state = manager.restore(step, args=ocp.args.Composite(
+      **{STATE_ITEM: ocp.args.StandardRestore(target)}))[STATE_ITEM]
+  jax.block_until_ready(state)
+  bad = nonfinite_leaves(state)
+  if bad:
+    raise CorruptCheckpointError(f"non-finite values in {len(bad)} leaves (first: {bad[0]})")
+  if state_digest(state) != checksum["sha256"]:
+    raise CorruptCheckpointError("checksum mismatch: the data differ from what was saved")
+  return state

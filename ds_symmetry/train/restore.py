@@ -58,19 +58,30 @@ def load_model(workdir: str | os.PathLike, step: int | None = None, *,
   mode. A checkpoint written after the run was rounded to its discovered G-CNN gets the frozen
   stacks of ``discovered_stacks.npz``; an earlier one the learned model.
 
-  Raises ``FileNotFoundError`` without ``config.json`` or without a checkpoint.
+  Every checkpoint read is verified (``checkpointing.read_checkpoint``: its digest, finite
+  values, this model's parameter shapes). Raises ``FileNotFoundError`` without ``config.json``
+  or without a checkpoint, ``checkpointing.CorruptCheckpointError`` when it does not verify
+  (with ``step`` None: when none does), ``checkpointing.IncompatibleCheckpointError`` when it
+  holds another model.
   """
-  from ds_symmetry.train.checkpointing import read_checkpoint  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from ds_symmetry.train.checkpointing import leaf_signature, read_checkpoint
   saved = run_files.read_config(workdir)
   if saved is None:
     raise FileNotFoundError(f"{run_files.path(workdir, run_files.CONFIG)} not found")
   config = ml_collections.ConfigDict(saved)
-  step, arrays = read_checkpoint(run_files.path(workdir, run_files.CHECKPOINTS), step)
+  directory = run_files.path(workdir, run_files.CHECKPOINTS)
   discovered = run_files.load_discovered(workdir)
+  if step is None:  # the newest checkpoint that verifies, against the model it holds
+    step, _ = read_checkpoint(directory)
   if discovered is not None and step < discovered[1]["step"]:
     discovered = None
   model = build_model(config, num_classes, discovered)
   state = nnx.state(model)
+  # Verified (digest, finiteness) and checked against this model's parameters.
+  step, arrays = read_checkpoint(directory, step,
+                                 expected=leaf_signature({"model": nnx.to_pure_dict(state)}),
+                                 prefix="['model']")
   nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, arrays["model"]))
   nnx.update(model, state)
   model.eval()

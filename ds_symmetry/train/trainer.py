@@ -48,12 +48,12 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ds_symmetry import provenance
-from ds_symmetry import run_files
+from ds_symmetry import run_files, workdir_lock
 from ds_symmetry.data import make_protocol
 from ds_symmetry.nn.introspection import (count_parameters, parameter_groups,
                                           representation_stacks, weight_sharing_layers)
 from ds_symmetry.train import config as config_lib
-from ds_symmetry.train import restore
+from ds_symmetry.train import restore, resume_checks
 from ds_symmetry.train import steps as steps_lib
 from ds_symmetry.train.checkpointing import Checkpointer, NonFiniteStateError
 from ds_symmetry.train.metrics import MetricWriter
@@ -230,8 +230,14 @@ def _layer_metrics(summaries: dict[str, dict]) -> dict[str, dict]:
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       adopt_workdir: bool = False) -> dict[str, Any]:
   """Trains ``config.model`` on ``config.protocol``, evaluating each epoch; resumes ``workdir``.
+
+  ``workdir`` must be new, empty or a run of this library (its ``config.json``); any other
+  directory is refused untouched unless ``adopt_workdir``. The run holds the workdir's lock
+  (``ds_symmetry.workdir_lock``) from before it reads anything until it returns: a second
+  writer is refused with ``workdir_lock.WorkdirLocked``.
 
   Returns the summary also written to ``workdir/results.json``. Raises ``ValueError`` for a bad
   config or workdir (including a workdir holding a run of another config, checked before
@@ -239,12 +245,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parameters stop being finite (after writing ``results.json`` with ``"status": "diverged"``;
   checkpoints stay at the last finite step).
   """
-  run = _Run(config, workdir)
+  config_lib.validate_config(config)
+  _check_writable(workdir)
+  claim = workdir_lock.claim_workdir(workdir, adopt=adopt_workdir,
+                                     lock=_first_process(config))
   try:
-    run.train()
+    if claim.kind != "adopted":  # an adopted directory has no config.json of a run
+      _check_same_config(workdir, config)
+    run = _Run(config, workdir)
+    try:
+      run.train()
+    finally:
+      run.close()
+    return run.finish()
   finally:
-    run.close()
-  return run.finish()
+    claim.release()
+
+
+def _first_process(config) -> bool:
+  """Whether this is the first (or only) process of the run, without starting JAX's backend."""
+  dist = config.distributed
+  return not dist.coordinator_address or dist.process_id == 0
 
 
 class _Run:
@@ -255,9 +276,6 @@ class _Run:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.start_time = time.time()
     _quiet_orbax_logs()
-    config_lib.validate_config(config)
-    _check_writable(workdir)
-    _check_same_config(workdir, config)
     initialize_distributed(config)
     self.num_devices = jax.device_count()
     config_lib.validate_config(config, num_devices=self.num_devices)
@@ -267,6 +285,7 @@ class _Run:
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
     # Data and model come first: a missing dataset or a bad option fails before any file exists.
     self._load_data_and_model()
+    resume_checks.check_run_length(config, workdir, self.total_steps, self.steps_per_epoch)
     self._open_workdir()
     self.compile_seconds = None
     self.train_seconds, self.train_steps_timed, self.timer = 0.0, 0, time.time()
@@ -353,7 +372,11 @@ class _Run:
 
   def _restore(self) -> int | None:
     """Restores the newest good checkpoint into ``state``; its step, or None."""
-    step, arrays = self.checkpointer.restore(self.steps.abstract_checkpoint())
+    # A rounded run's checkpoints before its discovery hold the learned model: only those from
+    # the discovery on are restored with the discovered one, the others below.
+    step, arrays = self.checkpointer.restore(
+        self.steps.abstract_checkpoint(),
+        min_step=None if self.discovery is None else self.discovery["step"])
     if self.discovery is not None and (step is None or step < self.discovery["step"]):
       # The checkpoint written at the discovery is gone: resume the run from before it.
       logging.warning("%s has no checkpoint from step %d on; resuming without it",
