@@ -4,11 +4,15 @@ Variants and overrides: ``--config=configs/rotated_mnist.py:gcnn --config.num_ep
 Rerunning with the same ``--workdir`` resumes from its latest checkpoint. This file is kept
 short on purpose; the work happens in ``ds_symmetry.train.train_and_evaluate``.
 
-Errors a user can act on (a bad flag, config or workdir, a full disk, a diverged run) end the
-program with one ``error: ...`` line on stderr and exit status 1 (2 for bad flags); the
-traceback is logged at debug level (``--verbosity=1``).
+Errors a user can act on end the program with one ``error: ...`` line on stderr and no
+traceback (logged at debug level, ``--verbosity=1``): exit status 2 for a bad argument (a
+missing flag, a config file that does not exist or fails, a value of the wrong type, a
+misspelt or invalid config field, a ``--workdir`` that is not a run), 1 for the rest (a workdir
+in use or holding another config, a full disk, a diverged run).
 """
 
+import os
+import re
 import sys
 
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
@@ -17,11 +21,16 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ds_symmetry.train import train_and_evaluate
+from ds_symmetry.run_files import NotARunError
+from ds_symmetry.train import train_and_evaluate, validate_config
 from ds_symmetry.train.trainer import TrainingDivergedError, initialize_distributed
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and figures.")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and figures: new, "
+                    "empty, or a run of this library to resume.")
+flags.DEFINE_bool("adopt_workdir", False, "Train in --workdir even though it is a non-empty "
+                  "directory that is not a run of this library (files named like a run's are "
+                  "replaced there).")
 config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                 lock_config=True)
 
@@ -61,15 +70,64 @@ def _quiet_closed_event_loop_errors() -> None:
   sys.unraisablehook = hook
 
 
+def _innermost(text: str) -> str:
+  """The last ``SomeError: message`` line of a text that embeds tracebacks (absl's flag errors
+  wrap a config file's exception with its traceback), else its first line."""
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+  if errors:
+    return errors[-1].split(": ", 1)[1]
+  return lines[0] if lines else text
+
+
+def _flag_error(error: flags.Error) -> str:
+  """One line for absl's flag errors: the flag, the value and what was expected."""
+  text = str(error)
+  required = re.match(r"flag --(\w+)=None: Flag --\w+ must have a value other than None", text)
+  if required:
+    example = {"workdir": "--workdir=runs/default", "config": "--config=configs/default.py"}
+    return (f"--{required.group(1)} is required (e.g. "
+            f"{example.get(required.group(1), '--' + required.group(1) + '=...')})")
+  head = re.match(r"flag (--[\w.]+)=(.*?): (.*)", text, re.S)
+  if head:
+    flag, value, detail = head.groups()
+    if flag.startswith("--config.") and ("invalid literal" in detail
+                                         or "could not convert" in detail):
+      kind = re.search(r"for (\w+)\(\)|string to (\w+)", detail)
+      name = (kind.group(1) or kind.group(2)) if kind else "value of the field's type"
+      expected = f"expected a{'n' if name[0] in 'aeiou' else ''} {name}"
+      return f"{flag}: {value!r} is not accepted; {expected}"
+    return f"{flag}: {value!r} is not accepted: {_innermost(detail)}"
+  return _innermost(text)
+
+
+def _check_config_file(argv) -> None:
+  """A ``--config`` file that does not exist: one line, before absl tries to load it."""
+  for arg in argv[1:]:
+    match = re.match(r"--config=(.*)", arg)
+    if match:
+      file = match.group(1).split(":", 1)[0]
+      if file and not os.path.isfile(file):
+        _fail(f"--config: {file!r} is not accepted; expected an existing config file, e.g. "
+              f"configs/default.py or configs/rotated_mnist.py:gcnn (see configs/)", 2)
+
+
 def parse_flags(argv):
-  """absl's flag parsing, with a config override error (e.g. a misspelt field) in one line."""
+  """absl's flag parsing, with every flag or config error (a missing flag, a config file that
+  does not exist or fails, a value of the wrong type, a misspelt field) in one line, exit 2."""
+  _check_config_file(argv)
   try:
-    return FLAGS(argv)
-  except flags.Error:
-    raise  # absl prints these itself, briefly
+    rest = FLAGS(argv)
+    if FLAGS.config is None:
+      raise flags.IllegalFlagValueError(
+          "flag --config=None: Flag --config must have a value other than None.")
+    return rest
+  except flags.Error as error:
+    _fail(_flag_error(error), 2)
   except (KeyError, AttributeError, TypeError, ValueError) as error:
     _fail(f"bad --config override: {one_line(error)} (the fields are listed in "
           f"ds_symmetry/train/config.py)", 2)
+  return None
 
 
 def main(argv):
@@ -81,7 +139,13 @@ def main(argv):
     initialize_distributed(FLAGS.config)
     logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                  jax.process_count(), jax.local_devices())
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    validate_config(FLAGS.config)
+  except ValueError as error:
+    _fail(one_line(error), 2)
+  try:
+    train_and_evaluate(FLAGS.config, FLAGS.workdir, adopt_workdir=FLAGS.adopt_workdir)
+  except NotARunError as error:  # the --workdir argument itself is wrong
+    _fail(one_line(error), 2)
   except USER_ERRORS as error:
     _fail(one_line(error), 1)
   from ds_symmetry import report  # pylint: disable=import-outside-toplevel

@@ -254,8 +254,9 @@ def read_json(file_path: str | os.PathLike, *, strict: bool = True):
 
 
 def read_config(workdir: str | os.PathLike, *, strict: bool = True) -> dict | None:
-  """``config.json`` as a dict, or ``None`` (see :func:`read_json`). A file that parses but is
-  not this library's config (:func:`is_run_config`) is unreadable too."""
+  """``config.json`` as a dict, or ``None`` (see :func:`read_json`). With ``strict``, a file
+  that parses but is not this library's config (:func:`is_run_config`) is unreadable too;
+  otherwise any JSON object is returned as it is."""
   file_path = path(workdir, CONFIG)
   value = read_json(file_path, strict=strict)
   if value is None or is_run_config(value):
@@ -264,7 +265,7 @@ def read_config(workdir: str | os.PathLike, *, strict: bool = True) -> dict | No
     raise UnreadableRunFile(f"{file_path} is not this library's config (found "
                             f"{_describe_json(value)}, expected a JSON object with the fields "
                             f"{sorted(RUN_CONFIG_FIELDS)} among others)")
-  return None
+  return value if isinstance(value, dict) else None  # lenient readers take what there is
 
 
 # Fields every config.json of this library records (``ds_symmetry.train.config``).

@@ -27,8 +27,12 @@ workdir already holds:
             starts over, as for partial).
   conflict  the workdir holds a run with another config (learning rate, model, ...): not run,
             reported as failed (use another --root, or delete that workdir).
-  locked    another grid process holds ``<workdir>.lock``: skipped. A lock left by a killed
-            process on this host is taken over; one from another host must be deleted by hand.
+  diverged  results.json says the run diverged: reported as failed, not retried (the same
+            config diverges again); ``table`` shows it as diverged, never as a result.
+  locked    another grid process holds ``<workdir>.lock``, or a trainer started by hand holds
+            ``<workdir>/workdir.lock`` (``ds_symmetry.workdir_lock``): skipped. A lock left by
+            a killed process on this host is taken over with a warning; one from another host
+            must be deleted by hand.
 
 A failed run is reported and the grid goes on; the exit status is 1 if any run failed.
 Ctrl-C or SIGTERM stops the running child (its checkpoints stay; the next ``run`` resumes it)
@@ -47,7 +51,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
-import json
 import os
 import re
 import shlex
@@ -60,7 +63,7 @@ import time
 import warnings
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
-from ds_symmetry import run_files
+from ds_symmetry import run_files, workdir_lock
 from experiments import tables
 from experiments.paper_tables import GRIDS
 from experiments.spec import REPO_ROOT, Grid, Row, Run, format_value
@@ -205,19 +208,14 @@ def resolve_config(run: Run) -> dict:
   return run_files.config_as_dict(config)
 
 
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
+def _lock_is_stale(holder: dict, lock_path: str | None = None) -> bool:
+  return workdir_lock.is_stale(holder, lock_path)
 
 
-def _lock_is_stale(holder: dict) -> bool:
-  return (holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
-          and not _pid_alive(holder["pid"]))
+def _live_holder(lock_path: str) -> dict | None:
+  """The holder of a lock file unless it is stale (its process of this host is gone)."""
+  holder = workdir_lock.read_holder(lock_path)
+  return None if holder is None or _lock_is_stale(holder, lock_path) else holder
 
 
 def _starts_over(workdir: str) -> str:
@@ -234,13 +232,21 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
 
   ``config`` is the resolved config (:func:`resolve_config`); None skips the comparison.
   """
-  holder = tables.lock_holder(run.lock_path) if check_lock else None
-  if holder is not None and not _lock_is_stale(holder):
-    return "locked", f"held by {holder.get('host')}:{holder.get('pid')} ({run.lock_path})"
+  if check_lock:  # the grid's lock, then the trainer's own (a run started by hand)
+    for lock_path in (run.lock_path, run_files.path(run.workdir, run_files.LOCK)):
+      holder = _live_holder(lock_path)
+      if holder is not None:
+        return "locked", f"held by {workdir_lock.describe(holder)} ({lock_path})"
   # pylint: disable-next=import-outside-toplevel
   from ds_symmetry.train.config import (LENGTH_FIELDS, config_differences,
                                        workdir_config_differences)
   results = run_files.read_results(run.workdir, strict=False)
+  if results is not None and results.get("status") == "diverged":
+    # Rerunning the same config diverges again (training is deterministic): not retried.
+    return "diverged", (f"diverged at step {results.get('diverged_at_step')}: "
+                        f"{results.get('divergence')}; last finite checkpoint at step "
+                        f"{results.get('last_checkpoint_step')}; change the row's config (e.g. "
+                        f"a smaller learning_rate) under another --root, or delete the workdir")
   if results is not None:
     if config is None:
       return "done", ""
@@ -271,29 +277,26 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
+_HELD_LOCKS: dict[str, workdir_lock.WorkdirLock] = {}
+
+
 def _acquire_lock(run: Run) -> bool:
+  """Takes ``<workdir>.lock`` (``ds_symmetry.workdir_lock``; a stale one is taken over with a
+  warning); False if a live process holds it."""
   os.makedirs(os.path.dirname(run.lock_path), exist_ok=True)
-  for _ in range(2):
-    try:
-      fd = os.open(run.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-      holder = tables.lock_holder(run.lock_path)
-      if holder is not None and _lock_is_stale(holder):
-        os.remove(run.lock_path)
-        continue
-      return False
-    with os.fdopen(fd, "w") as file:
-      json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}, file)
-    return True
-  return False
+  lock = workdir_lock.WorkdirLock(run.lock_path, what=f"run {run.key}")
+  try:
+    lock.acquire()
+  except workdir_lock.WorkdirLocked:
+    return False
+  _HELD_LOCKS[run.lock_path] = lock
+  return True
 
 
 def _release_lock(run: Run) -> None:
-  try:
-    os.remove(run.lock_path)
-  except FileNotFoundError:
-    pass
+  lock = _HELD_LOCKS.pop(run.lock_path, None)
+  if lock is not None:
+    lock.release()
 
 
 def execute(run: Run, config: dict, quiet: bool = False, out: TextIO = sys.stdout,
@@ -343,6 +346,8 @@ def execute(run: Run, config: dict, quiet: bool = False, out: TextIO = sys.stdou
     note = "" if returncode == 0 else (f" (ds_symmetry.main exited {returncode} after writing "
                                        f"results.json; see {run.log_path})")
     return True, f"{detail} in {tables.format_duration(time.time() - start)}{note}"
+  if status == "diverged":
+    return False, f"{detail}; log: {run.log_path}"
   return False, (f"exit status {returncode}, no matching results.json ({status}); log: "
                  f"{run.log_path}\n" + _tail(run.log_path))
 
@@ -427,10 +432,10 @@ def run_grid(runs: Sequence[Run], dry_run: bool = False, quiet: bool = False,
       counts["skipped"] += 1
       out.write(f"{prefix}: done, skipped{' (' + detail + ')' if detail else ''}\n")
       continue
-    if status in ("locked", "conflict"):
+    if status in ("locked", "conflict", "diverged"):
       key = "skipped" if status == "locked" else "failed"
       counts[key] += 1
-      if status == "conflict":
+      if status != "locked":
         failures.append(f"{run.key}: {detail}")
       out.write(f"{prefix}: {status}, not run ({detail})\n")
       continue

@@ -1,9 +1,10 @@
 """Tabulating a grid: read every run's ``results.json``, aggregate over seeds, print beside the
 paper's numbers (markdown or CSV).
 
-A run (``<root>/<grid>/<row>/seed<k>``) is *done* when its ``results.json`` exists, *running*
-when a grid process holds its lock file, *partial* when it has started (a ``config.json``,
-metrics or checkpoints) but has no results, and *missing* otherwise. Only done runs enter the
+A run (``<root>/<grid>/<row>/seed<k>``) is *done* when its ``results.json`` exists and says it
+finished, *diverged* when it says it diverged, *running* when a live process holds its grid or
+trainer lock (a lock whose process died is ignored), *partial* when it has started (a
+``config.json``, metrics or checkpoints) but has no results, and *missing* otherwise. Only done runs enter the
 statistics; the others are counted in the ``seeds`` column and listed under the table.
 """
 
@@ -18,7 +19,7 @@ import os
 import re
 from typing import Callable, Sequence
 
-from ds_symmetry import run_files
+from ds_symmetry import run_files, workdir_lock
 from experiments.spec import Grid, Row
 
 
@@ -29,7 +30,7 @@ class SeedResult:
   Attributes:
     seed: the seed.
     workdir: the run's directory.
-    status: ``"done"``, ``"running"``, ``"partial"`` or ``"missing"``.
+    status: ``"done"``, ``"diverged"``, ``"running"``, ``"partial"`` or ``"missing"``.
     results: the parsed ``results.json`` (done runs), else None.
     progress: for partial/running runs, e.g. ``"epoch 37/100"`` (else "").
     lift: ``(group or "none", distance, best candidate)`` of the learned lifting layer, or None.
@@ -147,12 +148,25 @@ def lift_summary(workdir: str, results: dict | None) -> tuple[str, float, str] |
   return None
 
 
+def _live_lock_holder(workdir: str) -> dict | None:
+  """The live holder of the grid's or the trainer's lock of ``workdir``; a lock left by a dead
+  process of this host (``workdir_lock.is_stale``) does not make a run *running*."""
+  for lock_path in (workdir + ".lock", run_files.path(workdir, run_files.LOCK)):
+    holder = workdir_lock.read_holder(lock_path)
+    if holder is not None and not workdir_lock.is_stale(holder, lock_path):
+      return holder
+  return None
+
+
 def read_seed(workdir: str, seed: int) -> SeedResult:
   results = run_files.read_results(workdir, strict=False)
+  if results is not None and results.get("status") == "diverged":
+    return SeedResult(seed, workdir, "diverged", results,
+                      progress=f"diverged at step {results.get('diverged_at_step')}")
   if results is not None:
     return SeedResult(seed, workdir, "done", results, lift=lift_summary(workdir, results),
                       wall_time_s=total_wall_time(workdir, results))
-  holder = lock_holder(workdir + ".lock")
+  holder = _live_lock_holder(workdir)
   started = os.path.isdir(workdir) and any(
       os.path.exists(os.path.join(workdir, name))
       for name in (run_files.CONFIG, run_files.METRICS, run_files.CHECKPOINTS))
@@ -299,7 +313,7 @@ def _seeds_text(result: RowResult) -> str:
   done = len(result.done())
   text = f"{done}/{len(result.seeds)}"
   extra = [f"{sum(s.status == status for s in result.seeds)} {status}"
-           for status in ("running", "partial")
+           for status in ("running", "partial", "diverged")
            if any(s.status == status for s in result.seeds)]
   return (text + (f" ({', '.join(extra)})" if extra else "")
           + ("" if done == len(result.seeds) else " *")
@@ -359,6 +373,9 @@ def format_markdown(grid: Grid, results: Sequence[RowResult], root: str) -> str:
                          f"`run` resumes it)")
       elif seed.status == "running":
         footnotes.append(f"running: `{result.row.name}` seed {seed.seed} ({seed.progress})")
+      elif seed.status == "diverged":
+        footnotes.append(f"diverged: `{result.row.name}` seed {seed.seed} ({seed.progress}; "
+                         f"not in the mean)")
   if footnotes:
     lines += ["", "\\* not every seed is done:"] + [f"- {note}" for note in footnotes]
   deviations = [note for result in results for note in _deviation_notes(result)]
