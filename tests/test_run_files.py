@@ -3,13 +3,17 @@ diffs; and ``ds_symmetry.train.load_model``, the model of a workdir."""
 
 import json
 import os
+import re
+import socket
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from ds_symmetry import run_files
+from ds_symmetry import run_files, workdir_lock
 from ds_symmetry.nn import parameter_groups, weight_sharing_layers
 from ds_symmetry.train import base_config, load_model, make_mesh
 from ds_symmetry.train import restore, steps
@@ -36,8 +40,9 @@ def test_atomic_write_replaces_whole_files_and_keeps_the_old_one_on_failure(tmp_
 
 
 def test_json_files_round_trip_with_non_finite_as_null(tmp_path):
-  run_files.write_config(tmp_path, {"model": "wscnn", "model_options": {"channels": 4}})
-  assert run_files.read_config(tmp_path) == {"model": "wscnn", "model_options": {"channels": 4}}
+  config = dict(run_files.config_as_dict(base_config()), model_options={"channels": 4})
+  run_files.write_config(tmp_path, config)
+  assert run_files.read_config(tmp_path) == config
   run_files.write_results(tmp_path, {"loss": float("nan"), "accuracy": np.float32(0.5),
                                      "curve": np.arange(3)})
   assert run_files.read_results(tmp_path) == {"accuracy": 0.5, "curve": [0, 1, 2], "loss": None}
@@ -49,6 +54,51 @@ def test_unreadable_json_is_an_error_naming_the_file_unless_lenient(tmp_path):
   with pytest.raises(run_files.UnreadableRunFile, match="config.json is unreadable"):
     run_files.read_config(tmp_path)
   assert run_files.read_config(tmp_path, strict=False) is None
+
+
+@pytest.mark.parametrize("content, found", [
+    ("[1, 2, 3]", "a JSON list"), ('"a string"', "a JSON str"),
+    ('{"lr": 0.1}', "an object with the fields ['lr']")])
+def test_a_config_json_that_is_not_ours_is_unreadable_naming_what_it_holds(tmp_path, content,
+                                                                          found):
+  (tmp_path / "config.json").write_text(content)
+  with pytest.raises(run_files.UnreadableRunFile,
+                     match=rf"config\.json is not this library's config \(found {re.escape(found)}"):
+    run_files.read_config(tmp_path)
+  with pytest.raises(run_files.UnreadableRunFile, match="Nothing was changed"):
+    run_files.workdir_kind(tmp_path)
+  assert run_files.workdir_kind(tmp_path, adopt=True) == "adopted"
+
+
+def test_workdir_kind_tells_new_runs_and_other_directories(tmp_path):
+  assert run_files.workdir_kind(tmp_path / "absent") == "new"
+  assert run_files.workdir_kind(tmp_path) == "new"
+  (tmp_path / run_files.LOCK).write_text("{}")  # a lock alone: an interrupted start
+  assert run_files.workdir_kind(tmp_path) == "new"
+  (tmp_path / "figures").mkdir()
+  (tmp_path / "notes.txt").write_text("mine")
+  with pytest.raises(run_files.NotARunError,
+                     match=r"is not a run of this library \(no config\.json; it holds figures/, "
+                           r"notes\.txt\)\. Nothing was changed.*--adopt_workdir"):
+    run_files.workdir_kind(tmp_path)
+  assert run_files.workdir_kind(tmp_path, adopt=True) == "adopted"
+  run_files.write_config(tmp_path, run_files.config_as_dict(base_config()))
+  assert run_files.workdir_kind(tmp_path) == "run"
+
+
+def test_a_damaged_middle_line_keeps_every_intact_record(tmp_path):
+  """One damaged line used to end the readable records: a resume then cut the 14 after it."""
+  for step in range(1, 7):
+    run_files.append_metrics(tmp_path, {"type": "train", "step": step})
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+  lines[2] = '{"type": "tra\x00\x00 damaged\n'
+  (tmp_path / "metrics.jsonl").write_text("".join(lines) + '{"type": "eval", "st')
+  assert [r["step"] for r in run_files.read_metrics(tmp_path)] == [1, 2, 4, 5, 6]
+  assert run_files.scan_jsonl(tmp_path / "metrics.jsonl")[1] == [(3, lines[2].rstrip("\n"))]
+  assert run_files.keep_metrics(tmp_path, 5) == 1
+  assert [r["step"] for r in run_files.read_metrics(tmp_path)] == [1, 2, 4, 5]
+  assert (tmp_path / run_files.DAMAGED_METRICS).read_text() == lines[2]  # set aside, not lost
+  assert run_files.keep_metrics(tmp_path, 5) == 0  # the rewritten file is clean
 
 
 def test_metrics_append_read_cut_line_and_resume(tmp_path):
@@ -207,3 +257,88 @@ def test_the_reports_discovered_cache_follows_the_checkpoints_content(tmp_path, 
   # measured once: a second call reads the cache (loading the model would fail now)
   monkeypatch.setattr("ds_symmetry.train.load_model", lambda *a, **k: 1 / 0)
   assert same_budget_report.discovered_curve(str(tmp_path)) == curve
+
+
+# --------------------------------------------------------------------------------------------
+# The workdir lock
+# --------------------------------------------------------------------------------------------
+def _dead_pid():
+  process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+  return int(process.stdout)
+
+
+def test_one_owner_at_a_time_and_the_holder_is_named(tmp_path):
+  path = tmp_path / "workdir.lock"
+  first = workdir_lock.WorkdirLock(path, what="workdir 'x'")
+  first.acquire()
+  holder = json.loads(path.read_text())
+  assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+  with pytest.raises(workdir_lock.WorkdirLocked,
+                     match=rf"workdir 'x' is in use by another process \({socket.gethostname()}:"
+                           rf"{os.getpid()} \(since"):
+    workdir_lock.WorkdirLock(path, what="workdir 'x'").acquire()
+  first.release()
+  assert not path.exists() and os.listdir(tmp_path) == []
+  with workdir_lock.WorkdirLock(path) as second:
+    assert second.held and path.exists()
+  assert not path.exists()
+
+
+def test_a_lock_held_by_another_live_process_is_refused(tmp_path):
+  path = tmp_path / "workdir.lock"
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from ds_symmetry.workdir_lock import "
+       f"WorkdirLock; WorkdirLock({str(path)!r}).acquire(); print('held', flush=True); "
+       "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(workdir_lock.WorkdirLocked, match=rf":{holder.pid} "):
+      workdir_lock.WorkdirLock(path).acquire()
+    holder.kill()  # SIGKILL: no cleanup runs, the file stays, the flock goes
+    holder.wait()
+    assert path.exists()
+    assert workdir_lock.is_stale(workdir_lock.read_holder(path), path)
+    with workdir_lock.WorkdirLock(path):
+      assert json.loads(path.read_text())["pid"] == os.getpid()
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_a_stale_lock_is_taken_over_with_one_warning(tmp_path, caplog):
+  path = tmp_path / "workdir.lock"
+  path.write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid()}))
+  with caplog.at_level("WARNING"):
+    with workdir_lock.WorkdirLock(path):
+      pass
+  warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "took over the lock" in warnings[0].getMessage()
+  assert "\n" not in warnings[0].getMessage()
+
+
+def test_a_live_pid_without_the_flock_is_stale_and_another_hosts_lock_is_not(tmp_path):
+  path = tmp_path / "workdir.lock"
+  # pid 1 runs, but holds no flock on this file: a reused pid, the holder is gone.
+  path.write_text(json.dumps({"host": socket.gethostname(), "pid": 1}))
+  assert workdir_lock.is_stale(workdir_lock.read_holder(path), path)
+  path.write_text(json.dumps({"host": "another-host", "pid": _dead_pid()}))
+  assert not workdir_lock.is_stale(workdir_lock.read_holder(path), path)
+  with pytest.raises(workdir_lock.WorkdirLocked, match="another-host"):
+    workdir_lock.WorkdirLock(path).acquire()
+  path.write_text('{"host": "cut')  # a lock file cut mid-write, nobody holding it
+  assert workdir_lock.is_stale(workdir_lock.read_holder(path), path)
+
+
+def test_claim_refuses_a_non_run_untouched_and_removes_a_directory_it_made(tmp_path):
+  other = tmp_path / "thesis"
+  (other / "figures").mkdir(parents=True)
+  (other / "figures" / "thesis_plot.png").write_bytes(b"png")
+  with pytest.raises(run_files.NotARunError):
+    workdir_lock.claim_workdir(other)
+  assert sorted(p.name for p in other.rglob("*")) == ["figures", "thesis_plot.png"]
+  fresh = tmp_path / "fresh" / "run"
+  claim = workdir_lock.claim_workdir(fresh)
+  assert claim.kind == "new" and (fresh / run_files.LOCK).exists()
+  claim.release()  # nothing was written: the directory it created goes again
+  assert not fresh.exists()
