@@ -53,6 +53,8 @@ def load_results(workdir: str) -> dict | None:
 
 
 def format_report(workdir: str) -> str:
+  """The learned-symmetry report of the run in ``workdir`` as text (one line per layer and
+  finding); raises ``FileNotFoundError`` or ``ReportError`` naming a missing or damaged file."""
   results = load_results(workdir)
   has_stacks = os.path.exists(run_files.path(workdir, run_files.STACKS))
   if has_stacks or results is None:
@@ -136,6 +138,8 @@ def _pct(value):
 
 
 def main(argv=None) -> int:
+  """``python -m ds_symmetry.report WORKDIR``: prints the report; returns the exit status
+  (1 with a one-line error for a missing or damaged run)."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("workdir")
   args = parser.parse_args(argv)

@@ -70,6 +70,7 @@ class ToyProblem:
 
   @property
   def num_signals(self) -> int:
+    """``C``: the number of canonical signals (rows of ``base``)."""
     return int(self.base.shape[0])
 
   @property
@@ -79,6 +80,7 @@ class ToyProblem:
 
   @property
   def order(self) -> int:
+    """``|G|``: the order of ``group`` (from the group registry)."""
     return _groups.group_order(self.group)
 
 

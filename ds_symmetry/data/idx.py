@@ -50,6 +50,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def sha256_hex(content: bytes) -> str:
+  """The sha256 of ``content`` as 64 lowercase hex digits."""
   return hashlib.sha256(content).hexdigest()
 
 

@@ -38,6 +38,8 @@ class MetricWriter:
                                 purge_step=resume_step if resume_step else None)
 
   def write(self, record: dict[str, Any]) -> None:
+    """Appends ``record`` (with ``"step"``) to ``metrics.jsonl`` and its numbers to TensorBoard,
+    tagged ``<type>/<name>``; does nothing on processes other than the writer."""
     if not self.enabled:
       return
     run_files.append_metrics(self.workdir, record)
@@ -49,5 +51,6 @@ class MetricWriter:
     self.writer.flush()
 
   def close(self) -> None:
+    """Flushes and closes the TensorBoard writer."""
     if self.writer is not None:
       self.writer.close()
