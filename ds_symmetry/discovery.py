@@ -21,7 +21,7 @@ and says how far each learned layer was from what replaced it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Union
 
 import numpy as np
 from flax import nnx
@@ -29,7 +29,9 @@ from flax import nnx
 from ds_symmetry.analysis import cayley_error, identify_group, nearest_permutations
 from ds_symmetry.analysis.permutations import pairwise_distances
 from ds_symmetry.nn.introspection import weight_sharing_layers
+from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
+from ds_symmetry.ops.groups import group_order
 
 # A closed set of permutations has products that *are* elements: exact zeros up to rounding.
 _CLOSURE_TOLERANCE = 1e-9
@@ -39,16 +41,21 @@ _CLOSURE_TOLERANCE = 1e-9
 class Discovery:
   """What the lifting layer's learned stack rounds to.
 
+  A stack of ``n`` slots may hold a group of order ``m < n``: slots that round to the same
+  permutation *collapse* onto one element. The answer is the set of distinct permutations,
+  when it is closed under products.
+
   Attributes:
-    permutations: float64 ``[n, k², k²]``, the nearest permutation of every element.
+    permutations: float64 ``[n, k², k²]``, the nearest permutation of every slot.
     projection_distances: float64 ``[n]``, ``‖R_i − P_i‖_F / √d``.
-    closed: whether the permutations are closed under products (a group).
-    table: int ``[n, n]``, ``table[a, b] = c`` with ``P_a P_b ≈ P_c`` (exact when closed).
+    closed: whether the distinct permutations are closed under products (a group).
+    table: int ``[n, n]``, ``table[a, b] = c`` with ``P_a P_b ≈ P_c`` (exact when closed; a
+      repeated element is represented by its first slot).
     distinct: whether the ``n`` permutations are pairwise different (a group of order n).
+    elements: int ``[m]``, the first slot of every distinct permutation (ascending).
     group: the name of the matching group of ``ops.GROUP_NAMES`` on the kernel grid, or
-      ``None`` (not closed, repeated elements, or a closed permutation group with another
-      action).
-    labelling: int ``[n]`` (when ``group`` is named): learned element ``i`` is group element
+      ``None`` (not closed, or a closed permutation group with another action).
+    labelling: int ``[n]`` (when ``group`` is named): slot ``i`` is group element
       ``labelling[i]`` in ``ops.groups``' numbering.
   """
   permutations: np.ndarray
@@ -56,37 +63,58 @@ class Discovery:
   closed: bool
   table: np.ndarray
   distinct: bool
+  elements: np.ndarray
   group: Optional[str]
   labelling: Optional[np.ndarray]
 
   @property
   def is_group(self) -> bool:
-    """A group of order ``n``: closed and with distinct elements."""
-    return self.closed and self.distinct
+    """The distinct permutations form a group (of order ``order``)."""
+    return self.closed
+
+  @property
+  def order(self) -> int:
+    """The number of distinct permutations ``m``."""
+    return int(len(self.elements))
+
+
+def _distinct_slots(permutations: np.ndarray) -> np.ndarray:
+  """The first slot of every distinct permutation of ``[n, d, d]``, ascending."""
+  gaps = pairwise_distances(permutations, permutations)
+  first = [i for i in range(len(permutations)) if not np.any(gaps[i, :i] < 0.5)]
+  return np.asarray(first, dtype=np.int64)
 
 
 def discover_group(stack, kernel_size: int) -> Discovery:
-  """Rounds a learned lifting stack ``[n, k², k²]`` and checks that it is a group."""
+  """Rounds a learned lifting stack ``[n, k², k²]`` and checks that its distinct elements are
+  a group (slots that round to the same permutation collapse onto one element)."""
   permutations, distances = nearest_permutations(stack)
-  cayley = cayley_error(permutations)
-  closed = cayley.max_error <= _CLOSURE_TOLERANCE
-  gaps = pairwise_distances(permutations, permutations)
-  distinct = bool(np.all(gaps[~np.eye(len(gaps), dtype=bool)] > 0.5))
+  elements = _distinct_slots(permutations)
+  distinct_permutations = permutations[elements]
+  closed = cayley_error(distinct_permutations).max_error <= _CLOSURE_TOLERANCE
+  # Products of slots, as slots (a repeated element answers with its first slot).
+  products = np.einsum("aij,bjk->abik", permutations, permutations)
+  n, d = permutations.shape[0], permutations.shape[-1]
+  gaps = pairwise_distances(products.reshape(n * n, d, d), permutations[elements])
+  table = elements[np.argmin(gaps, axis=1)].reshape(n, n)
   group, labelling = None, None
-  if closed and distinct:
+  if closed:
     match = identify_group(permutations, kernel_size, "lift", threshold=1e-6)
-    if match.name is not None and len(match.assignment) == len(set(match.assignment.tolist())):
-      group, labelling = match.name, match.assignment
+    if match.name is not None and group_order(match.name) == len(elements):
+      group, labelling = match.name, np.asarray(match.assignment)
   return Discovery(permutations=permutations, projection_distances=distances, closed=closed,
-                   table=cayley.table, distinct=distinct, group=group, labelling=labelling)
+                   table=table, distinct=len(elements) == n, elements=elements, group=group,
+                   labelling=labelling)
 
 
 def committed_group(stack, kernel_size: int, within: float) -> Optional[Discovery]:
   """The discovery of a lifting stack ``[n, k², k²]`` that has committed to a group, else None.
 
-  Committed: the nearest permutations are a group of ``n`` distinct elements and every element
-  lies within ``within`` of its permutation (``‖R_i − P_i‖_F / √d``; a uniform blend of the
-  grid's isometries is about 0.8–0.9 from its nearest one). The trainer's
+  Committed: every slot lies within ``within`` of its nearest permutation
+  (``‖R_i − P_i‖_F / √d``; a uniform blend of the grid's isometries is about 0.8–0.9 from its
+  nearest one) and the distinct permutations are closed under products. A group of any order
+  ``m ≤ n`` can be named (slots collapse onto repeated elements); a blurred or half-committed
+  stack, or sharp elements that do not close, are not rounded. The trainer's
   ``discover_when_within`` rounds a model at the first check where this holds.
   """
   if not within > 0:
@@ -117,36 +145,106 @@ def regular_group_stack(permutations: np.ndarray, table: np.ndarray) -> np.ndarr
 
 
 @dataclasses.dataclass(frozen=True)
+class SubgroupChoice:
+  """What a :class:`~ds_symmetry.nn.SubgroupSelector` chose.
+
+  Attributes:
+    group: the most probable candidate subgroup of ``D4``.
+    probabilities: ``{candidate: q}``.
+  """
+  group: str
+  probabilities: Dict[str, float]
+
+  @property
+  def is_group(self) -> bool:
+    """Always true: every candidate is a group."""
+    return True
+
+  @property
+  def order(self) -> int:
+    """The chosen group's order."""
+    return group_order(self.group)
+
+
+@dataclasses.dataclass(frozen=True)
 class DiscoveredModel:
   """Result of :func:`discover_gcnn`.
 
   Attributes:
-    model: the copy with exact, frozen stacks (the input model is not changed).
-    discovery: what the lifting stack rounded to (:class:`Discovery`).
+    model: the exact G-CNN (the input model is not changed): a copy with exact, frozen stacks
+      when the lifting stack rounds to as many distinct elements as it has slots; otherwise a
+      new model from ``build(group)``.
+    discovery: what was rounded (:class:`Discovery` for a learned lifting stack,
+      :class:`SubgroupChoice` for a ``SubgroupSelector``).
     layer_distances: ``{layer path: mean ‖R_i − exact_i‖_F / √d}`` between every learned
-      stack and the exact one that replaced it.
+      stack and the exact one that replaced it (empty for a rebuilt model).
+    rebuilt: whether ``model`` is a new model from ``build`` (fresh weights) rather than the
+      input model with frozen stacks.
   """
   model: nnx.Module
-  discovery: Discovery
+  discovery: Union[Discovery, SubgroupChoice]
   layer_distances: Dict[str, float]
+  rebuilt: bool = False
+
+  def record(self) -> Dict[str, object]:
+    """A JSON-serialisable summary: ``group``, ``order``, ``is_group``, and the rounding's
+    distances (stacks) or the subgroup probabilities (selector)."""
+    found = self.discovery
+    out: Dict[str, object] = {"group": found.group, "order": found.order,
+                              "is_group": found.is_group, "rebuilt": self.rebuilt,
+                              "layer_distances": dict(self.layer_distances)}
+    if isinstance(found, SubgroupChoice):
+      out["subgroup_probabilities"] = dict(found.probabilities)
+    else:
+      out.update(projection_distances=found.projection_distances.tolist(),
+                 labelling=None if found.labelling is None else found.labelling.tolist())
+    return out
 
 
-def discover_gcnn(model: nnx.Module, require_group: bool = True) -> DiscoveredModel:
+def discover_subgroup_gcnn(selector: SubgroupSelector,
+                           build: Callable[[str], nnx.Module]) -> DiscoveredModel:
+  """The exact G-CNN of the subgroup a ``SubgroupSelector`` finds most probable.
+
+  Args:
+    selector: the learned model.
+    build: ``build(group_name)`` returns a fresh exact G-CNN of that group (e.g.
+      ``create_model("gcnn", group=name, ...)``): ``|H|`` distinct elements, whatever the
+      selector's backbone was.
+  """
+  q = np.asarray(selector.probabilities(), dtype=np.float64)
+  choice = SubgroupChoice(group=selector.candidates[int(np.argmax(q))],
+                          probabilities={name: float(p)
+                                         for name, p in zip(selector.candidates, q)})
+  return DiscoveredModel(model=build(choice.group), discovery=choice, layer_distances={},
+                         rebuilt=True)
+
+
+def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
+                  build: Optional[Callable[[str], nnx.Module]] = None) -> DiscoveredModel:
   """Replaces a network's learned stacks by the exact G-CNN of the group they point to.
 
   Args:
-    model: an NNX model whose first learned weight-sharing layer is a ``WSLiftConv``.
+    model: an NNX model whose first learned weight-sharing layer is a ``WSLiftConv``, or a
+      ``SubgroupSelector`` (then ``build`` is required: :func:`discover_subgroup_gcnn`).
     require_group: raise when the rounded lifting stack is not a group (default). With
       ``False`` the rounded lifting stack is frozen anyway and each group layer is rounded
       to its own nearest permutations (no equivariance is then guaranteed).
+    build: ``build(group_name)`` returns a fresh exact G-CNN of a named group. Needed when
+      the answer has fewer distinct elements than the stack has slots (its group layers
+      cannot keep their ``n``-slot weights) and for a ``SubgroupSelector``.
 
   Returns:
     :class:`DiscoveredModel`.
 
   Raises:
     ValueError: no learned lifting layer, or (``require_group``) the rounded stack is not a
-      group of distinct elements.
+      group; or a collapsed answer (or a selector) without ``build``.
   """
+  if isinstance(model, SubgroupSelector):
+    if build is None:
+      raise ValueError("build: None is not accepted for a SubgroupSelector; expected a "
+                       "callable build(group_name) returning the exact G-CNN")
+    return discover_subgroup_gcnn(model, build)
   copy = nnx.merge(*nnx.split(model))
   layers = [(path, layer) for path, layer in weight_sharing_layers(copy) if layer.is_learned]
   lifting = [(path, layer) for path, layer in layers if isinstance(layer, WSLiftConv)]
@@ -162,6 +260,14 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True) -> DiscoveredMo
         f"{discovery.closed}, distinct elements={discovery.distinct} (projection distances "
         f"{np.round(discovery.projection_distances, 3).tolist()}); train longer, or pass "
         f"require_group=False to round every layer on its own")
+  if discovery.is_group and not discovery.distinct:
+    if build is None or discovery.group is None:
+      raise ValueError(
+          f"the lifting stack of {lift_path!r} rounds to {discovery.order} distinct elements "
+          f"in {len(discovery.permutations)} slots (group {discovery.group!r}); its exact "
+          "G-CNN has other layer shapes: pass build(group_name) to build it")
+    return DiscoveredModel(model=build(discovery.group), discovery=discovery,
+                           layer_distances={}, rebuilt=True)
   distances = {}
   for path, layer in layers:
     if layer is lift:

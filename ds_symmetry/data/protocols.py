@@ -23,11 +23,13 @@ pure-jnp methods, safe inside ``jax.jit``:
 
 Protocols (name: what train and test get; options with defaults):
 
-  * ``mnist``: plain MNIST, normalised with (0.1307, 0.3081).
+  * ``mnist``: plain MNIST, normalised with (0.1307, 0.3081). Option ``flip_probability=0``:
+    with ``0.5``, *mirrored MNIST* (a random left-right mirror per draw; test mirrored once).
   * ``rotated_mnist``: train: a fresh rotation per draw, uniform in [0, 360 deg); test: the
     test set rotated once, normalised, plus Gaussian noise ``test_noise_std=0.01``, frozen.
     Options ``max_angle_deg=360``, ``rotation_group_order=None`` (``n`` restricts angles to the
-    multiples of 360/n, i.e. C_n).
+    multiples of 360/n, i.e. C_n), ``flip_probability=0`` (then a random left-right mirror:
+    ``rotation_group_order=4, flip_probability=0.5`` is D4, the square's isometries).
   * ``partial_rotation``: as ``rotated_mnist`` with angles in [0, ``max_angle_deg``] (default
     90) on train and test (the paper's Table 3 uses 90 and 180).
   * ``scaled_mnist``: factor ~ U[``min_scale=0.3``, ``max_scale=1.0``], resize + centred paste
@@ -67,10 +69,11 @@ _STATS = {
 
 # name -> (default dataset, accepted datasets, default options)
 _PROTOCOLS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
-    "mnist": ("mnist", ("mnist", "fashion_mnist"), {"test_noise_std": 0.0}),
+    "mnist": ("mnist", ("mnist", "fashion_mnist"), {"flip_probability": 0.0,
+                                                    "test_noise_std": 0.0}),
     "rotated_mnist": ("mnist", ("mnist", "fashion_mnist"),
                       {"max_angle_deg": 360.0, "rotation_group_order": None,
-                       "test_noise_std": 0.01}),
+                       "flip_probability": 0.0, "test_noise_std": 0.01}),
     "partial_rotation": ("mnist", ("mnist", "fashion_mnist"),
                          {"max_angle_deg": 90.0, "rotation_group_order": None,
                           "test_noise_std": 0.01}),
@@ -150,7 +153,28 @@ def _flip_transform(flip_probability):
   return transform
 
 
+@functools.lru_cache(maxsize=None)  # same options -> same function -> no recompile
+def _then_flip(transform, flip_probability):
+  """``transform`` (or nothing), then a random left-right mirror with ``flip_probability``."""
+  flip = _flip_transform(flip_probability)
+
+  def composed(key, images):
+    first, second = jax.random.split(key)
+    return flip(second, images if transform is None else transform(first, images))
+  return composed
+
+
 def _build_transform(name: str, options: dict[str, Any]):
+  probability = float(options.get("flip_probability", 0.0))
+  if not 0.0 <= probability <= 1.0:
+    raise ValueError(f"flip_probability: {probability} is not accepted; expected [0, 1]")
+  transform = _build_symmetry_transform(name, options)
+  if name in ("mnist", "rotated_mnist") and probability > 0.0:
+    return _then_flip(transform, probability)
+  return transform
+
+
+def _build_symmetry_transform(name: str, options: dict[str, Any]):
   if name in ("rotated_mnist", "partial_rotation"):
     max_angle = float(options["max_angle_deg"])
     if not 0.0 < max_angle <= 360.0:
@@ -167,10 +191,7 @@ def _build_transform(name: str, options: dict[str, Any]):
                        "0 < min_scale <= max_scale <= 1")
     return _scale_transform(low, high, bool(options["antialias"]))
   if name == "flipped_cifar10":
-    probability = float(options["flip_probability"])
-    if not 0.0 <= probability <= 1.0:
-      raise ValueError(f"flip_probability: {probability} is not accepted; expected [0, 1]")
-    return _flip_transform(probability)
+    return _flip_transform(float(options["flip_probability"]))
   return None
 
 
@@ -221,7 +242,7 @@ def _limit(images, labels, limit, name):
 def make_protocol(name: str, *, data_dir: str | os.PathLike | None = None, seed: int = 0,
                   limit_train: int | None = None, limit_test: int | None = None,
                   arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
-                  **options: Any) -> Protocol:
+                  validation_examples: int | None = None, **options: Any) -> Protocol:
   """Builds a protocol (see the module docstring for names and options).
 
   Args:
@@ -231,6 +252,10 @@ def make_protocol(name: str, *, data_dir: str | os.PathLike | None = None, seed:
     limit_train, limit_test: keep only the first N train / test examples.
     arrays: optional in-memory ``(train_images, train_labels, test_images, test_labels)``,
       uint8 ``[N, H, W, C]`` and int labels, used instead of loading the dataset.
+    validation_examples: hold out the *last* N training images as the evaluation set, in
+      place of the test set (transformed, normalised and noised once, like the test set);
+      ``limit_train`` then applies to the images before them. For choosing settings without
+      looking at the test set.
     **options: protocol options, e.g. ``max_angle_deg=90``, ``rotation_group_order=4``,
       ``min_scale=0.3``, ``test_noise_std=0.01``, ``dataset="fashion_mnist"``,
       ``test_seed=0``.
@@ -269,6 +294,14 @@ def make_protocol(name: str, *, data_dir: str | os.PathLike | None = None, seed:
                          "[N, H, W, C]")
     train_labels = train_labels.astype(np.int32)
     test_labels = test_labels.astype(np.int32)
+  if validation_examples is not None:
+    count = validation_examples
+    if int(count) != count or not 0 < count < len(train_images):
+      raise ValueError(f"validation_examples: {count!r} is not accepted; expected None or an "
+                       f"integer in [1, {len(train_images) - 1}]")
+    # The held-out images replace the test set: settings are chosen on them, never on test.
+    test_images, test_labels = train_images[-int(count):], train_labels[-int(count):]
+    train_images, train_labels = train_images[:-int(count)], train_labels[:-int(count)]
   train_images, train_labels = _limit(train_images, train_labels, limit_train, "limit_train")
   test_images, test_labels = _limit(test_images, test_labels, limit_test, "limit_test")
 
@@ -279,7 +312,7 @@ def make_protocol(name: str, *, data_dir: str | os.PathLike | None = None, seed:
   frozen = freeze_test_set(test_images, seed=seed if test_seed is None else int(test_seed),
                            transform=transform, mean=mean, std=std, noise_std=noise_std)
   resolved.update(dataset=dataset, seed=seed, test_seed=test_seed, limit_train=limit_train,
-                  limit_test=limit_test)
+                  limit_test=limit_test, validation_examples=validation_examples)
   return Protocol(name=name, train_images=np.ascontiguousarray(train_images),
                   train_labels=np.ascontiguousarray(train_labels), test_images=frozen,
                   test_labels=np.ascontiguousarray(test_labels), num_classes=10,

@@ -9,6 +9,9 @@ gcnn       MNIST C4 G-CNN, 32 channels (410,890); ``group="D4"`` for D4; 16 chan
            disk-masked kernels and its N(0, (2/√fan_in)²) init
 wscnn      MNIST weight-sharing CNN, 32 channels, 4 elements, fixed identity
            (410,890 free + 121,875 representation logits)
+subgroup_cnn  ``nn.SubgroupSelector`` over the MNIST CNN (16 channels): learns which of the
+           ten subgroups of D4 the data are invariant to (``candidates``, ``size_prior``,
+           ``warmup_steps``; other options go to the CNN)
 resnet     CIFAR-10 ResNet, 32 channels (428,170); 64 → 1,660,170; 128 → 6,544,906
 gresnet    CIFAR-10 C4 G-ResNet, 32 channels (1,632,394); kernels as ``gcnn``
 wsresnet   CIFAR-10 weight-sharing ResNet, 32 channels, 4 elements
@@ -39,6 +42,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ds_symmetry.models.networks import ConvNet, ResNet
+from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 
 _WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
                "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn", "constraint", "kernel_mask",
@@ -61,8 +65,28 @@ _MODELS: dict[str, tuple[type, str, dict[str, Any]]] = {
                                   "stem_padding": "VALID", **_GCNN_KERNELS}),
     "wsresnet": (ResNet, "learned", {"channels": 32, "in_channels": 3, "num_elements": 4}),
 }
-MODEL_NAMES = tuple(_MODELS)
+# The subgroup selector (``nn.SubgroupSelector``) over the plain MNIST CNN: its own options,
+# the rest go to the backbone.
+SELECTOR_OPTIONS = ("candidates", "size_prior", "warmup_steps")
+MODEL_NAMES = tuple(_MODELS) + ("subgroup_cnn",)
 MODEL_DEFAULTS = {name: dict(options) for name, (_, _, options) in _MODELS.items()}  # copies
+MODEL_DEFAULTS["subgroup_cnn"] = {"channels": 16, "in_channels": 1}
+# Options of a learned MNIST model that its exact G-CNN keeps (``exact_model_options``).
+_SHAPE_OPTIONS = ("channels", "in_channels", "num_blocks", "kernel_size", "padding",
+                  "compute_dtype")
+
+
+def exact_model_options(name: str, options: dict[str, Any], group: str) -> tuple[str, dict]:
+  """``(model name, options)`` of the exact G-CNN of ``group`` that a learned MNIST model
+  (``"wscnn"`` or ``"subgroup_cnn"``) with ``options`` rounds to: same width, depth and kernel
+  size; the reference G-CNN's kernels (disk mask, its init) unless ``options`` name them."""
+  if name not in ("wscnn", "subgroup_cnn"):
+    raise ValueError(f"name: {name!r} is not accepted; expected 'wscnn' or 'subgroup_cnn'")
+  merged = dict(MODEL_DEFAULTS[name], **options)
+  exact = {key: merged[key] for key in _SHAPE_OPTIONS if key in merged}
+  exact.update({key: merged[key] for key in KERNEL_OPTIONS if key in merged})
+  exact["group"] = group
+  return "gcnn", exact
 
 _NETWORK_OPTIONS = {
     ConvNet: ("channels", "in_channels", "num_blocks", "kernel_size", "padding", "group",
@@ -88,6 +112,11 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
 
   Returns an NNX module mapping images ``[B, H, W, C]`` to logits ``[B, num_classes]``.
   """
+  if name == "subgroup_cnn":
+    selector = {key: options.pop(key) for key in SELECTOR_OPTIONS if key in options}
+    backbone = create_model("cnn", num_classes=num_classes, rngs=rngs,
+                            **dict(MODEL_DEFAULTS["subgroup_cnn"], **options))
+    return SubgroupSelector(backbone, **selector)
   if name not in _MODELS:
     raise ValueError(f"model name must be one of {list(MODEL_NAMES)}; got {name!r}")
   if not isinstance(num_classes, int) or num_classes < 1:

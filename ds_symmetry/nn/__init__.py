@@ -7,5 +7,6 @@ from ds_symmetry.nn.introspection import (REGULARIZERS, StackInfo, count_paramet
 from ds_symmetry.nn.plain import ChannelLinear, torch_conv, torch_linear
 from ds_symmetry.nn.norms import ChannelBatchNorm, ChannelLayerNorm, GroupLayerNorm
 from ds_symmetry.nn.pooling import GroupPool
+from ds_symmetry.nn.subgroup_selection import SubgroupLogits, SubgroupSelector
 from ds_symmetry.nn.weight_sharing import (LOGITS_INITS, RepresentationLogits, WSGroupConv,
                                            WSLiftConv)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ds_symmetry.nn.subgroup_selection import SubgroupLogits
 from ds_symmetry.nn.weight_sharing import RepresentationLogits, _WeightSharingConv
 
 
@@ -69,13 +70,15 @@ def regularizer_loss(terms: Mapping[str, jnp.ndarray],
 
 
 def parameter_groups(model: nnx.Module) -> nnx.State:
-  """``"logits"`` for every ``RepresentationLogits``, ``"weights"`` for every other ``nnx.Param``.
+  """``"logits"`` for every ``RepresentationLogits`` and ``SubgroupLogits``, ``"weights"`` for
+  every other ``nnx.Param``.
 
   Same structure as ``nnx.state(model, nnx.Param)``: the ``param_labels`` of an
   ``optax.multi_transform`` given to ``nnx.Optimizer(model, tx, wrt=nnx.Param)``.
   """
   return jax.tree.map(
-      lambda variable: "logits" if isinstance(variable, RepresentationLogits) else "weights",
+      lambda variable: ("logits" if isinstance(variable, (RepresentationLogits, SubgroupLogits))
+                        else "weights"),
       nnx.state(model, nnx.Param), is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 

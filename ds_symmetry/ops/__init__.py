@@ -1,7 +1,7 @@
 """Pure jnp operations (no Flax): group representations, kernel stacks, convolutions."""
 
-from ds_symmetry.ops.groups import (GROUP_NAMES, GroupSpec, apply_element, c4xc4_in_c4xc4xc4,
-                                    cayley_table, group_names, group_order, group_spec,
+from ds_symmetry.ops.groups import (D4_SUBGROUPS, GROUP_NAMES, GroupSpec, apply_element,
+                                    c4xc4_in_c4xc4xc4, cayley_table, d4_elements, group_names, group_order, group_spec,
                                     inverse_indices, orthogonality_error, register_group,
                                     regular_permutations, shift_twist_permutations,
                                     group_spatial_dims, spatial_permutations)

@@ -343,6 +343,12 @@ def _dihedral(g, array, axes):
   return _rotate(_mirror(flip, array, axes), rotation, axes)
 
 
+def _dihedral_subgroup(elements: Tuple[int, ...]) -> Action:
+  """The action of the subgroup of ``D4`` whose element ``g`` is ``D4`` element
+  ``elements[g]`` (``elements[0] = 0``, the identity)."""
+  return lambda g, array, axes: _dihedral(elements[g], array, axes)
+
+
 @functools.lru_cache(maxsize=None)
 def _rotation_45_np(height: int, width: int) -> np.ndarray:
   """``[H·W, H·W]``: bilinear rotation by 45° in the sense of ``rot90`` (zero outside)."""
@@ -453,6 +459,17 @@ register_group(GroupSpec("C2", 2, 2, _rotation(2), description="rotations by 180
 register_group(GroupSpec("C4", 4, 2, _rotation(1), description="rotations by 90°"))
 register_group(GroupSpec("flip", 2, 2, _mirror, description="identity and left-right flip"))
 register_group(GroupSpec("D4", 8, 2, _dihedral, description="rotations by 90° and flips"))
+# The other subgroups of D4 (the isometries of the square kernel grid), as D4 elements.
+register_group(GroupSpec("flip_ud", 2, 2, _dihedral_subgroup((0, 6)),
+                         description="identity and up-down flip"))
+register_group(GroupSpec("flip_diagonal", 2, 2, _dihedral_subgroup((0, 5)),
+                         description="identity and the mirror in the main diagonal (transpose)"))
+register_group(GroupSpec("flip_antidiagonal", 2, 2, _dihedral_subgroup((0, 7)),
+                         description="identity and the mirror in the anti-diagonal"))
+register_group(GroupSpec("D2", 4, 2, _dihedral_subgroup((0, 2, 4, 6)),
+                         description="180° rotation and the left-right and up-down flips"))
+register_group(GroupSpec("D2_diagonal", 4, 2, _dihedral_subgroup((0, 2, 5, 7)),
+                         description="180° rotation and the two diagonal mirrors"))
 register_group(GroupSpec(
     "C8", 8, 2, _c8, permutation=False,
     cayley=(np.arange(8)[:, None] + np.arange(8)[None]) % 8,
@@ -466,3 +483,26 @@ register_group(GroupSpec("C4xC4xC4", 64, 3, _c4xc4xc4, check_grid=_check_three_s
 _FAMILIES["shift"] = _shift_family
 
 GROUP_NAMES = group_names()
+
+# Every subgroup of D4 (the isometry group of the square kernel grid), smallest first: the
+# possible answers of ``nn.SubgroupSelector`` and of ``discovery`` on images.
+D4_SUBGROUPS = ("trivial", "C2", "flip", "flip_ud", "flip_diagonal", "flip_antidiagonal",
+                "C4", "D2", "D2_diagonal", "D4")
+
+
+@functools.lru_cache(maxsize=None)
+def d4_elements(name: str) -> Tuple[int, ...]:
+  """The ``D4`` element index (``g = f·4 + r``: ``rot90(flip^f(K), r)``) of every element of
+  the subgroup ``name`` of :data:`D4_SUBGROUPS`, in that group's own numbering.
+
+  Read off the actions on a 3×3 grid, so it is checked, not assumed: raises ``ValueError``
+  when ``name`` is not a subgroup of D4.
+  """
+  if name not in D4_SUBGROUPS:
+    raise ValueError(f"name: {name!r} is not a subgroup of D4; expected one of {D4_SUBGROUPS}")
+  d4 = _spatial_np("D4", 3)
+  found = []
+  for element in _spatial_np(name, 3):
+    matches = [g for g in range(8) if np.array_equal(d4[g], element)]
+    found.append(matches[0])
+  return tuple(found)

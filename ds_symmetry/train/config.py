@@ -31,6 +31,8 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
                                  (``discovery.committed_group``); whichever of this and
                                  discover_at_step comes first
   discover_check_every_steps     how often discover_when_within looks at the lifting stack
+  stop_after_discovery           end the run at the discovery (after its evaluation and
+                                 checkpoint): for identification, where the answer is the result
   discover_require_group         stop with an error if the rounded lifting stack is no group
   discover_reinitialize          at the discovery, re-draw the weights from the model's own
                                  initialisation (``seed``) instead of keeping the learned ones:
@@ -107,6 +109,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.discover_check_every_steps = 25
   config.discover_require_group = True
   config.discover_reinitialize = False
+  config.stop_after_discovery = False
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -172,7 +175,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
                "keep_checkpoints", "log_every_steps"):
     if not isinstance(config[name], int) or config[name] < 1:
       _fail(name, config[name], "a positive int")
-  for name in ("discover_require_group", "discover_reinitialize"):
+  for name in ("discover_require_group", "discover_reinitialize", "stop_after_discovery"):
     if not isinstance(config[name], bool):
       _fail(name, config[name], "True or False")
   if not isinstance(config.discover_at_step, int) or config.discover_at_step < 0:

@@ -17,6 +17,7 @@ from flax import nnx
 
 from ds_symmetry import run_files
 from ds_symmetry.models import create_model
+from ds_symmetry.models.factory import exact_model_options
 from ds_symmetry.nn.introspection import weight_sharing_layers
 
 # Every protocol of ``ds_symmetry.data`` has ten classes.
@@ -39,10 +40,20 @@ def freeze(model: nnx.Module, stacks: dict[str, np.ndarray]) -> None:
     layers[name].freeze_stack(stack)
 
 
+def exact_model(config: ml_collections.ConfigDict, num_classes: int, group: str) -> nnx.Module:
+  """The exact G-CNN of ``group`` that ``config``'s learned model rounds to when its answer
+  cannot keep the learned layers' shapes (``models.exact_model_options``), seeded by
+  ``config.seed``."""
+  name, options = exact_model_options(config.model, config.model_options.to_dict(), group)
+  return create_model(name, num_classes=num_classes, rngs=nnx.Rngs(config.seed), **options)
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 discovered: tuple[dict, dict] | None = None) -> nnx.Module:
   """``create_model(config.model, **config.model_options)`` seeded by ``config.seed``; with
   ``discovered`` (``run_files.load_discovered``'s ``(stacks, record)``) its stacks frozen."""
+  if discovered is not None and discovered[1].get("rebuilt"):
+    return exact_model(config, num_classes, discovered[1]["group"])
   model = create_model(config.model, num_classes=num_classes, rngs=nnx.Rngs(config.seed),
                        **config.model_options.to_dict())
   if discovered is not None:

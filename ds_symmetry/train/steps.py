@@ -114,7 +114,9 @@ class Steps:
     ``train_images`` uint8 ``[N, H, W, C]`` and ``train_labels`` int32 ``[N]`` are replicated,
     ``indices`` int32 ``[B]`` sharded over ``data``; augmentation, forward, backward and the
     update run in one call; ``state`` is donated. ``metrics``: the batch's ``loss``,
-    ``cross_entropy``, ``correct`` (a count) and every regulariser term.
+    ``cross_entropy``, ``correct`` (a count) and every regulariser term. A model with an
+    ``objective(images, labels) -> (loss, logits, terms)`` method (``nn.SubgroupSelector``)
+    is trained on that loss (plus the regularisers); its ``terms`` join the metrics.
   * ``evaluate(state, images [K,B,H,W,C], labels [K,B], mask [K,B]) -> dict``: the whole
     (padded, chunked: :func:`chunk_test_set`) test set in one call (``lax.map`` over chunks):
     ``test_loss`` (cross-entropy + the weighted regularisers, as in training),
@@ -153,9 +155,14 @@ class Steps:
       images = jax.lax.with_sharding_constraint(augment(augment_key, raw), batch)
 
       def loss_fn(model):
+        terms = regularizer_terms(model)
+        if hasattr(model, "objective"):  # a model with its own training objective
+          objective, logits, extra = model.objective(images, labels)
+          cross_entropy = _cross_entropy(logits, labels).mean()
+          return (objective + regularizer_loss(terms, weights),
+                  (logits, cross_entropy, dict(terms, **extra)))
         logits = model(images).astype(jnp.float32)
         cross_entropy = _cross_entropy(logits, labels).mean()
-        terms = regularizer_terms(model)
         return cross_entropy + regularizer_loss(terms, weights), (logits, cross_entropy, terms)
 
       (loss, (logits, cross_entropy, terms)), grads = nnx.value_and_grad(

@@ -34,6 +34,7 @@ batch (``steps_per_epoch = N // batch_size``; each epoch reshuffles).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -50,6 +51,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ds_symmetry import provenance
 from ds_symmetry import run_files, workdir_lock
 from ds_symmetry.data import make_protocol
+from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 from ds_symmetry.nn.introspection import (count_parameters, parameter_groups,
                                           representation_stacks, weight_sharing_layers)
 from ds_symmetry.train import config as config_lib
@@ -321,7 +323,8 @@ class _Run:
     self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
     self.parameters = count_parameters(model)
     self._build(model)
-    if config.discover_when_within and self.discovery is None:
+    if (config.discover_when_within and self.discovery is None
+        and not isinstance(model, SubgroupSelector)):
       self._lifting_stack_name()  # a model without one fails here, not at the first check
     replicated = NamedSharding(self.mesh, P())
     self.train_images = _global_array(self.protocol.train_images, replicated)
@@ -369,6 +372,7 @@ class _Run:
                                  weights=steps_lib.regularizer_weights(config), mesh=self.mesh)
     self.state = self.steps.initial_state
     self.metadata = _stack_metadata(model)
+    self.is_selector = isinstance(model, SubgroupSelector)
 
   def _restore(self) -> int | None:
     """Restores the newest good checkpoint into ``state``; its step, or None."""
@@ -395,7 +399,7 @@ class _Run:
   def train(self) -> None:
     """Trains epoch by epoch up to ``total_steps``; a divergence ends it with a record."""
     try:
-      while self.step < self.total_steps:
+      while self.step < self.total_steps and not self._stopped_at_discovery():
         self._train_epoch()
     except _Diverged as error:
       self.diverged = error
@@ -425,6 +429,8 @@ class _Run:
         self.timer += time.time() - eval_start  # keep train_seconds free of evaluations
       if self.discovery is None and self._discovery_due():
         self._discover()
+      if self._stopped_at_discovery():
+        break
       if self.step % config.checkpoint_every_steps == 0 and self.step < epoch_end:
         self._save_checkpoint()
     self._check_pending()
@@ -433,6 +439,10 @@ class _Run:
     if evaluated or self.step == self.total_steps:
       self._evaluate(epoch)
     self._save_checkpoint()
+
+  def _stopped_at_discovery(self) -> bool:
+    """``stop_after_discovery`` and the model has been rounded."""
+    return bool(self.config.stop_after_discovery and self.discovery is not None)
 
   def _train_step(self, order: np.ndarray, epoch: int) -> None:
     config = self.config
@@ -505,13 +515,17 @@ class _Run:
     return float(jax.device_get(results["test_accuracy"]))
 
   def _discovery_due(self) -> bool:
-    """At ``discover_at_step``, or (``discover_when_within``) at a check step where the lifting
-    stack has committed to a group (``discovery.committed_group``)."""
+    """At ``discover_at_step``, or (``discover_when_within``) at a check step where the model
+    has committed: a learned lifting stack to a group (``discovery.committed_group``), a
+    ``SubgroupSelector`` to one subgroup (``1 − max q ≤ discover_when_within``)."""
     config = self.config
     if self.step == config.discover_at_step:
       return True
     if not config.discover_when_within or self.step % config.discover_check_every_steps:
       return False
+    if self.is_selector:
+      model = self.steps.train_state(self.state).model
+      return model.committed_subgroup(config.discover_when_within) is not None
     from ds_symmetry.discovery import committed_group  # pylint: disable=import-outside-toplevel
     name = self._lifting_stack_name()
     stack = np.asarray(jax.device_get(self.steps.stacks(self.state)[name]))
@@ -538,27 +552,23 @@ class _Run:
     learned = {name: stack for name, stack in self._stacks().items()
                if self.metadata[name]["learned"]}
     current = self.steps.train_state(self.state)
-    found = discover_gcnn(current.model, require_group=self.config.discover_require_group)
-    discovery = found.discovery
-    record = {"step": self.step, "group": discovery.group, "is_group": discovery.is_group,
-              "projection_distances": discovery.projection_distances.tolist(),
-              "labelling": (None if discovery.labelling is None
-                            else discovery.labelling.tolist()),
-              "layer_distances": found.layer_distances, "test_accuracy_before": before,
-              "trigger": ("discover_at_step" if self.step == self.config.discover_at_step
-                          else "discover_when_within")}
+    found = discover_gcnn(current.model, require_group=self.config.discover_require_group,
+                          build=functools.partial(restore.exact_model, self.config,
+                                                  self.protocol.num_classes))
+    record = dict(found.record(), step=self.step, test_accuracy_before=before,
+                  trigger=("discover_at_step" if self.step == self.config.discover_at_step
+                           else "discover_when_within"))
     model = found.model
-    if self.config.discover_reinitialize:
+    if self.config.discover_reinitialize and not found.rebuilt:
       # The discovered group, fresh weights: the model as the run's seed first drew it.
       model = restore.build_model(self.config, self.protocol.num_classes,
                                   (restore.frozen_stacks(found.model), record))
-    record["reinitialized"] = bool(self.config.discover_reinitialize)
+    record["reinitialized"] = bool(self.config.discover_reinitialize or found.rebuilt)
     self._build(model, carried=current)
     record["test_accuracy_after"] = self._test_accuracy()
     self._save_checkpoint()
     if self.is_main:  # after the checkpoint: a run killed in between redoes the discovery
-      run_files.save_discovered(self.workdir, restore.frozen_stacks(found.model), record,
-                                learned)
+      run_files.save_discovered(self.workdir, restore.frozen_stacks(model), record, learned)
     self.discovery = record
     self.writer.write(dict(record, type="discovered"))
     logging.info("step %d: rounded to the discovered G-CNN (%s); test accuracy %.4f -> %.4f",

@@ -14,9 +14,10 @@ import ml_collections
 from ml_collections import config_dict
 
 from ds_symmetry.models.factory import KERNEL_OPTIONS, MODEL_DEFAULTS
+from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
 
-MNIST_MODELS = ("cnn", "gcnn", "wscnn")
+MNIST_MODELS = ("cnn", "gcnn", "wscnn", "subgroup_cnn")
 CIFAR_MODELS = ("resnet", "gresnet", "wsresnet")
 # Weight-sharing layer options a config exposes; their defaults are read from the layer.
 _LAYER_OPTIONS = {"fix_identity": bool, "logits_init": str, "sinkhorn_iters": int,
@@ -27,7 +28,7 @@ _LAYER_OPTIONS = {"fix_identity": bool, "logits_init": str, "sinkhorn_iters": in
 
 def _parse(arg: str | None, models: tuple[str, ...], default: str):
   arg = default if arg in (None, "") else arg
-  match = re.fullmatch(r"([a-z]+?)(\d*)", arg)
+  match = re.fullmatch(r"([a-z_]+?)(\d*)", arg)
   if not match or match.group(1) not in models:
     raise ValueError(f"config variant: {arg!r} is not accepted; expected one of {list(models)}, "
                      f"optionally followed by a channel count (e.g. {models[1]}16)")
@@ -61,6 +62,10 @@ def model_options(name: str, channels: int | None = None) -> ml_collections.Conf
     options.update(num_elements=defaults["num_elements"], **layer)
   elif "group" in defaults:  # an exact group: only the kernels' options apply
     options.update(group=defaults["group"], **{k: layer[k] for k in KERNEL_OPTIONS})
+  elif name == "subgroup_cnn":  # the selector's own options (nn.SubgroupSelector's defaults)
+    selector = inspect.signature(SubgroupSelector.__init__).parameters
+    options.update(size_prior=selector["size_prior"].default,
+                   warmup_steps=selector["warmup_steps"].default)
   return ml_collections.ConfigDict(options)
 
 
