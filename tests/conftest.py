@@ -2,7 +2,8 @@
 
 Tiers: every test not marked ``@pytest.mark.slow`` is fast and runs by default
 (``setup.cfg``: ``-m "not slow"``); ``pytest -m slow`` runs the slow ones (end-to-end training
-runs in subprocesses), ``pytest -m "fast or slow"`` everything.
+runs in subprocesses), ``pytest -m "fast or slow"`` everything; ``pytest -m core`` the fast tests
+of ops, nn, models and analysis (:data:`CORE_FILES`).
 
 MNIST: ``mnist_dir`` gives the four real files, obtained the way a user's machine gets them
 (the package's own loader); ``synthetic_mnist`` gives tiny IDX files whose checksums the loader
@@ -28,11 +29,27 @@ TEST_MNIST_ENV = "DS_SYMMETRY_TEST_MNIST"          # a directory with the four f
 REQUIRE_MNIST_ENV = "DS_SYMMETRY_TEST_REQUIRE_MNIST"  # "1": fail instead of skip (CI)
 
 
+# The core tier (``pytest -m core``): the fast tests of the layers everything else stands on:
+# ops, nn, models, analysis. Kept to about two minutes on 2 idle cores; the heavier checks of
+# those layers (structured sharing, hand-written gradients, equivariance helpers, reference
+# parity) stay in the default set.
+CORE_FILES = frozenset({
+    "test_sinkhorn.py", "test_groups.py", "test_kernels.py", "test_grids_nd.py",
+    "test_regularisers.py", "test_validation.py",        # ops
+    "test_norms.py",                                       # nn
+    "test_models.py", "test_model_input_size.py",          # models
+    "test_analysis.py",                                    # analysis
+})
+
+
 def pytest_collection_modifyitems(config, items):
-  """Every test not marked ``slow`` is ``fast``."""
+  """Every test not marked ``slow`` is ``fast``; the fast tests of :data:`CORE_FILES` are
+  ``core`` too."""
   for item in items:
     if "slow" not in item.keywords:
       item.add_marker(pytest.mark.fast)
+      if item.path.name in CORE_FILES:
+        item.add_marker(pytest.mark.core)
 
 
 @pytest.fixture
