@@ -22,7 +22,7 @@ import pytest
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag before jax starts)
 import jax
 import jax.numpy as jnp
-from ds_symmetry import run_files
+from ds_symmetry import run_files, workdir_lock
 from ds_symmetry.run_files import read_jsonl
 from ds_symmetry.train import train_and_evaluate
 from ds_symmetry.train import checkpointing
@@ -459,3 +459,256 @@ def test_results_written_atomically(tmp_path, mnist_dir, monkeypatch):
   train_and_evaluate(tiny_cnn(mnist_dir, num_train_steps=1), str(workdir))
   assert "results.json" in replaced and "config.json" in replaced
   assert not [name for name in os.listdir(workdir) if name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------------------------
+# 10. Runs that cannot hurt each other or the user (issue 25).
+# --------------------------------------------------------------------------------------------
+def _thesis_folder(path):
+  (path / "figures").mkdir(parents=True)
+  (path / "figures" / "thesis_plot.png").write_bytes(b"\x89PNG thesis")
+  (path / "results.json").write_text('{"mine": true}')
+  (path / "notes.txt").write_text("notes")
+  return snapshot(path)
+
+
+def test_a_directory_that_is_not_a_run_is_refused_untouched(tmp_path, mnist_dir):
+  """It used to be trained in: figures/ deleted recursively, results.json replaced."""
+  folder = tmp_path / "thesis"
+  before = _thesis_folder(folder)
+  with pytest.raises(run_files.NotARunError, match=r"not a run of this library \(no config\.json"):
+    train_and_evaluate(tiny_cnn(mnist_dir), str(folder))
+  assert snapshot(folder) == before and sorted(os.listdir(folder)) == [
+      "figures", "notes.txt", "results.json"]
+
+
+def test_cli_a_directory_that_is_not_a_run_is_one_line_exit_2(tmp_path):
+  folder = tmp_path / "thesis"
+  before = _thesis_folder(folder)
+  result = run_cli(tmp_path, tmp_path / "no_data_here", folder, timeout=120)
+  assert result.returncode == 2
+  assert_one_line_error(result, "not a run of this library", "--adopt_workdir",
+                        "figures/, notes.txt, results.json")
+  assert snapshot(folder) == before
+
+
+def test_cli_config_json_of_the_wrong_type_is_one_line(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text("[4, 8]")
+  result = run_cli(tmp_path, tmp_path / "no_data_here", workdir, timeout=120)
+  assert_one_line_error(result, "config.json is not this library's config",
+                        "found a JSON list")
+  assert os.listdir(workdir) == ["config.json"]
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (("--config.batch_size=abc",), ("--config.batch_size: 'abc' is not accepted; expected an "
+                                    "int",)),
+    (("--config=configs/rotated_mnist.py:bogus",), ("--config:", "'bogus' is not accepted",
+                                                    "gcnn")),
+    (("--config=configs/no_such_file.py",), ("--config: 'configs/no_such_file.py' is not "
+                                             "accepted; expected an existing config file",)),
+    (("--workdir=",), ("workdir: '' is not accepted",)),
+])
+def test_cli_bad_arguments_are_one_line_exit_2(tmp_path, flags, needles):
+  """These were tracebacks of 44 to 87 lines, exit status 1."""
+  result = run_cli(tmp_path, tmp_path / "no_data_here", tmp_path / "run", *flags, timeout=120)
+  if "workdir" not in flags[0]:
+    assert result.returncode == 2, result.stderr[-2000:]
+  assert_one_line_error(result, *needles)
+  assert not (tmp_path / "run").exists()
+
+
+def test_cli_missing_workdir_is_one_line_exit_2(tmp_path):
+  config_file = _config_file(tmp_path, tmp_path / "no_data_here", **cnn_overrides())
+  result = subprocess.run([sys.executable, "-m", "ds_symmetry.main", f"--config={config_file}"],
+                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert_one_line_error(result, "--workdir is required")
+
+
+def _hold_lock_in_another_process(lock_path):
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import time; from ds_symmetry.workdir_lock import WorkdirLock; "
+       f"WorkdirLock({str(lock_path)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
+      stdout=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+  assert holder.stdout.readline().strip() == "held"
+  return holder
+
+
+def test_a_second_writer_is_refused_before_it_reads_or_writes(tmp_path, mnist_dir, caplog):
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  holder = _hold_lock_in_another_process(workdir / run_files.LOCK)
+  try:
+    before = snapshot(workdir)
+    # Even a config that differs is refused for the lock first: nothing is compared or read.
+    with pytest.raises(workdir_lock.WorkdirLocked, match=rf"in use by another process "
+                                                         rf"\([^:]+:{holder.pid} "):
+      train_and_evaluate(tiny_cnn(mnist_dir, num_epochs=2), str(workdir))
+    assert snapshot(workdir) == before
+  finally:
+    holder.kill()
+    holder.wait()
+  with caplog.at_level("WARNING"):  # its holder is gone: taken over with one warning
+    summary = train_and_evaluate(tiny_cnn(mnist_dir, num_epochs=2), str(workdir))
+  assert summary["resumed_from_step"] == 4 and summary["step"] == 8
+  assert "took over the lock" in caplog.text
+  assert not (workdir / run_files.LOCK).exists()
+
+
+def test_a_damaged_metrics_line_loses_no_intact_record_on_resume(tmp_path, mnist_dir):
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  path = workdir / "metrics.jsonl"
+  lines = path.read_text().splitlines(keepends=True)
+  intact = [json.loads(line) for line in lines]
+  lines[1] = lines[1][:10] + "\x00garbage\n"
+  path.write_text("".join(lines))
+  train_and_evaluate(tiny_cnn(mnist_dir, num_epochs=2), str(workdir))
+  records = read_jsonl(path)
+  kept = [r for r in records if r["step"] <= 4]
+  assert kept == intact[:1] + intact[2:]  # every intact record before the resume, in order
+  assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2]
+  assert (workdir / run_files.DAMAGED_METRICS).read_text() == lines[1]
+
+
+def test_a_run_is_not_shortened_below_its_checkpoints(tmp_path, mnist_dir):
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  before = snapshot(workdir)
+  with pytest.raises(ValueError, match=r"config\.num_train_steps: 3 ends the run at step 3, "
+                                       r"but .* has done 4 steps"):
+    train_and_evaluate(tiny_cnn(mnist_dir, num_train_steps=3), str(workdir))
+  assert snapshot(workdir) == before
+
+
+@pytest.mark.slow
+def test_a_cosine_runs_length_is_not_changed_once_steps_are_done(tmp_path, mnist_dir):
+  """Raising num_epochs used to restart the learning rate mid-way at about half its peak."""
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir, schedule="cosine", num_train_steps=2), str(workdir))
+  before = snapshot(workdir)
+  with pytest.raises(ValueError, match=r"config\.num_train_steps: 4 makes the run 4 steps long, "
+                                       r"but its 'cosine' learning-rate schedule was laid out "
+                                       r"for 2 steps"):
+    train_and_evaluate(tiny_cnn(mnist_dir, schedule="cosine", num_train_steps=4), str(workdir))
+  assert snapshot(workdir) == before
+
+
+@pytest.mark.slow
+def test_a_discovery_run_falls_back_across_its_discovery(tmp_path, mnist_dir):
+  """discover_at_step=4 with every checkpoint from it on damaged: the fallback to step 2 (the
+  learned model) used to fail with "holds another model's state" on every rerun."""
+  overrides = dict(model="wscnn", model_options={"channels": 4}, num_epochs=2,
+                   discover_at_step=4, discover_require_group=False, keep_checkpoints=10)
+  reference = tmp_path / "reference"
+  train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(reference))
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(workdir))
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4", "6", "8"]
+  for step in ("4", "6", "8"):
+    flip_byte(largest_file(workdir / "checkpoints" / step / "state"))
+  summary = train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(workdir))
+  assert summary["resumed_from_step"] == 2 and summary["discovery"]["step"] == 4
+  assert sorted(os.listdir(workdir / checkpointing.REJECTED_DIR)) == ["4", "6", "8"]
+  _, expected = read_checkpoint(reference / "checkpoints", 8)
+  _, found = read_checkpoint(workdir / "checkpoints", 8)
+  jax.tree.map(np.testing.assert_array_equal, found, expected)
+
+
+def test_a_damaged_shape_in_the_checksum_record_falls_back(tmp_path, caplog):
+  """One edited shape in the checksum record used to refuse the whole run as another model's."""
+  directory = tmp_path / "checkpoints"
+  checkpointer = Checkpointer(directory, keep=5)
+  for step in (2, 4):
+    checkpointer.save(step, _tiny_state(step))
+  checkpointer.close()
+  checksum_file = largest_file(directory / "4" / "checksum")
+  record = json.loads(open(checksum_file, encoding="utf-8").read())
+  record["leaves"]["['params']['w']"][0] = [64, 65]
+  with open(checksum_file, "w", encoding="utf-8") as file:
+    json.dump(record, file)
+  checkpointer = Checkpointer(directory, keep=5)
+  with caplog.at_level("WARNING"):
+    step, state = checkpointer.restore(_abstract(_tiny_state(0)))
+  checkpointer.close()
+  assert step == 2 and float(state["params"]["w"][0, 0]) == 2.0
+  assert "checksum record is damaged" in caplog.text
+  # A checkpoint whose arrays have other shapes is still another model's: an error.
+  other = tmp_path / "other"
+  checkpointer = Checkpointer(other, keep=5)
+  checkpointer.save(2, {"params": {"w": jnp.zeros((8, 8))}, "step": jnp.asarray(7, jnp.int32)})
+  checkpointer.close()
+  with pytest.raises(checkpointing.IncompatibleCheckpointError, match="another model"):
+    Checkpointer(other, keep=5).restore(_abstract(_tiny_state(0)))
+
+
+def test_every_reader_verifies_checkpoints(tmp_path, mnist_dir, caplog):
+  """load_model (the reports' and figures' reader) used to return a byte-flipped checkpoint's
+  parameters (sum inf) without a word."""
+  from ds_symmetry.train import load_model  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "run"
+  train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
+  flip_byte(largest_file(workdir / "checkpoints" / "4" / "state"))
+  before = snapshot(workdir)
+  with pytest.raises(checkpointing.CorruptCheckpointError, match="step 4"):
+    load_model(workdir, 4)
+  with caplog.at_level("WARNING"):
+    model, _, step = load_model(workdir)  # the newest that verifies
+  assert step == 2 and "checkpoint at step 4" in caplog.text
+  with pytest.raises(checkpointing.CorruptCheckpointError, match="step 4"):
+    read_checkpoint(workdir / "checkpoints", 4)
+  flip_byte(largest_file(workdir / "checkpoints" / "2" / "state"))
+  with pytest.raises(checkpointing.CorruptCheckpointError, match="no checkpoint .* verifies"):
+    load_model(workdir)
+  assert snapshot(workdir).keys() == before.keys()  # readers move nothing
+
+
+def _diverged_run(workdir, config):
+  run_files.write_config(workdir, config)
+  run_files.write_results(workdir, {"status": "diverged", "diverged_at_step": 3,
+                                    "divergence": "the loss is nan at step 3",
+                                    "last_checkpoint_step": 2, "final_test_accuracy": 0.1,
+                                    "config": config})
+
+
+def test_the_grid_counts_a_diverged_run_as_failed_and_never_as_done(tmp_path, monkeypatch):
+  """It printed `grid: 1 trained, 0 skipped, 0 failed`, exit 0, and skipped it as done."""
+  import io  # pylint: disable=import-outside-toplevel
+  from experiments import grid as grid_lib, tables  # pylint: disable=import-outside-toplevel
+  from experiments.paper_tables import GRIDS  # pylint: disable=import-outside-toplevel
+  grid = GRIDS["smoke"]
+  run = grid_lib.expand(grid, str(tmp_path), seeds=(0,), rows=grid.rows[:1])[0]
+  config = grid_lib.resolve_config(run)
+  os.makedirs(run.workdir)
+  _diverged_run(run.workdir, config)
+  status, detail = grid_lib.run_status(run, config)
+  assert status == "diverged" and "diverged at step 3" in detail
+  out = io.StringIO()
+  monkeypatch.setattr(grid_lib, "execute", lambda *a, **k: pytest.fail("retried"))
+  assert grid_lib.run_grid([run], out=out) == 1
+  assert "0 trained, 0 skipped, 1 failed" in out.getvalue()
+  seed = tables.read_seed(run.workdir, 0)
+  assert seed.status == "diverged" and seed not in tables.RowResult(run.row, [seed]).done()
+
+
+def test_the_table_ignores_a_lock_whose_process_died(tmp_path):
+  from experiments import tables  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "seed0"
+  workdir.mkdir()
+  run_files.write_config(workdir, run_files.config_as_dict(tiny_cnn(tmp_path)))
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  for lock in (str(workdir) + ".lock", workdir / run_files.LOCK):
+    with open(lock, "w", encoding="utf-8") as file:
+      json.dump({"host": socket.gethostname(), "pid": int(dead.stdout)}, file)
+    assert tables.read_seed(str(workdir), 0).status == "partial"
+  holder = _hold_lock_in_another_process(workdir / "live.lock")
+  try:
+    os.replace(workdir / "live.lock", workdir / run_files.LOCK)  # the live holder's file
+    assert tables.read_seed(str(workdir), 0).status == "running"
+  finally:
+    holder.kill()
+    holder.wait()
