@@ -2,7 +2,7 @@
 
 Both give JAX's own gradients to float32 rounding (the input gradient of a convolution is even
 bit-identical on XLA:CPU), and both were kept because they made a training step faster
-(``benchmarks/profile_step.py``, README "CPU speed"):
+(``benchmarks/profile_step.py``, ``docs/benchmarks.md``, "CPU speed"):
 
 * :func:`conv2d_stride1` — a stride-1 2-D convolution whose *input gradient* skips the zero
   rows of the padded gradient. JAX's transpose rule computes the input gradient as one
