@@ -85,10 +85,11 @@ def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, step
 def identify_subgroup(group: str = "C4", *, image_size: int = 7, hidden: int = 128,
                       steps: int = 300, batch: int = 256, learning_rate: float = 3e-3,
                       selection_learning_rate: float = 0.1, size_prior: float = 0.05,
-                      warmup_steps: int = 100, within: float = 0.05, seed: int = 0) -> dict:
+                      warmup_steps: int = 100, within: float = 0.05, seed: int = 0,
+                      stop_when_committed: bool = False) -> dict:
   """Fits a ``SubgroupSelector`` over an MLP to a ``group``-invariant linear teacher; returns
   the chosen subgroup, its probability and the step it committed at (``1 − max q ≤ within``;
-  ``None`` if never), JSON-serialisable."""
+  ``None`` if never), JSON-serialisable. ``stop_when_committed`` ends training there."""
   if group not in ops.D4_SUBGROUPS:
     raise ValueError(f"group: {group!r} is not accepted; expected one of {ops.D4_SUBGROUPS}")
   teacher = jax.random.normal(jax.random.key(seed + 1), (image_size * image_size, 10))
@@ -122,6 +123,8 @@ def identify_subgroup(group: str = "C4", *, image_size: int = 7, hidden: int = 1
     step(student, optimizer, jax.random.fold_in(key, index))
     if committed_at is None and student.committed_subgroup(within) is not None:
       committed_at = index + 1
+      if stop_when_committed:
+        break
   q = np.asarray(student.probabilities())
   return {"group": group, "identified": student.candidates[int(np.argmax(q))],
           "probability": float(q.max()), "committed_at": committed_at, "steps": steps,

@@ -21,6 +21,7 @@ GPU jobs. ``--set num_epochs=1 --set limit_train=2048`` makes CPU-sized versions
 
 from __future__ import annotations
 
+from experiments.identification import GRIDS as IDENTIFICATION_GRIDS
 from experiments.same_budget import SAME_BUDGET
 from experiments.spec import Grid, Paper, Row
 
@@ -177,4 +178,4 @@ SMOKE = Grid(
     notes=("a harness check, not a result: accuracies after 4 steps are near chance.",))
 
 GRIDS: dict[str, Grid] = {grid.name: grid for grid in (
-    TABLE1, TABLE2, TABLE3, TABLE4, TABLE1_ENTROPY, SMOKE, SAME_BUDGET)}
+    TABLE1, TABLE2, TABLE3, TABLE4, TABLE1_ENTROPY, SMOKE, SAME_BUDGET, *IDENTIFICATION_GRIDS)}

@@ -556,6 +556,7 @@ class _Run:
                           build=functools.partial(restore.exact_model, self.config,
                                                   self.protocol.num_classes))
     record = dict(found.record(), step=self.step, test_accuracy_before=before,
+                  wall_s=time.time() - self.start_time,
                   trigger=("discover_at_step" if self.step == self.config.discover_at_step
                            else "discover_when_within"))
     model = found.model

@@ -1,0 +1,101 @@
+"""The recipe that learns which symmetry the data have, then trains the G-CNN of that group.
+
+  python -m ds_symmetry.main --config=configs/discover.py --workdir=runs/discover
+  python -m ds_symmetry.main --config=configs/discover.py:mirrored,32 --workdir=runs/mirrored32
+
+What the model is told: its answer is one of the ten subgroups of the square grid's eight
+isometries (rotations by multiples of 90° and mirrors), each scored by how much the training
+loss rises when the network is made exactly invariant to it, against a prior of β·log|H| per
+subgroup in favour of larger ones (``nn.SubgroupSelector``).
+
+Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5) read
+out through all ten subgroups' group-averaged networks, learns the distribution ``q`` over
+them while the CNN trains on its own (untransformed) readout. When one subgroup holds
+``q ≥ 1 − discover_when_within`` (checked every 10 steps) the run is rounded.
+
+Phase 2 (the discovered G-CNN): the exact G-CNN of that subgroup (``gcnn`` with
+``group=<answer>``, same width and depth, the reference G-CNN's disk mask and init), fresh
+weights, trained for the rest of the budget. ``stop_after_discovery=True`` ends the run at the
+rounding instead (the identification benchmark).
+
+Variants (``:<data>[,<channels>]``), the data and the subgroup each should yield:
+
+  rotated           rotated MNIST, angles uniform in [0°, 360°)   → C4
+  rotated_c4        rotations by multiples of 90°                 → C4
+  rotated_c2        rotations by 0° or 180°                       → C2
+  mirrored          a random left-right mirror, no rotation       → flip
+  rotated_mirrored  multiples of 90°, then a random mirror        → D4
+  upright           plain MNIST                                   → trivial
+  scaled            scaled MNIST (factor in [0.3, 1])             → trivial
+  partial90, partial180   the paper's partial rotations [0°, 90°] and [0°, 180°] (no
+                          expected answer; judged by accuracy)
+
+Settings (size prior, selection learning rate, warm-up, threshold) were chosen on seeds 0–4
+with a validation split held out of the training images (``docs/study/identification.md``).
+"""
+
+from ml_collections import config_dict
+
+from ds_symmetry.train.config import base_config
+from ds_symmetry.train.variants import model_options
+
+# data variant -> (protocol, protocol options, the subgroup it should yield or None)
+VARIANTS = {
+    "rotated": ("rotated_mnist", {}, "C4"),
+    "rotated_c4": ("rotated_mnist", {"rotation_group_order": 4}, "C4"),
+    "rotated_c2": ("rotated_mnist", {"rotation_group_order": 2}, "C2"),
+    "mirrored": ("mnist", {"flip_probability": 0.5}, "flip"),
+    "rotated_mirrored": ("rotated_mnist", {"rotation_group_order": 4, "flip_probability": 0.5},
+                         "D4"),
+    "upright": ("mnist", {}, "trivial"),
+    "scaled": ("scaled_mnist", {}, "trivial"),
+    "partial90": ("partial_rotation", {"max_angle_deg": 90.0}, None),
+    "partial180": ("partial_rotation", {"max_angle_deg": 180.0}, None),
+}
+
+# The identification settings (chosen on seeds 0-4, validation split; never the test set).
+SIZE_PRIOR = 0.05
+SELECTION_LEARNING_RATE = 5e-2
+WARMUP_STEPS = 50
+WITHIN = 0.05
+
+
+def parse(arg):
+  """``"<data>[,<channels>]"`` → ``(data, channels)``; raises ``ValueError`` in one line."""
+  parts = (arg or "rotated").split(",")
+  data = parts[0] or "rotated"
+  if data not in VARIANTS or len(parts) > 2:
+    raise ValueError(f"config variant: {arg!r} is not accepted; expected '<data>[,<channels>]' "
+                     f"with data one of {sorted(VARIANTS)}")
+  channels = 16
+  if len(parts) == 2:
+    if not parts[1].isdigit() or int(parts[1]) < 1:
+      raise ValueError(f"config variant: channels {parts[1]!r} is not accepted; expected a "
+                       "positive integer")
+    channels = int(parts[1])
+  return data, channels
+
+
+def get_config(arg=None):
+  data, channels = parse(arg)
+  protocol, options, _ = VARIANTS[data]
+  config = base_config()
+  config.model = "subgroup_cnn"
+  config.model_options = model_options("subgroup_cnn", channels)
+  config.model_options.size_prior = SIZE_PRIOR
+  config.model_options.warmup_steps = WARMUP_STEPS
+  config.protocol = protocol
+  config.protocol_options = config_dict.ConfigDict(
+      dict(options, validation_examples=config_dict.placeholder(int)))
+  config.limit_train = 24000
+  config.num_epochs = 2
+  config.batch_size = 64
+  config.learning_rate = 1e-3
+  config.logits_learning_rate = SELECTION_LEARNING_RATE
+  config.discover_when_within = WITHIN
+  config.discover_check_every_steps = 10
+  config.eval_batch_size = 1000
+  config.evals_per_epoch = 2
+  config.checkpoint_every_steps = 200
+  config.log_every_steps = 50
+  return config

@@ -1,0 +1,233 @@
+"""The group-identification benchmark: which subgroup of D4 does each MNIST variant yield?
+
+Two answers per run, from two methods that share nothing but the data:
+
+* **learned** (``configs/discover.py``, ``nn.SubgroupSelector``): the recipe's one training run,
+  stopped at the step where one subgroup holds ``q ≥ 0.95`` (checked every 10 steps) or at
+  500 steps (then *undecided*);
+* **invariance test** (``configs/invariance_test.py``): a plain 32-channel CNN trained 300
+  steps; its held-out loss on each isometry of the validation images relative to the
+  untransformed ones names the largest subgroup whose every element has ratio ≤ 1.05
+  (``analysis.invariant_subgroup``).
+
+Each answer is scored against the variant's expected subgroup as *exact*, *superset* (the
+data's group plus transformations the data do not have: not a success) or *wrong*.
+
+Grids (``python -m experiments.grid list``), run one at a time (resumable; a done run is
+skipped):
+
+  identification_tuning   16 channels, seeds 0–4, validation split: where settings are chosen
+  identification16        16 channels, held-out seeds 100–109
+  identification32        32 channels, held-out seeds 100–104
+  invariance_test         the independent check, seeds 100–104
+
+  python -m experiments.grid run --grid=identification16 --root=runs
+  python -m experiments.identification report --root=runs --out=results/identification
+
+``report`` writes ``summary.json`` (one record per run), ``table.md`` and
+``identification.png`` under ``--out`` (small: no workdir payloads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Iterable, Optional, Sequence
+
+from experiments.spec import Grid, Row
+
+# The data variants with an expected answer, in table order (configs/discover.py: VARIANTS).
+EXPECTED = {"upright": "trivial", "mirrored": "flip", "rotated_c2": "C2", "rotated_c4": "C4",
+            "rotated": "C4", "rotated_mirrored": "D4", "scaled": "trivial"}
+DATA = tuple(EXPECTED)
+# Every identification run: stop at the rounding or at 500 steps; a small frozen test set
+# (only the answer and its step are read).
+IDENTIFY = {"stop_after_discovery": True, "num_train_steps": 500, "limit_test": 2000,
+            "evals_per_epoch": 1, "checkpoint_every_steps": 100_000, "progress_bar": "off"}
+TUNING = dict(IDENTIFY, **{"protocol_options.validation_examples": 5000})
+
+
+def _rows(channels: int, overrides: dict) -> tuple[Row, ...]:
+  return tuple(Row(f"{data}_{channels}", f"configs/discover.py:{data},{channels}",
+                   f"SubgroupSelector ({channels} ch)", data, overrides=overrides)
+               for data in DATA)
+
+
+IDENTIFICATION_TUNING = Grid(
+    "identification_tuning", "Group identification, settings search (validation split)",
+    _rows(16, TUNING), seeds=(0, 1, 2, 3, 4),
+    notes=("seeds 0-4 choose the settings; they are never reported as results",))
+IDENTIFICATION16 = Grid(
+    "identification16", "Group identification, 16 channels, held-out seeds",
+    _rows(16, IDENTIFY), seeds=tuple(range(100, 110)))
+IDENTIFICATION32 = Grid(
+    "identification32", "Group identification, 32 channels, held-out seeds",
+    _rows(32, IDENTIFY), seeds=tuple(range(100, 105)))
+INVARIANCE_TEST = Grid(
+    "invariance_test", "The data's invariances from a plain CNN (the independent check)",
+    tuple(Row(data, f"configs/invariance_test.py:{data}", "CNN (32 ch), 300 steps", data,
+              overrides={"progress_bar": "off"}) for data in DATA),
+    seeds=tuple(range(100, 105)))
+GRIDS = (IDENTIFICATION_TUNING, IDENTIFICATION16, IDENTIFICATION32, INVARIANCE_TEST)
+
+
+def score(answer: Optional[str], expected: str) -> str:
+  """``"exact"``, ``"superset"`` (contains the expected subgroup and more), ``"wrong"`` or
+  ``"undecided"`` (no answer)."""
+  from ds_symmetry.ops import d4_elements  # pylint: disable=import-outside-toplevel
+  if answer is None:
+    return "undecided"
+  if answer == expected:
+    return "exact"
+  if set(d4_elements(expected)) < set(d4_elements(answer)):
+    return "superset"
+  return "wrong"
+
+
+def _learned_record(grid: str, data: str, channels: int, seed: int, workdir: str) -> dict:
+  from ds_symmetry import run_files  # pylint: disable=import-outside-toplevel
+  record = {"method": "learned", "grid": grid, "data": data, "channels": channels,
+            "seed": seed, "expected": EXPECTED[data]}
+  results = run_files.read_results(workdir, strict=False)
+  if results is None:
+    return dict(record, status="missing")
+  discovered = run_files.load_discovered(workdir)
+  found = None if discovered is None else discovered[1]
+  answer = None if found is None else found["group"]
+  record.update(status="done", answer=answer, score=score(answer, EXPECTED[data]),
+                step=None if found is None else found["step"],
+                wall_s=None if found is None else round(found["wall_s"], 1),
+                probability=(None if found is None
+                             else max(found["subgroup_probabilities"].values())),
+                provenance=results.get("provenance"))
+  return record
+
+
+def _invariance_record(data: str, seed: int, workdir: str, tolerance: float) -> dict:
+  # pylint: disable=import-outside-toplevel
+  from ds_symmetry import run_files
+  from ds_symmetry.analysis.invariance import invariance_ratios, invariant_subgroup
+  from ds_symmetry.data import make_protocol
+  from ds_symmetry.train.restore import load_model
+  record = {"method": "invariance_test", "grid": INVARIANCE_TEST.name, "data": data,
+            "channels": 32, "seed": seed, "expected": EXPECTED[data]}
+  results = run_files.read_results(workdir, strict=False)
+  if results is None:
+    return dict(record, status="missing")
+  model, config, _ = load_model(workdir)
+  protocol = make_protocol(config.protocol, data_dir=config.get("data_dir"), seed=config.seed,
+                           limit_train=config.limit_train, **config.protocol_options.to_dict())
+  ratios = invariance_ratios(model, protocol.test_images, protocol.test_labels)
+  answer = invariant_subgroup(ratios, tolerance)
+  record.update(status="done", answer=answer, score=score(answer, EXPECTED[data]),
+                step=config.num_train_steps, ratios=[round(float(r), 4) for r in ratios],
+                wall_s=round(results.get("train_seconds", float("nan")), 1),
+                provenance=results.get("provenance"))
+  return record
+
+
+def collect(root: str, tolerance: float = 0.05) -> list[dict]:
+  """One record per run of the four grids found under ``root``."""
+  records = []
+  for grid in GRIDS:
+    for row in grid.rows:
+      for seed in grid.seeds:
+        workdir = os.path.join(root, grid.name, row.name, f"seed{seed}")
+        if not os.path.isdir(workdir):
+          continue
+        if grid is INVARIANCE_TEST:
+          records.append(_invariance_record(row.name, seed, workdir, tolerance))
+        else:
+          data, channels = row.name.rsplit("_", 1)
+          records.append(_learned_record(grid.name, data, int(channels), seed, workdir))
+  return records
+
+
+def table(records: Sequence[dict]) -> str:
+  """Markdown: per variant, each method's answers with their counts and the success rate."""
+  columns = [("identification16", "learned, 16 ch (seeds 100–109)"),
+             ("identification32", "learned, 32 ch (seeds 100–104)"),
+             ("invariance_test", "invariance test (seeds 100–104)"),
+             ("identification_tuning", "learned, 16 ch, tuning (seeds 0–4)")]
+  present = [(g, title) for g, title in columns
+             if any(r["grid"] == g and r["status"] == "done" for r in records)]
+  lines = ["| data | expected | " + " | ".join(title for _, title in present) + " |",
+           "|---|---|" + "---|" * len(present)]
+  for data in DATA:
+    cells = []
+    for grid, _ in present:
+      done = [r for r in records if r["grid"] == grid and r["data"] == data
+              and r["status"] == "done"]
+      if not done:
+        cells.append("–")
+        continue
+      exact = sum(r["score"] == "exact" for r in done)
+      answers = {}
+      for r in done:
+        answers[r["answer"] or "undecided"] = answers.get(r["answer"] or "undecided", 0) + 1
+      steps = [r["step"] for r in done if r["answer"] is not None and r["step"] is not None]
+      walls = [r["wall_s"] for r in done if r.get("wall_s") is not None]
+      detail = ", ".join(f"{name} {count}" for name, count in sorted(answers.items()))
+      cost = (f"; step ≤ {max(steps)}" if steps and grid != "invariance_test" else "")
+      cost += f"; median {sorted(walls)[len(walls) // 2]:.0f} s" if walls else ""
+      cells.append(f"**{exact}/{len(done)}** ({detail}{cost})")
+    lines.append(f"| {data} | {EXPECTED[data]} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(records: Sequence[dict], path: str) -> None:
+  """Commit step of every learned run per variant (marker: exact / superset / wrong)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  figure, axis = plt.subplots(figsize=(7, 3.2))
+  markers = {"exact": "o", "superset": "^", "wrong": "x", "undecided": "s"}
+  for offset, grid in ((-0.15, "identification16"), (0.15, "identification32")):
+    for index, data in enumerate(DATA):
+      for r in records:
+        if r["grid"] == grid and r["data"] == data and r["status"] == "done":
+          step = r["step"] if r["step"] is not None else 500
+          axis.scatter(index + offset, step, marker=markers[r["score"]],
+                       color="C0" if grid.endswith("16") else "C1", s=18)
+  axis.set_xticks(range(len(DATA)), [f"{d}\n→{EXPECTED[d]}" for d in DATA], fontsize=7)
+  axis.set_ylabel("commit step")
+  axis.set_ylim(0, 520)
+  axis.set_title("Step at which the learned model committed (blue 16 ch, orange 32 ch; "
+                 "o exact, ^ superset, x wrong, ■ undecided)", fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def report(root: str, out: str, tolerance: float = 0.05) -> list[dict]:
+  """Writes ``summary.json``, ``table.md`` and ``identification.png`` under ``out``."""
+  records = collect(root, tolerance)
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as handle:
+    json.dump(records, handle, indent=1, sort_keys=True)
+  with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as handle:
+    handle.write(table(records))
+  plot(records, os.path.join(out, "identification.png"))
+  return records
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  rep = sub.add_parser("report", help="tabulate the identification runs under --root")
+  rep.add_argument("--root", required=True)
+  rep.add_argument("--out", default="results/identification")
+  rep.add_argument("--tolerance", type=float, default=0.05)
+  args = parser.parse_args(list(argv) if argv is not None else None)
+  if not os.path.isdir(args.root):
+    parser.error(f"--root: {args.root!r} is not a directory")
+  records = report(args.root, args.out, args.tolerance)
+  print(table(records), end="")
+  print(f"{len(records)} runs; wrote {args.out}/summary.json, table.md, identification.png")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
