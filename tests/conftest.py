@@ -30,14 +30,14 @@ REQUIRE_MNIST_ENV = "DS_SYMMETRY_TEST_REQUIRE_MNIST"  # "1": fail instead of ski
 
 
 # The core tier (``pytest -m core``): the fast tests of the layers everything else stands on:
-# ops, nn, models, analysis. Kept to about two minutes on 2 idle cores; the heavier checks of
-# those layers (structured sharing, hand-written gradients, equivariance helpers, reference
-# parity) stay in the default set.
+# ops, nn, models, analysis (2-D image grids). Kept to about two minutes on 2 idle cores: the
+# heavier checks of those layers (structured sharing, hand-written gradients, equivariance
+# helpers, reference parity, 1-D/3-D grids, input sizes) stay in the default set.
 CORE_FILES = frozenset({
-    "test_sinkhorn.py", "test_groups.py", "test_kernels.py", "test_grids_nd.py",
-    "test_regularisers.py", "test_validation.py",        # ops
+    "test_sinkhorn.py", "test_groups.py", "test_kernels.py", "test_regularisers.py",
+    "test_validation.py",                                  # ops
     "test_norms.py",                                       # nn
-    "test_models.py", "test_model_input_size.py",          # models
+    "test_models.py",                                      # models
     "test_analysis.py",                                    # analysis
 })
 
