@@ -163,3 +163,44 @@ def test_bad_protocol_arguments():
     data.make_protocol("mnist", arrays=arrays, limit_train=0)
   with pytest.raises(ValueError, match="channels"):
     data.make_protocol("cifar10", arrays=arrays)
+
+
+@pytest.mark.parametrize("order, flips, expected", [
+    (None, 0.5, {0, 4}),                       # mirrored MNIST: identity or the left-right flip
+    (2, 0.0, {0, 2}),                          # 0° or 180°
+    (4, 0.5, set(range(8))),                   # multiples of 90°, then a mirror: all of D4
+])
+def test_the_identification_variants_draw_exactly_their_group(order, flips, expected):
+  from ds_symmetry import ops
+  arrays = _arrays(n_train=64)
+  options = {"flip_probability": flips}
+  if order is None:
+    protocol = data.make_protocol("mnist", arrays=arrays, **options)
+  else:
+    protocol = data.make_protocol("rotated_mnist", arrays=arrays, rotation_group_order=order,
+                                  **options)
+  out = np.asarray(protocol.augment(jax.random.key(3), arrays[0]))
+  plain = np.asarray(protocol.preprocess(arrays[0]))
+  seen = set()
+  for image, reference in zip(out, plain):
+    matches = [g for g in range(8)
+               if np.allclose(image, ops.apply_element("D4", g, reference, axes=(0, 1)),
+                              atol=1e-4)]
+    assert matches and set(matches) <= expected
+    seen.add(matches[0])
+  assert seen == expected
+
+
+def test_a_validation_split_holds_out_the_last_training_images_in_place_of_test():
+  arrays = _arrays(n_train=40, n_test=12)
+  protocol = data.make_protocol("mnist", arrays=arrays, validation_examples=10, limit_train=20)
+  np.testing.assert_array_equal(protocol.train_images, arrays[0][:20])
+  np.testing.assert_array_equal(protocol.test_labels, arrays[1][30:])
+  np.testing.assert_allclose(protocol.test_images, protocol.preprocess(arrays[0][30:]),
+                             atol=1e-6)
+  assert protocol.options["validation_examples"] == 10
+  for bad in (0, 40, 2.5):
+    with pytest.raises(ValueError, match=f"validation_examples: {bad!r}"):
+      data.make_protocol("mnist", arrays=arrays, validation_examples=bad)
+  with pytest.raises(ValueError, match="flip_probability: 1.5"):
+    data.make_protocol("mnist", arrays=arrays, flip_probability=1.5)

@@ -133,8 +133,9 @@ def test_a_stack_that_does_not_close_is_refused():
 
 
 def test_committed_group_waits_until_every_element_is_within_the_distance():
-  """A blurred C4 commits once every element is within ``within`` of its permutation; a
-  sharp stack that is no group of distinct elements never does."""
+  """A blurred C4 commits once every element is within ``within`` of its permutation; sharp
+  slots that repeat the elements of a smaller group commit to it; sharp elements that do not
+  close never do."""
   spatial, _ = _relabelled_gcnn_stacks([0, 3, 2, 1], kernel_size=3)
   blurred = _blurred(spatial, 0.6)  # ‖R − P‖_F / √d = 0.4 · √(1 − 1/d) for every element
   expected = 0.4 * np.sqrt(1 - 1 / 9)
@@ -142,8 +143,11 @@ def test_committed_group_waits_until_every_element_is_within_the_distance():
   assert found is not None and found.group == "C4" and found.labelling.tolist() == [0, 3, 2, 1]
   np.testing.assert_allclose(found.projection_distances[1:], expected, rtol=1e-6)
   assert committed_group(blurred, 3, within=expected - 1e-3) is None
-  half_turns = spatial[[0, 2, 0, 2]]  # e, r², e, r²: closed but repeated, so no group of order 4
-  assert committed_group(half_turns, 3, within=1.0) is None
+  half_turns = spatial[[0, 2, 0, 2]]  # e, r², e, r²: the slots collapse onto C2
+  collapsed = committed_group(half_turns, 3, within=1e-6)
+  assert collapsed.group == "C2" and collapsed.order == 2 and not collapsed.distinct
+  quarter = spatial[[0, 1, 0, 1]]      # e, r, e, r: sharp, but {e, r} is not closed
+  assert committed_group(quarter, 3, within=1.0) is None
   with pytest.raises(ValueError, match="within: 0"):
     committed_group(blurred, 3, within=0)
 

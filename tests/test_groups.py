@@ -21,10 +21,11 @@ def _is_permutation_stack(reps):
 
 
 def test_registry_lists_every_group_once_and_filters_by_rank():
-  assert ops.GROUP_NAMES == ("trivial", "C2", "C4", "flip", "D4", "C8", "cube", "C4xC4",
-                             "C4xC4xC4")
-  assert ops.group_names(spatial_dims=2, permutation=True) == ("trivial", "C2", "C4", "flip",
-                                                                "D4")
+  d4_subgroups = ("flip_ud", "flip_diagonal", "flip_antidiagonal", "D2", "D2_diagonal")
+  assert ops.GROUP_NAMES == ("trivial", "C2", "C4", "flip", "D4") + d4_subgroups + (
+      "C8", "cube", "C4xC4", "C4xC4xC4")
+  assert ops.group_names(spatial_dims=2, permutation=True) == (
+      "trivial", "C2", "C4", "flip", "D4") + d4_subgroups
   assert ops.group_names(spatial_dims=3) == ("cube", "C4xC4", "C4xC4xC4")
   assert [ops.group_order(n) for n in ("C8", "cube", "C4xC4", "C4xC4xC4", "shift7")] == [
       8, 24, 16, 64, 7]

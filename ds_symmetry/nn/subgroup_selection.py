@@ -82,6 +82,13 @@ def transformed_copies(images: jnp.ndarray) -> jnp.ndarray:
   return jnp.stack([groups_ops.apply_element("D4", g, images, axes=(1, 2)) for g in range(8)])
 
 
+def _transformed_logits(backbone: nnx.Module, x: jnp.ndarray) -> jnp.ndarray:
+  """``backbone(g·x)`` for the 7 non-identity elements of ``D4``: ``[7, B, K]`` float32."""
+  batch = x.shape[0]
+  copies = transformed_copies(x)[1:].reshape((7 * batch,) + x.shape[1:])
+  return backbone(copies).astype(jnp.float32).reshape((7, batch, -1))
+
+
 class SubgroupSelector(nnx.Module):
   """A backbone classifier whose invariance group is learned among subgroups of ``D4``.
 
@@ -124,22 +131,12 @@ class SubgroupSelector(nnx.Module):
     """``q = softmax(α)``, float32 ``[S]``."""
     return jax.nn.softmax(self.logits[...])
 
-  def _copies_logits(self, x: jnp.ndarray, train_identity_only: bool) -> jnp.ndarray:
-    """``f(g·x)`` for the 8 elements ``g``: ``[8, B, K]``. With ``train_identity_only`` only the
-    untransformed copy carries gradients (the others are computed, not differentiated)."""
-    copies = transformed_copies(x)
-    batch = x.shape[0]
-    if train_identity_only:
-      own = self.backbone(x).astype(jnp.float32)[None]
-      rest = self.backbone(copies[1:].reshape((7 * batch,) + x.shape[1:]))
-      rest = jax.lax.stop_gradient(rest.astype(jnp.float32)).reshape((7, batch, -1))
-      return jnp.concatenate([own, rest])
-    outputs = self.backbone(copies.reshape((8 * batch,) + x.shape[1:]))
-    return outputs.astype(jnp.float32).reshape((8, batch, -1))
-
   def subgroup_logits(self, x: jnp.ndarray) -> jnp.ndarray:
     """Every candidate's invariant readout ``y_H``: ``[B, H, W, C]`` → ``[S, B, K]``."""
-    return jnp.einsum("sg,gbk->sbk", self.membership[...], self._copies_logits(x, False))
+    batch = x.shape[0]
+    outputs = self.backbone(transformed_copies(x).reshape((8 * batch,) + x.shape[1:]))
+    outputs = outputs.astype(jnp.float32).reshape((8, batch, -1))
+    return jnp.einsum("sg,gbk->sbk", self.membership[...], outputs)
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """The readout of the most probable subgroup, ``[B, K]``."""
@@ -154,7 +151,15 @@ class SubgroupSelector(nnx.Module):
     ``selected_cross_entropy`` (the most probable subgroup's readout) and
     ``trivial_cross_entropy`` (the backbone's own, the loss it is trained on).
     """
-    readouts = jnp.einsum("sg,gbk->sbk", self.membership[...], self._copies_logits(x, True))
+    gate = self.selection_step[...] >= self.warmup_steps
+    own_logits = self.backbone(x).astype(jnp.float32)
+    # The 7 transformed copies are needed only once the selection learns: during the warm-up
+    # the conditional skips their forward pass (XLA runs the taken branch only).
+    rest = jax.lax.stop_gradient(nnx.cond(
+        gate, _transformed_logits, lambda backbone, x: jnp.zeros(
+            (7,) + own_logits.shape, jnp.float32), self.backbone, x))
+    outputs = jnp.concatenate([own_logits[None], rest])
+    readouts = jnp.einsum("sg,gbk->sbk", self.membership[...], outputs)
     cross_entropies = jax.vmap(
         lambda logits: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     )(readouts)                                                          # [S]
@@ -163,8 +168,7 @@ class SubgroupSelector(nnx.Module):
     q = self.probabilities()
     scores = jax.lax.stop_gradient(
         jnp.log(cross_entropies + 1e-12) - self.size_prior * self.log_orders[...])
-    gate = (self.selection_step[...] >= self.warmup_steps).astype(jnp.float32)
-    selection = gate * jnp.sum(q * (scores - jnp.sum(jax.lax.stop_gradient(q) * scores)))
+    selection = gate.astype(jnp.float32) * jnp.sum(q * (scores - jnp.sum(jax.lax.stop_gradient(q) * scores)))
     self.selection_step[...] = self.selection_step[...] + 1
     chosen = jnp.argmax(q)
     terms = {"selection_entropy": -jnp.sum(q * jnp.log(q + 1e-30)),
