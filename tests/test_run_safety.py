@@ -429,7 +429,7 @@ def test_main_initializes_distributed_before_touching_the_backend(tmp_path):
       import sys, jax
       from absl import app
       from ds_symmetry import main, report
-      def fake_train(config, workdir):
+      def fake_train(config, workdir, adopt_workdir=False):
         print("initialized:", jax.distributed.is_initialized(), jax.process_count())
       main.train_and_evaluate = fake_train
       report.format_report = lambda workdir: "report"
