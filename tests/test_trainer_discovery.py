@@ -141,3 +141,36 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   text = report.format_report(str(near))
   assert "rounded to its discovered G-CNN at step 2 (discover_when_within" in text
   assert "just before the rounding (step 2)" in text
+
+
+def _selector_config(mnist_dir, **overrides):
+  from ds_symmetry.train.variants import model_options
+  config = tiny_config(mnist_dir, num_epochs=2, limit_train=256, save_figures=False,
+                       discover_when_within=0.5, discover_check_every_steps=2,
+                       logits_learning_rate=1.0, **overrides)
+  config.unlock()
+  config.model = "subgroup_cnn"
+  config.model_options = model_options("subgroup_cnn", 4)
+  config.model_options.warmup_steps = 2
+  config.model_options.size_prior = 1.0  # the largest group wins at once: a fast commitment
+  config.lock()
+  return config
+
+
+def test_a_selector_run_commits_stops_and_resumes_as_the_exact_gcnn(tmp_path, mnist_dir):
+  from ds_symmetry.models.networks import ConvNet
+  from ds_symmetry.nn import weight_sharing_layers
+  from ds_symmetry.train import restore
+  summary = train_and_evaluate(_selector_config(mnist_dir, stop_after_discovery=True),
+                               str(tmp_path))
+  found = summary["discovery"]
+  assert found["group"] == "D4" and found["order"] == 8 and found["rebuilt"]
+  assert found["reinitialized"] and found["wall_s"] > 0
+  assert summary["step"] == found["step"] < 8                    # stopped at the rounding
+  assert abs(sum(found["subgroup_probabilities"].values()) - 1) < 1e-5
+  model, _, _ = restore.load_model(str(tmp_path))
+  assert isinstance(model, ConvNet)
+  assert {layer.group for _, layer in weight_sharing_layers(model)} == {"D4"}
+  # without the stop, the same workdir trains the exact G-CNN on to the end of its budget
+  resumed = train_and_evaluate(_selector_config(mnist_dir), str(tmp_path))
+  assert resumed["step"] == 8 and resumed["discovery"]["step"] == found["step"]

@@ -61,8 +61,8 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adamw",)
 PROGRESS_BAR = ("auto", "on", "off")
 
-# Fields that set how long a run trains.
-LENGTH_FIELDS = ("num_epochs", "num_train_steps")
+# Fields that set how long a run trains (stop_after_discovery: whether it ends at the rounding).
+LENGTH_FIELDS = ("num_epochs", "num_train_steps", "stop_after_discovery")
 # Fields that do not change what a run computes: where data and outputs go, how often.
 BOOKKEEPING_FIELDS = ("log_every_steps", "progress_bar", "checkpoint_every_steps",
                       "keep_checkpoints", "eval_every_epochs", "evals_per_epoch", "save_figures",
