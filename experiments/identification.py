@@ -22,7 +22,9 @@ skipped):
   invariance_test         the independent check, seeds 100–104
 
   python -m experiments.grid run --grid=identification16 --root=runs
-  python -m experiments.identification report --root=runs --out=results/identification
+  python -m experiments.identification report --root=runs --out=results/identification \
+      --figure docs/figures/identification.png \
+      --write_into README.md docs/study/identification.md
 
 ``report`` writes ``summary.json`` (one record per run), ``table.md`` and
 ``identification.png`` under ``--out`` (small: no workdir payloads).
@@ -205,8 +207,10 @@ def plot(records: Sequence[dict], path: str) -> None:
   plt.close(figure)
 
 
-def report(root: str, out: str, tolerance: float = 0.05) -> list[dict]:
-  """Writes ``summary.json``, ``table.md`` and ``identification.png`` under ``out``."""
+def report(root: str, out: str, tolerance: float = 0.05,
+           figure: Optional[str] = None) -> list[dict]:
+  """Writes ``summary.json``, ``table.md`` and ``identification.png`` under ``out`` (the
+  figure also to ``figure`` when given, e.g. the docs' figures folder)."""
   records = collect(root, tolerance)
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as handle:
@@ -214,7 +218,25 @@ def report(root: str, out: str, tolerance: float = 0.05) -> list[dict]:
   with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as handle:
     handle.write(table(records))
   plot(records, os.path.join(out, "identification.png"))
+  if figure:
+    plot(records, figure)
   return records
+
+
+START, END = "<!-- identification-table:start -->", "<!-- identification-table:end -->"
+
+
+def write_into(path: str, text: str) -> None:
+  """Replaces what lies between the ``START`` and ``END`` markers of ``path`` by ``text``
+  (the generated table goes into the README and the docs this way, never typed)."""
+  with open(path, encoding="utf-8") as handle:
+    content = handle.read()
+  if content.count(START) != 1 or content.count(END) != 1:
+    raise ValueError(f"{path}: expected one {START} and one {END} marker")
+  head, rest = content.split(START)
+  _, tail = rest.split(END)
+  with open(path, "w", encoding="utf-8") as handle:
+    handle.write(f"{head}{START}\n{text}{END}{tail}")
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
@@ -224,10 +246,15 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
   rep.add_argument("--root", required=True)
   rep.add_argument("--out", default="results/identification")
   rep.add_argument("--tolerance", type=float, default=0.05)
+  rep.add_argument("--figure", default=None, help="also draw the figure here")
+  rep.add_argument("--write_into", nargs="*", default=(),
+                   help="files whose identification-table markers get the table")
   args = parser.parse_args(list(argv) if argv is not None else None)
   if not os.path.isdir(args.root):
     parser.error(f"--root: {args.root!r} is not a directory")
-  records = report(args.root, args.out, args.tolerance)
+  records = report(args.root, args.out, args.tolerance, args.figure)
+  for path in args.write_into:
+    write_into(path, table(records))
   print(table(records), end="")
   print(f"{len(records)} runs; wrote {args.out}/summary.json, table.md, identification.png")
   return 0

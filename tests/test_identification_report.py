@@ -1,0 +1,45 @@
+"""experiments.identification: scoring answers, the table, and writing it between markers."""
+
+import pytest
+
+from experiments import identification
+
+
+@pytest.mark.parametrize("answer, expected, score", [
+    ("C4", "C4", "exact"),
+    ("D4", "C4", "superset"),      # the data's group plus mirrors it does not have
+    ("C2", "C4", "wrong"),         # a proper subgroup misses symmetries: not a superset
+    ("flip", "C2", "wrong"),
+    ("D2", "flip", "superset"),
+    (None, "trivial", "undecided"),
+])
+def test_every_answer_is_scored_against_the_expected_subgroup(answer, expected, score):
+  assert identification.score(answer, expected) == score
+
+
+def _record(grid, data, answer, step, wall):
+  return {"grid": grid, "data": data, "status": "done", "answer": answer, "step": step,
+          "wall_s": wall, "score": identification.score(answer, identification.EXPECTED[data])}
+
+
+def test_the_table_counts_exact_answers_over_every_run_failures_included():
+  records = [_record("identification16", "mirrored", "flip", 200, 100.0),
+             _record("identification16", "mirrored", "D2", 250, 120.0),
+             _record("identification16", "mirrored", None, None, 150.0),
+             _record("identification16", "upright", "trivial", 140, 60.0)]
+  text = identification.table(records)
+  assert "| mirrored | flip | **1/3** (D2 1, flip 1, undecided 1; step ≤ 250; median 120 s) |" in text
+  assert "| upright | trivial | **1/1**" in text
+  assert "| rotated | C4 | – |" in text
+  assert "32 ch" not in text                     # a grid without runs gets no column
+
+
+def test_write_into_replaces_only_the_marked_block(tmp_path):
+  page = tmp_path / "page.md"
+  page.write_text(f"before\n{identification.START}\nold\n{identification.END}\nafter\n")
+  identification.write_into(str(page), "| new |\n")
+  assert page.read_text() == (f"before\n{identification.START}\n| new |\n"
+                              f"{identification.END}\nafter\n")
+  page.write_text("no markers\n")
+  with pytest.raises(ValueError, match="expected one"):
+    identification.write_into(str(page), "x")
