@@ -19,19 +19,21 @@ is the group-averaged network: exactly invariant to ``H`` (``y_H(h·x) = y_H(x)`
 generic ``f``, to nothing else. Every candidate uses the same backbone, so no answer has more
 capacity than another: what separates them is only what the invariance costs.
 
-Learning. For a batch, ``CE_H`` is the mean cross-entropy of ``y_H`` (``[S]``). The objective
-(:meth:`objective`) is
+Learning. The backbone trains as an ordinary classifier on its own, untransformed readout
+``y_trivial``. For a batch, ``CE_H`` is the mean cross-entropy of ``y_H`` (``[S]``), and the
+objective (:meth:`objective`) is
 
-    L = Σ_H sg(q_H)·CE_H  +  Σ_H q_H·sg(s_H − Σ_H' q_H' s_H'),   s_H = log CE_H − β·log|H|,
+    L = CE_trivial  +  Σ_H q_H·sg(s_H − Σ_H' q_H' s_H'),   s_H = log CE_H − β·log|H|,
 
-``sg`` = stop-gradient, ``q = softmax(α)``. The first term trains the backbone on the readouts
-as weighted by ``q``; the second has value 0 and gradient ``∂/∂α_H = q_H (s_H − s̄)`` (with
-``s̄`` the ``q``-mean), so ``q`` moves to the subgroup of the smallest score: the largest group
-whose invariance does not raise the loss by more than a factor ``2^β`` per doubling of the
-group. Scores are log-losses, so the test is a loss *ratio* (independent of how far training
-has got), like :func:`ds_symmetry.analysis.invariance.invariance_ratios`. From the uniform
-start the gradient is first order in the scores: the structure that tells the answers apart
-enters at once.
+``sg`` = stop-gradient, ``q = softmax(α)``. The second term has value 0 and gradient
+``∂/∂α_H = q_H (s_H − s̄)`` (``s̄`` the ``q``-mean), so ``q`` moves to the subgroup of the
+smallest score: the largest group whose invariance raises the loss by less than a factor
+``2^β`` per doubling of the group. Scores are log-losses, so the test is a loss *ratio*
+(independent of how far training has got), like
+:func:`ds_symmetry.analysis.invariance.invariance_ratios`. It is switched on after
+``warmup_steps`` training batches (an untrained network is "invariant" to everything); from
+then on the gradient is first order in the scores, so what tells the answers apart enters at
+once. During the warm-up the 7 transformed copies are not computed.
 
 Committed: ``1 − max_H q_H ≤ within`` (:meth:`committed_subgroup`). ``discovery.discover_gcnn``
 then builds the exact G-CNN of that subgroup.
@@ -55,9 +57,8 @@ from ds_symmetry.ops import groups as groups_ops
 
 
 class SubgroupLogits(nnx.Param):
-  """The free logits ``α [S]`` of the distribution over candidate subgroups. A subclass of
-  ``RepresentationLogits`` would also work for the learning rate; this type is its own so the
-  trainer's ``parameter_groups`` can route it (see :func:`ds_symmetry.nn.parameter_groups`)."""
+  """The free logits ``α [S]`` of the distribution over candidate subgroups; they get the
+  logits' learning rate (:func:`ds_symmetry.nn.parameter_groups`)."""
 
 
 class SelectionStep(nnx.Variable):
@@ -96,10 +97,11 @@ class SubgroupSelector(nnx.Module):
     backbone: an NNX module mapping ``[B, H, W, C]`` → logits ``[B, K]``.
     candidates: names of subgroups of ``D4`` (``ops.D4_SUBGROUPS``, the default: all ten).
     size_prior: ``β ≥ 0`` in the score ``log CE_H − β·log|H|``.
+    warmup_steps: training batches before ``q`` starts to learn.
   """
 
   def __init__(self, backbone: nnx.Module, *, candidates: Optional[Sequence[str]] = None,
-               size_prior: float = 0.05, warmup_steps: int = 100):
+               size_prior: float = 0.02, warmup_steps: int = 100):
     candidates = tuple(groups_ops.D4_SUBGROUPS if candidates is None else candidates)
     if not candidates or len(set(candidates)) != len(candidates):
       raise ValueError(f"candidates: {candidates!r} is not accepted; expected distinct names "
