@@ -102,3 +102,38 @@ def test_unknown_override_is_an_error():
   config.learnig_rate = 1.0
   with pytest.raises(ValueError, match="unknown key.*learnig_rate"):
     validate_config(config)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"model": "cnn", "model_options": None, "discover_when_within": 0.3},
+     "model 'cnn', which has nothing to discover"),
+    ({"stop_after_discovery": True}, "stop_after_discovery: True would be ignored"),
+    ({"discover_reinitialize": True}, "discover_reinitialize: True would be ignored"),
+    ({"model": "subgroup_cnn", "model_options": None, "protocol": "cifar10",
+      "discover_when_within": 0.05}, "needs square single-channel images"),
+    ({"model": "subgroup_cnn", "model_options": None, "discover_at_step": 10},
+     "set discover_when_within"),
+    ({"model": "subgroup_cnn", "model_options": None, "discover_when_within": 0.05,
+      "discover_require_group": False}, "would be ignored by a subgroup_cnn"),
+])
+def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
+  from ds_symmetry.train import base_config, validate_config
+  from ds_symmetry.train.variants import model_options
+  config = base_config()
+  for key, value in fields.items():
+    if key == "model_options":
+      config.model_options = model_options(fields["model"])
+    else:
+      config[key] = value
+  with pytest.raises(ValueError, match=message):
+    validate_config(config)
+
+
+def test_the_recipe_and_its_variants_pass_the_rules():
+  import importlib
+  from ds_symmetry.train import validate_config
+  discover = importlib.import_module("configs.discover")
+  for data in discover.VARIANTS:
+    validate_config(discover.get_config(f"{data},32"))
+  with pytest.raises(ValueError, match="config variant: 'bogus'"):
+    discover.get_config("bogus")

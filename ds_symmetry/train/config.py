@@ -199,12 +199,45 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   for name in ("limit_train", "limit_test"):
     if config[name] is not None and (not isinstance(config[name], int) or config[name] < 1):
       _fail(name, config[name], "None or a positive int")
+  _check_cross_field_rules(config)
   if num_devices is not None:
     for name in ("batch_size", "eval_batch_size"):
       if config[name] % num_devices:
         raise ValueError(
             f"config.{name}: {config[name]} is not divisible by the number of devices "
             f"({num_devices}); choose a multiple of {num_devices}")
+
+
+# Models that can be rounded to a discovered G-CNN: a learned lifting stack, or the selector.
+_DISCOVERABLE = ("wscnn", "wsresnet", "subgroup_cnn")
+_MNIST_PROTOCOLS = ("mnist", "rotated_mnist", "partial_rotation", "scaled_mnist")
+
+
+def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
+  """The rules that join fields, checked before anything is built or read: each names the
+  fields. A combination whose setting would be silently ignored is refused too."""
+  discovering = bool(config.discover_at_step or config.discover_when_within)
+  if discovering and config.model not in _DISCOVERABLE:
+    raise ValueError(
+        f"config.discover_at_step / discover_when_within: set for model {config.model!r}, "
+        f"which has nothing to discover; expected a model with a learned stack or the "
+        f"selector, one of {list(_DISCOVERABLE)} (or set both to 0)")
+  if not discovering:
+    for name in ("stop_after_discovery", "discover_reinitialize"):
+      if config[name]:
+        raise ValueError(f"config.{name}: True would be ignored: no discovery is set "
+                         f"(discover_at_step and discover_when_within are 0)")
+  if config.model == "subgroup_cnn":
+    if config.protocol not in _MNIST_PROTOCOLS:
+      raise ValueError(f"config.model: 'subgroup_cnn' needs square single-channel images; "
+                       f"protocol {config.protocol!r} is not accepted; expected one of "
+                       f"{list(_MNIST_PROTOCOLS)}")
+    if config.discover_at_step:
+      raise ValueError("config.discover_at_step: a subgroup_cnn commits by its distribution "
+                       "over subgroups; set discover_when_within (e.g. 0.05) instead")
+    if not config.discover_require_group:
+      raise ValueError("config.discover_require_group: False would be ignored by a "
+                       "subgroup_cnn (its answer is always a group)")
 
 
 def config_differences(saved: dict, current: dict, *,
