@@ -228,7 +228,8 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
       ``SubgroupSelector`` (then ``build`` is required: :func:`discover_subgroup_gcnn`).
     require_group: raise when the rounded lifting stack is not a group (default). With
       ``False`` the rounded lifting stack is frozen anyway and each group layer is rounded
-      to its own nearest permutations (no equivariance is then guaranteed).
+      to its own nearest permutations (no equivariance is then guaranteed); so is a group
+      with repeated slots when no ``build`` is given.
     build: ``build(group_name)`` returns a fresh exact G-CNN of a named group. Needed when
       the answer has fewer distinct elements than the stack has slots (its group layers
       cannot keep their ``n``-slot weights) and for a ``SubgroupSelector``.
@@ -260,7 +261,7 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
         f"{discovery.closed}, distinct elements={discovery.distinct} (projection distances "
         f"{np.round(discovery.projection_distances, 3).tolist()}); train longer, or pass "
         f"require_group=False to round every layer on its own")
-  if discovery.is_group and not discovery.distinct:
+  if discovery.is_group and not discovery.distinct and (require_group or build is not None):
     if build is None or discovery.group is None:
       raise ValueError(
           f"the lifting stack of {lift_path!r} rounds to {discovery.order} distinct elements "
@@ -272,7 +273,7 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
   for path, layer in layers:
     if layer is lift:
       exact = discovery.permutations
-    elif isinstance(layer, WSGroupConv) and discovery.is_group:
+    elif isinstance(layer, WSGroupConv) and discovery.is_group and discovery.distinct:
       exact = regular_group_stack(discovery.permutations, discovery.table)
     else:
       exact = nearest_permutations(stacks[path])[0]

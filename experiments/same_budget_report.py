@@ -124,10 +124,12 @@ def discovered_curve(workdir: str, rounding: Optional[dict] = None) -> list[dict
       run_files.write_json(cache_path, cache, indent=1)
       continue
     found = discover_gcnn(model, require_group=False)
-    entry = {"group": found.discovery.group, "is_group": found.discovery.is_group,
+    # The study rounds a stack only to a group of as many distinct elements as it has slots.
+    is_group = found.discovery.is_group and found.discovery.distinct
+    entry = {"group": found.discovery.group if is_group else None, "is_group": is_group,
              "projection_distance": float(np.mean(found.discovery.projection_distances)),
              "learned_accuracy": _accuracy(model, protocol.test_images, protocol.test_labels)}
-    if found.discovery.is_group:
+    if is_group:
       entry["discovered_accuracy"] = _accuracy(found.model, protocol.test_images,
                                                protocol.test_labels)
       entry["invariance_error"] = _invariance_error(found.model, protocol.test_images)

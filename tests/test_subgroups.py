@@ -137,3 +137,17 @@ def test_a_collapsed_answer_is_rebuilt_as_the_exact_gcnn_of_its_order():
 def test_every_pair_of_distinct_subgroups_differs_somewhere():
   for a, b in itertools.combinations(ops.D4_SUBGROUPS, 2):
     assert set(ops.d4_elements(a)) != set(ops.d4_elements(b))
+
+
+def test_without_build_a_collapsed_answer_can_still_be_rounded_layer_by_layer():
+  model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, kernel_size=3,
+                       num_blocks=2, num_elements=4)
+  lift = weight_sharing_layers(model)[0][1]
+  d4 = np.asarray(ops.spatial_permutations("D4", 3), np.float64)
+  lift.logits[...] = jnp.asarray(np.log(d4[[2, 0, 2]] * 0.999 + 1e-3 / 9), jnp.float32)
+  found = discover_gcnn(model, require_group=False)
+  assert not found.rebuilt and found.discovery.group == "C2" and not found.discovery.distinct
+  for _, layer in weight_sharing_layers(found.model):
+    stack = np.asarray(layer.representation_stack())
+    np.testing.assert_array_equal(stack.sum(-1), 1.0)  # every layer a 0/1 permutation stack
+    assert set(np.unique(stack).tolist()) <= {0.0, 1.0}
