@@ -122,6 +122,7 @@ class WorkdirLock:
 
   @property
   def held(self) -> bool:
+    """Whether this object holds the lock now."""
     return self._fd is not None
 
   def acquire(self) -> None:

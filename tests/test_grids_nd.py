@@ -149,6 +149,7 @@ def test_analysis_reads_groups_from_the_registry():
   assert analysis.identify_group(cube, 3, groups=("cube",)).name == "cube"
   shifts = np.asarray(ops.spatial_permutations("shift6", 6))
   assert analysis.identify_group(shifts, 6, groups=("shift6",)).name == "shift6"
-  assert analysis.IMAGE_GROUPS == ("trivial", "C2", "C4", "flip", "D4")
+  assert analysis.IMAGE_GROUPS == ("trivial", "C2", "C4", "flip", "D4", "flip_ud",
+                                    "flip_diagonal", "flip_antidiagonal", "D2", "D2_diagonal")
   with pytest.raises(ValueError, match="same rank"):
     analysis.identify_group(cube, 3, groups=("cube", "C4"))

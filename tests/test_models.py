@@ -25,6 +25,9 @@ PARAMETER_COUNTS = [
     ("resnet", {"channels": 128}, 6_544_906, 0),
     ("gresnet", {}, 1_632_394, 0),
     ("wsresnet", {}, 1_632_394, 468_195),
+    # ours, no reference: the 16-channel MNIST CNN (416 + 4·6,416 + 170 = 26,250) and the
+    # selector's 10 subgroup logits
+    ("subgroup_cnn", {}, 26_260, 0),
 ]
 
 
