@@ -66,7 +66,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 from ds_symmetry import run_files, workdir_lock
 from experiments import tables
 from experiments.paper_tables import GRIDS
-from experiments.spec import REPO_ROOT, Grid, Row, Run, format_value
+from experiments.spec import REPO_ROOT, Grid, Row, Run, format_value, run_path
 
 RUNNING_STATUSES = ("new", "partial", "extend")
 
@@ -160,8 +160,8 @@ def expand(grid: Grid, root: str, seeds: Sequence[int] | None = None,
   for seed in seeds:
     for row in rows:
       overrides = {**dict(row.overrides), **dict(sets or {})}
-      runs.append(Run(grid.name, row, seed, os.path.join(root, grid.name, row.name,
-                                                         f"seed{seed}"), overrides))
+      runs.append(Run(grid.name, row, seed, run_path(root, grid.name, row.name, seed),
+                      overrides))
   if shard is not None:
     index, count = shard
     runs = runs[index::count]

@@ -38,7 +38,7 @@ import os
 import sys
 from typing import Iterable, Optional, Sequence
 
-from experiments.spec import Grid, Row
+from experiments.spec import Grid, Row, run_path
 
 # The data variants with an expected answer, in table order (configs/discover.py: VARIANTS).
 EXPECTED = {"upright": "trivial", "mirrored": "flip", "rotated_c2": "C2", "rotated_c4": "C4",
@@ -140,7 +140,7 @@ def collect(root: str, tolerance: float = 0.05) -> list[dict]:
   for grid in GRIDS:
     for row in grid.rows:
       for seed in grid.seeds:
-        workdir = os.path.join(root, grid.name, row.name, f"seed{seed}")
+        workdir = run_path(root, grid.name, row.name, seed)
         if not os.path.isdir(workdir):
           continue
         if grid is INVARIANCE_TEST:

@@ -32,6 +32,7 @@ import numpy as np
 from ds_symmetry import run_files
 from experiments import tables
 from experiments.same_budget import ROTATED_SETTING, SAME_BUDGET
+from experiments.spec import run_path
 
 def _evals(workdir: str) -> list[dict]:
   # a resumed run may repeat a step: keep the last record of each
@@ -149,7 +150,7 @@ def collect(root: str, discover: bool = True) -> dict[str, Any]:
   for row in SAME_BUDGET.rows:
     seeds = {}
     for seed in seeds_run:
-      workdir = os.path.join(grid_dir, row.name, f"seed{seed}")
+      workdir = run_path(root, SAME_BUDGET.name, row.name, seed)
       if not os.path.exists(run_files.path(workdir, run_files.METRICS)):
         continue
       rounding = _rounding(workdir)

@@ -12,6 +12,12 @@ from typing import Any, Mapping
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def run_path(root: str, grid: str, row: str, seed: int) -> str:
+  """The one place the layout of a grid's runs is spelled: ``<root>/<grid>/<row>/seed<seed>``
+  (``root`` made absolute)."""
+  return os.path.join(os.path.abspath(root), grid, row, f"seed{int(seed)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Paper:
   """A published result.

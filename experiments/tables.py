@@ -20,7 +20,7 @@ import re
 from typing import Callable, Sequence
 
 from ds_symmetry import run_files, workdir_lock
-from experiments.spec import Grid, Row
+from experiments.spec import Grid, Row, run_path
 
 
 @dataclasses.dataclass
@@ -226,8 +226,7 @@ def collect(grid: Grid, root: str, seeds: Sequence[int] | None = None,
     seeds = sorted(set(grid.seeds) | seeds_on_disk(grid_dir, rows))
   out = []
   for row in rows:
-    results = [read_seed(os.path.join(grid_dir, row.name, f"seed{seed}"), seed)
-               for seed in seeds]
+    results = [read_seed(run_path(root, grid.name, row.name, seed), seed) for seed in seeds]
     if expected_config is not None:
       for result in results:
         if result.status == "done":
