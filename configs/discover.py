@@ -4,8 +4,8 @@
   python -m ds_symmetry.main --config=configs/discover.py:mirrored,32 --workdir=runs/mirrored32
 
 What the model is told: its answer is one of the ten subgroups of the square grid's eight
-isometries (rotations by multiples of 90° and mirrors), each scored by how much the training
-loss rises when the network is made exactly invariant to it, against a prior of β·log|H| per
+isometries (rotations by multiples of 90° and mirrors), each scored by how much its network's
+training loss rises on images transformed by the subgroup's elements, against a prior of β·log|H| per
 subgroup in favour of larger ones (``nn.SubgroupSelector``).
 
 Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5) read
@@ -54,7 +54,7 @@ VARIANTS = {
 }
 
 # The identification settings (chosen on seeds 0-4, validation split; never the test set).
-SIZE_PRIOR = 0.01
+SIZE_PRIOR = 0.02
 SELECTION_LEARNING_RATE = 5e-2
 WARMUP_STEPS = 150
 WITHIN = 0.05

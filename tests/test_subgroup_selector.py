@@ -52,6 +52,7 @@ def test_every_readout_is_exactly_invariant_to_its_subgroup_and_no_other():
 
 
 def test_the_selection_gradient_is_q_times_the_centred_score():
+  """Score of H: the mean over its elements of log CE(f(h·x)), minus β·log|H|."""
   selector = SubgroupSelector(_mlp(), size_prior=0.1, warmup_steps=0)
   selector.logits[...] = jax.random.normal(jax.random.key(2), (10,))
   x = jax.random.normal(jax.random.key(3), (8, 7, 7, 1))
@@ -59,10 +60,12 @@ def test_the_selection_gradient_is_q_times_the_centred_score():
   grads = nnx.grad(lambda m: m.objective(x, labels)[0],
                    argnums=nnx.DiffState(0, nnx.OfType(type(selector.logits))))(selector)
   q = np.asarray(selector.probabilities(), np.float64)
-  readouts = np.asarray(selector.subgroup_logits(x), np.float64)
-  log_probs = readouts - np.log(np.exp(readouts).sum(-1, keepdims=True))
+  views = np.stack([np.asarray(selector.backbone(ops.apply_element("D4", g, x, axes=(1, 2))),
+                               np.float64) for g in range(8)])        # f(g·x): [8, B, K]
+  log_probs = views - np.log(np.exp(views).sum(-1, keepdims=True))
   ce = -log_probs[:, np.arange(8), np.asarray(labels)].mean(1)       # numpy re-derivation
-  scores = np.log(ce) - 0.1 * np.log([ops.group_order(n) for n in selector.candidates])
+  scores = np.asarray([np.mean(np.log(ce[list(ops.d4_elements(n))]))
+                       - 0.1 * np.log(ops.group_order(n)) for n in selector.candidates])
   expected = q * (scores - np.sum(q * scores))
   np.testing.assert_allclose(np.asarray(grads.logits[...]), expected, rtol=1e-4, atol=1e-7)
 

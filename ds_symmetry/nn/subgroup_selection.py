@@ -3,9 +3,9 @@
 :class:`SubgroupSelector` wraps any image classifier ``f`` (the *backbone*, e.g. the plain MNIST
 CNN) and learns a distribution ``q`` over the candidate subgroups ``H`` of ``D4`` (by default
 all ten, ``ops.D4_SUBGROUPS``). **What the model is told, in one sentence: its answer is one of
-the ten subgroups of the square grid's eight isometries, each scored by how much the training
-loss rises when the network is made exactly invariant to it, against a prior of β·log|H| per
-subgroup in favour of larger ones.**
+the ten subgroups of the square grid's eight isometries, each scored by how much its network's
+training loss rises on images transformed by the subgroup's elements, against a prior of
+β·log|H| per subgroup in favour of larger ones.**
 
 Weight sharing. Applying ``f`` to an isometry ``g·x`` of the image equals applying, to ``x``,
 the network whose every kernel is transformed by ``g⁻¹`` (exact for square images, odd
@@ -20,20 +20,24 @@ generic ``f``, to nothing else. Every candidate uses the same backbone, so no an
 capacity than another: what separates them is only what the invariance costs.
 
 Learning. The backbone trains as an ordinary classifier on its own, untransformed readout
-``y_trivial``. For a batch, ``CE_H`` is the mean cross-entropy of ``y_H`` (``[S]``), and the
-objective (:meth:`objective`) is
+``y_trivial``. For a batch, ``CE_g`` is the mean cross-entropy of ``f(g·x)`` for each element
+``g`` (``[8]``), and the objective (:meth:`objective`) is
 
-    L = CE_trivial  +  Σ_H q_H·sg(s_H − Σ_H' q_H' s_H'),   s_H = log CE_H − β·log|H|,
+    L = CE_e  +  Σ_H q_H·sg(s_H − Σ_H' q_H' s_H'),   s_H = mean_{h∈H} log CE_h − β·log|H|,
 
 ``sg`` = stop-gradient, ``q = softmax(α)``. The second term has value 0 and gradient
 ``∂/∂α_H = q_H (s_H − s̄)`` (``s̄`` the ``q``-mean), so ``q`` moves to the subgroup of the
-smallest score: the largest group whose invariance raises the loss by less than a factor
-``2^β`` per doubling of the group. Scores are log-losses, so the test is a loss *ratio*
-(independent of how far training has got), like
-:func:`ds_symmetry.analysis.invariance.invariance_ratios`. It is switched on after
-``warmup_steps`` training batches (an untrained network is "invariant" to everything); from
-then on the gradient is first order in the scores, so what tells the answers apart enters at
-once. During the warm-up the 7 transformed copies are not computed.
+smallest score: the largest group whose elements' losses exceed the untransformed one by less
+than a factor ``2^β`` per doubling of the group, on the geometric mean. A data symmetry ``h``
+leaves ``CE_h = CE_e`` in expectation (``h·x`` is just another sample); a transformation the
+data lack raises it. Scores are log-loss *ratios*, as in
+:func:`ds_symmetry.analysis.invariance.invariance_ratios`, independent of how far training has
+got. Each element is scored on its own, not through the averaged readout ``y_H``: averaging
+logits over views is an ensemble whose loss can *fall* when a view is partly wrong (cross-entropy
+is convex in the logits), which would let a superset of the data's group win. The selection is
+switched on after ``warmup_steps`` training batches (an untrained network is "invariant" to
+everything); from then on the gradient is first order in the scores, so what tells the answers
+apart enters at once. During the warm-up the 7 transformed copies are not computed.
 
 Committed: ``1 − max_H q_H ≤ within`` (:meth:`committed_subgroup`). ``discovery.discover_gcnn``
 then builds the exact G-CNN of that subgroup.
@@ -96,7 +100,7 @@ class SubgroupSelector(nnx.Module):
   Args:
     backbone: an NNX module mapping ``[B, H, W, C]`` → logits ``[B, K]``.
     candidates: names of subgroups of ``D4`` (``ops.D4_SUBGROUPS``, the default: all ten).
-    size_prior: ``β ≥ 0`` in the score ``log CE_H − β·log|H|``.
+    size_prior: ``β ≥ 0`` in the score ``mean_{h∈H} log CE_h − β·log|H|``.
     warmup_steps: training batches before ``q`` starts to learn.
   """
 
@@ -150,7 +154,7 @@ class SubgroupSelector(nnx.Module):
 
     Counts the call (``selection_step``): ``α`` gets no gradient for the first
     ``warmup_steps`` calls. ``terms``: ``selection_entropy`` (of ``q``, nats),
-    ``selected_cross_entropy`` (the most probable subgroup's readout) and
+    ``selected_cross_entropy`` (the most probable subgroup's readout ``y_H``) and
     ``trivial_cross_entropy`` (the backbone's own, the loss it is trained on).
     """
     gate = self.selection_step[...] >= self.warmup_steps
@@ -162,21 +166,24 @@ class SubgroupSelector(nnx.Module):
             (7,) + own_logits.shape, jnp.float32), self.backbone, x))
     outputs = jnp.concatenate([own_logits[None], rest])
     readouts = jnp.einsum("sg,gbk->sbk", self.membership[...], outputs)
-    cross_entropies = jax.vmap(
+    element_losses = jax.vmap(
         lambda logits: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    )(readouts)                                                          # [S]
-    own = optax.softmax_cross_entropy_with_integer_labels(
-        jnp.take(readouts, self.trivial_index, axis=0), labels).mean()
+    )(outputs)                                                          # [8]: CE of f(g·x)
+    own = element_losses[0]
     q = self.probabilities()
     scores = jax.lax.stop_gradient(
-        jnp.log(cross_entropies + 1e-12) - self.size_prior * self.log_orders[...])
-    selection = gate.astype(jnp.float32) * jnp.sum(q * (scores - jnp.sum(jax.lax.stop_gradient(q) * scores)))
+        self.membership[...] @ jnp.log(element_losses + 1e-12)
+        - self.size_prior * self.log_orders[...])                       # [S]
+    selection = gate.astype(jnp.float32) * jnp.sum(
+        q * (scores - jnp.sum(jax.lax.stop_gradient(q) * scores)))
     self.selection_step[...] = self.selection_step[...] + 1
     chosen = jnp.argmax(q)
+    selected = jnp.take(readouts, chosen, axis=0)
     terms = {"selection_entropy": -jnp.sum(q * jnp.log(q + 1e-30)),
-             "selected_cross_entropy": cross_entropies[chosen],
+             "selected_cross_entropy": optax.softmax_cross_entropy_with_integer_labels(
+                 selected, labels).mean(),
              "trivial_cross_entropy": own}
-    return own + selection, jnp.take(readouts, chosen, axis=0), terms
+    return own + selection, selected, terms
 
   def committed_subgroup(self, within: float) -> Optional[str]:
     """The most probable candidate when ``1 − max q ≤ within``, else ``None``."""
