@@ -5,13 +5,13 @@
 
 What the model is told: its answer is one of the ten subgroups of the square grid's eight
 isometries (rotations by multiples of 90° and mirrors), each scored by how much its network's
-training loss rises on images transformed by the subgroup's elements, against a prior of β·log|H| per
-subgroup in favour of larger ones (``nn.SubgroupSelector``).
+training loss rises on images transformed by the subgroup's elements, against a prior of
+β·log|H| per subgroup in favour of larger ones (``nn.SubgroupSelector``).
 
-Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5) read
-out through all ten subgroups' group-averaged networks, learns the distribution ``q`` over
-them while the CNN trains on its own (untransformed) readout. When one subgroup holds
-``q ≥ 1 − discover_when_within`` (checked every 10 steps) the run is rounded.
+Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5),
+trains on the untransformed images while the distribution ``q`` over the ten subgroups learns
+from its losses on the 8 isometries of each batch (after a 150-step warm-up). When one
+subgroup holds ``q ≥ 1 − discover_when_within`` (checked every 10 steps) the run is rounded.
 
 Phase 2 (the discovered G-CNN): the exact G-CNN of that subgroup (``gcnn`` with
 ``group=<answer>``, same width and depth, the reference G-CNN's disk mask and init), fresh
