@@ -24,6 +24,7 @@ invariant to every isometry, so the labels alone carry the symmetry). The select
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -82,6 +83,25 @@ def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, step
           "assignment": [int(a) for a in match.assignment], "summary": summary}
 
 
+def _flatten(x):
+  return x.reshape(x.shape[0], -1)
+
+
+@functools.lru_cache(maxsize=None)
+def _toy_step(batch: int, image_size: int):
+  """The jitted step of :func:`identify_subgroup`, compiled once per shape for every group:
+  the teacher's group enters as ``weights [8]``, ``1/|H|`` on its elements."""
+  @nnx.jit
+  def step(student, optimizer, key, teacher, weights):
+    x = jax.random.normal(key, (batch, image_size, image_size, 1))
+    views = jnp.stack([ops.apply_element("D4", g, x, axes=(1, 2)).reshape(batch, -1)
+                       for g in range(8)])
+    labels = jnp.argmax(jnp.einsum("g,gbk->bk", weights, views @ teacher), axis=-1)
+    loss_fn = lambda model: model.objective(x, labels)[0]  # noqa: E731
+    optimizer.update(student, nnx.grad(loss_fn)(student))
+  return step
+
+
 def identify_subgroup(group: str = "C4", *, image_size: int = 7, hidden: int = 128,
                       steps: int = 300, batch: int = 256, learning_rate: float = 3e-3,
                       selection_learning_rate: float = 0.1, size_prior: float = 0.05,
@@ -93,34 +113,22 @@ def identify_subgroup(group: str = "C4", *, image_size: int = 7, hidden: int = 1
   if group not in ops.D4_SUBGROUPS:
     raise ValueError(f"group: {group!r} is not accepted; expected one of {ops.D4_SUBGROUPS}")
   teacher = jax.random.normal(jax.random.key(seed + 1), (image_size * image_size, 10))
-  elements = ops.d4_elements(group)
-
-  def labels_of(x):
-    flat = jnp.stack([ops.apply_element("D4", g, x, axes=(1, 2)).reshape(x.shape[0], -1)
-                      for g in elements])
-    return jnp.argmax(jnp.mean(flat @ teacher, axis=0), axis=-1)
-
+  weights = jnp.zeros(8).at[jnp.asarray(ops.d4_elements(group))].set(
+      1.0 / ops.group_order(group))                       # the teacher averages over the group
   rngs = nnx.Rngs(seed)
-  backbone = nnx.Sequential(lambda x: x.reshape(x.shape[0], -1),
-                            nnx.Linear(image_size * image_size, hidden, rngs=rngs), nnx.relu,
-                            nnx.Linear(hidden, 10, rngs=rngs))
+  backbone = nnx.Sequential(_flatten, nnx.Linear(image_size * image_size, hidden, rngs=rngs),
+                            nnx.relu, nnx.Linear(hidden, 10, rngs=rngs))
   student = SubgroupSelector(backbone, size_prior=size_prior, warmup_steps=warmup_steps)
   tx = optax.multi_transform({"weights": optax.adam(learning_rate),
                               "logits": optax.adam(selection_learning_rate)},
                              parameter_groups(student))
   optimizer = nnx.Optimizer(student, tx, wrt=nnx.Param)
 
-  @nnx.jit
-  def step(student, optimizer, key):
-    x = jax.random.normal(key, (batch, image_size, image_size, 1))
-    y = labels_of(x)
-    loss_fn = lambda model: model.objective(x, y)[0]  # noqa: E731
-    optimizer.update(student, nnx.grad(loss_fn)(student))
-
+  step = _toy_step(batch, image_size)
   key = jax.random.key(seed)
   committed_at = None
   for index in range(steps):
-    step(student, optimizer, jax.random.fold_in(key, index))
+    step(student, optimizer, jax.random.fold_in(key, index), teacher, weights)
     if committed_at is None and student.committed_subgroup(within) is not None:
       committed_at = index + 1
       if stop_when_committed:
