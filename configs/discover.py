@@ -55,8 +55,8 @@ VARIANTS = {
 
 # The identification settings (chosen on seeds 0-4, validation split; never the test set).
 SIZE_PRIOR = 0.02
-SELECTION_LEARNING_RATE = 5e-2
-WARMUP_STEPS = 150
+SELECTION_LEARNING_RATE = 1e-1
+WARMUP_STEPS = 300
 WITHIN = 0.05
 
 
