@@ -17,8 +17,9 @@ def test_every_answer_is_scored_against_the_expected_subgroup(answer, expected, 
   assert identification.score(answer, expected) == score
 
 
-def _record(grid, data, answer, step, wall):
-  return {"grid": grid, "data": data, "status": "done", "answer": answer, "step": step,
+def _record(grid, data, answer, step, wall, seed=100):
+  return {"grid": grid, "data": data, "seed": seed, "status": "done", "answer": answer,
+          "step": step,
           "wall_s": wall, "score": identification.score(answer, identification.EXPECTED[data])}
 
 
@@ -32,6 +33,7 @@ def test_the_table_counts_exact_answers_over_every_run_failures_included():
   assert "| upright | trivial | **1/1**" in text
   assert "| rotated | C4 | – |" in text
   assert "32 ch" not in text                     # a grid without runs gets no column
+  assert "learned, 16 ch (seeds 100)" in text    # the seeds that ran, not the grid's plan
 
 
 def test_write_into_replaces_only_the_marked_block(tmp_path):
