@@ -130,6 +130,22 @@ def test_npz_file_and_ckpt_without_torch(tmp_path):
       load_state_dict(tmp_path / "last.ckpt")
 
 
+def test_a_damaged_empty_or_non_finite_state_dict_is_refused_in_one_line(tmp_path):
+  model = create_model("cnn", num_classes=7, rngs=nnx.Rngs(1), channels=4, num_blocks=2)
+  path = tmp_path / "weights.npz"
+  np.savez(path, **reference_layout(model))
+  path.write_bytes(path.read_bytes()[:100])                            # truncated
+  with pytest.raises(ValueError, match=r"weights.npz' could not be read as .npz"):
+    load_state_dict(path)
+  np.savez(tmp_path / "empty.npz")
+  with pytest.raises(ValueError, match=r"empty.npz' holds no arrays"):
+    load_state_dict(tmp_path / "empty.npz")
+  state_dict = reference_layout(model)
+  state_dict["final_linear.bias"] = np.full_like(state_dict["final_linear.bias"], np.nan)
+  with pytest.raises(ValueError, match=r"final_linear.bias'\]: holds 7 non-finite values"):
+    import_reference_weights(model, state_dict)
+
+
 def _load(path):
   with np.load(path) as data:
     return {name: data[name] for name in data.files}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import zipfile
 from typing import Any, Mapping
 
 import jax.numpy as jnp
@@ -70,8 +71,15 @@ def load_state_dict(source: Any, prefix: str = "") -> dict[str, np.ndarray]:
   elif isinstance(source, (str, os.PathLike)):
     path = os.fspath(source)
     if path.endswith(".npz"):
-      with np.load(path) as data:
-        entries = {name: data[name] for name in data.files}
+      try:
+        with np.load(path) as data:
+          entries = {name: data[name] for name in data.files}
+      except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"source: {path!r} could not be read as .npz ({error}); expected an "
+                         "intact np.savez file of the reference's state dict") from None
+      if not entries:
+        raise ValueError(f"source: {path!r} holds no arrays; expected the reference's state "
+                         "dict")
     elif path.endswith(".ckpt") or path.endswith(".pt") or path.endswith(".pth"):
       entries = _torch_state_dict(path)
     else:
@@ -211,6 +219,9 @@ def import_reference_weights(model: nnx.Module, state_dict: Any, *, prefix: str 
         raise ValueError(f"state_dict[{name!r}]: expected the fixed identity; it differs from "
                          f"I by {error:.3g}")
       continue
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+      raise ValueError(f"state_dict[{name!r}]: holds {int(np.sum(~np.isfinite(array)))} "
+                       "non-finite values; expected finite weights")
     values[(id(layer), ours)] = jnp.asarray(_convert(layer, ours, array))
   for layer in layers.values():
     for ours in ("weight", "kernel", "bias", "logits"):
