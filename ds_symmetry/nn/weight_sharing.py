@@ -39,6 +39,12 @@ Initialisation follows the reference code (``wsmodules.py``):
   U(±1/√(C_in·G·k²));
 * bias ``[C_out]`` zeros, shared along the group axis.
 
+How a stack is made is not the layers' business: each way (independent elements, powers, power
+blends, Kronecker and tied factors, an exact group, a frozen stack) is one parameterisation in
+``ds_symmetry.nn.stacks`` (``layer.parameterisation``); the layers ask it for the stack and its
+regularisers, and keep its variables (``logits``, ``group_logits``, ``spatial_logits``,
+``spatial_source``, ``fixed_stack``) as their own attributes.
+
 The fixed identity (``fix_identity=True``, the reference's default) is the first element, is
 not learned and does not pass through Sinkhorn (the reference adds 1e-16 to it; irrelevant in
 float32 outside ``entropy``, which clamps at 1e-16 anyway).
@@ -47,62 +53,24 @@ float32 outside ``entropy``, which clamps at 1e-16 anyway).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ds_symmetry.nn import stacks
+from ds_symmetry.nn.stacks import (CONSTRAINTS, ELEMENTS, SHARINGS, FixedStack,
+                                   RepresentationLogits, StackParameterisation)
 from ds_symmetry.ops import groups as groups_ops
 from ds_symmetry.ops import kernels as kernel_ops
 from ds_symmetry.ops import structure as structure_ops
-from ds_symmetry.ops.regularisers import entropy, norm_loss
-from ds_symmetry.ops.sinkhorn import marginal_error, sinkhorn
+from ds_symmetry.ops.stacks import LOGITS_INITS
 
-LOGITS_INITS = ("uniform", "balanced_uniform", "normal", "kaiming_uniform", "identity", "zeros")
-# How a learned matrix is made from its free parameters (the reviewers' ablation):
-# doubly stochastic (the paper), row-stochastic (softmax over each row), unconstrained, or
-# (spatial stacks only) a convex blend of the kernel grid's isometries.
-CONSTRAINTS = ("sinkhorn", "softmax", "none", "isometries")
-# How a group convolution's stack is structured (``WSGroupConv``): see its docstring.
-SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley", "tied_cyclic")
-# How a lifting stack's elements relate (``WSLiftConv``): each learned on its own, or every
-# element a power of one learned generator, or (isometry blends only) the blend of the powers
-# of the grid's isometries with one learned set of weights.
-ELEMENTS = ("independent", "powers", "power_blend")
+
+
 WEIGHT_INITS = ("reference", "se2cnn")
 KERNEL_MASKS = ("none", "disk")
-
-
-class RepresentationLogits(nnx.Param):
-  """Free logits of a learned representation stack. The trainer gives them their own
-  learning rate (the reference's ``learning_rate_reps``) by filtering on this type."""
-
-
-class FixedStack(nnx.Variable):
-  """A frozen ``[G, d, d]`` stack that replaced a learned one (``analysis.discover``): not a
-  parameter, so no optimizer updates it; saved and restored with the model."""
-
-
-def _init_logits(key, shape, mode: str, identity_scale: float):
-  n, d, _ = shape
-  if mode == "uniform":
-    return jax.random.uniform(key, shape, jnp.float32)
-  if mode == "balanced_uniform":
-    # Same Sinkhorn output as "uniform" (Sinkhorn ignores row/column constants), but the
-    # logits start with log row/column sums ≈ 0, where the norm regulariser is ≈ 0.
-    return jnp.log(sinkhorn(jax.random.uniform(key, shape, jnp.float32), num_iters=50))
-  if mode == "normal":
-    return jax.random.normal(key, shape, jnp.float32)
-  if mode == "kaiming_uniform":
-    bound = 1.0 / d  # gain √(1/3) · √(3 / fan_in), fan_in = d·d
-    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
-  if mode == "identity":
-    noise = jax.random.uniform(key, shape, jnp.float32)
-    return noise + identity_scale * jnp.eye(d, dtype=jnp.float32)[None]
-  if mode == "zeros":
-    return jnp.zeros(shape, jnp.float32)
-  raise ValueError(f"logits_init must be one of {LOGITS_INITS}; got {mode!r}")
 
 
 class _WeightSharingConv(nnx.Module):
@@ -125,9 +93,16 @@ class _WeightSharingConv(nnx.Module):
     disk exactly); ``"none"`` (default) keeps every pixel.
   * ``weight_init``: ``"reference"`` (the reference weight-sharing layers' torch inits, below)
     or ``"se2cnn"`` (the reference G-CNN's ``N(0, (2/√fan_in)²)``, fan_in = ``C_in·d``).
+
+  The stack comes from ``self.parameterisation`` (a ``stacks.StackParameterisation``): an
+  ``ExactGroup`` for ``group=...``, else the learned one the subclass's options name, replaced
+  by a ``FrozenStack`` on :meth:`freeze_stack`.
   """
 
   kind: str = ""
+  # Attributes a stack's variables may occupy; every layer of the kind has them (``None`` when
+  # its stack does not use them).
+  _stack_attributes: tuple[str, ...] = ()
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
                num_elements: Optional[int] = None, group: Optional[str] = None,
@@ -182,45 +157,58 @@ class _WeightSharingConv(nnx.Module):
     self.remat_sinkhorn, self.padding, self.compute_dtype = remat_sinkhorn, padding, compute_dtype
     self.constraint, self.kernel_mask, self.weight_init = constraint, kernel_mask, weight_init
     self.logits_init, self.identity_scale = logits_init, identity_scale
+    # Attributes that may later hold parameters or modules are marked as data up front.
     self.fixed_stack: Optional[FixedStack] = nnx.data(None)
 
-    if group is not None:
-      self._exact_stack()  # raises ValueError now if the group does not act on this grid
+    exact = None
+    if group is not None:  # raises ValueError now if the group does not act on this grid
+      exact = stacks.ExactGroup(group, kernel_size, acts_on_elements=self.kind == "group")
     weight_key, logits_key = rngs.params(), rngs.params()
     self.weight = nnx.Param(self._init_weight(weight_key))
     self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
-    self._init_stack(logits_key, **stack_options)
+    for name in self._stack_attributes:
+      setattr(self, name, nnx.data(None))
+    # Static and private (left out of the layer's repr); read through ``parameterisation``.
+    self._parameterisation: StackParameterisation = (
+        exact if exact is not None else self._learned_parameterisation())
+    self._create_stack(logits_key, **stack_options)
 
   # Subclasses define ``representation_size`` (d), ``_weight_shape``, ``_reference_init``,
-  # ``_init_stack`` (the learned parameters), ``_exact_stack``, ``_learned_stack``,
-  # ``_own_logits``, ``_own_spatial_stack``, ``_drop_learned`` and the ops they apply:
-  # ``_build_kernels`` / ``_convolve`` (2-D), ``_build_kernels_nd`` / ``_convolve_nd`` (1-D, 3-D).
+  # ``_learned_parameterisation`` (their stack options → ``ds_symmetry.nn.stacks``), and the
+  # ops they apply: ``_build_kernels`` / ``_convolve`` (2-D), ``_build_kernels_nd`` /
+  # ``_convolve_nd`` (1-D, 3-D).
+
+  @property
+  def parameterisation(self) -> StackParameterisation:
+    """How this layer's stack is made (a ``ds_symmetry.nn.stacks`` parameterisation)."""
+    return self._parameterisation
+
+  def _learned_matrices(self) -> stacks.LearnedMatrices:
+    """This layer's settings for making learned matrices from free parameters."""
+    return stacks.LearnedMatrices(
+        constraint=self.constraint, kernel_size=self.kernel_size, fix_identity=self.fix_identity,
+        logits_init=self.logits_init, identity_scale=self.identity_scale,
+        sinkhorn_iters=self.sinkhorn_iters, sinkhorn_tau=self.sinkhorn_tau,
+        sinkhorn_tol=self.sinkhorn_tol, remat_sinkhorn=self.remat_sinkhorn)
+
+  def _learned_parameterisation(self) -> StackParameterisation:
+    raise NotImplementedError
+
+  def _create_stack(self, key, **sources) -> None:
+    self._set_stack_variables(self.parameterisation.create(key, **sources))
+
+  def _set_stack_variables(self, variables: dict[str, Any]) -> None:
+    for name, value in variables.items():
+      setattr(self, name, value)
+
+  def _stack_variables(self) -> dict[str, Any]:
+    """The parameterisation's variables, read from this layer's attributes."""
+    return {name: getattr(self, name) for name in self.parameterisation.variable_names}
 
   @property
   def num_learned(self) -> int:
     """Learned elements per stack (the fixed identity is not learned)."""
     return self.num_elements - 1 if self.fix_identity else self.num_elements
-
-  def _new_logits(self, size: int, key, spatial: bool = False
-                  ) -> Optional[RepresentationLogits]:
-    """Free parameters of ``num_learned`` learned ``[size, size]`` matrices (``spatial``: the
-    matrices act on the k×k kernel grid)."""
-    if self.num_learned == 0:
-      return None
-    if spatial and self.constraint == "isometries":  # blend weights over the isometries
-      shape = (self.num_learned, self._num_blend_weights)
-      return RepresentationLogits(jnp.zeros(shape, jnp.float32) if self.logits_init == "zeros"
-                                  else jax.random.normal(key, shape, jnp.float32))
-    logits = _init_logits(key, (self.num_learned, size, size), self.logits_init,
-                          self.identity_scale)
-    if self.constraint == "none":  # the matrices themselves, starting where Sinkhorn would
-      logits = self._sinkhorn(logits)
-    return RepresentationLogits(logits)
-
-  @property
-  def _num_blend_weights(self) -> int:
-    """Weights per isometry blend (``constraint="isometries"``): the grid's 8 isometries."""
-    return 8
 
   def _init_weight(self, key):
     shape = self._weight_shape()
@@ -255,7 +243,7 @@ class _WeightSharingConv(nnx.Module):
   @property
   def is_learned(self) -> bool:
     """Whether the stack has learned parameters (not an exact group, not frozen)."""
-    return self.group is None and self.fixed_stack is None
+    return self.parameterisation.learned
 
   @property
   def is_fixed(self) -> bool:
@@ -265,81 +253,31 @@ class _WeightSharingConv(nnx.Module):
   def freeze_stack(self, stack) -> None:
     """Replaces the learned stack by the frozen ``stack [G, d, d]`` (e.g. exact permutations
     found by ``analysis.discover``); the learned parameters are dropped."""
-    stack = jnp.asarray(stack, jnp.float32)
-    d = self.representation_size
-    if stack.shape != (self.num_elements, d, d):
-      raise ValueError(f"stack must have shape {(self.num_elements, d, d)} for this layer; got "
-                       f"{tuple(stack.shape)}")
+    frozen = stacks.FrozenStack(self.num_elements, self.representation_size)
+    variables = frozen.create(stack=stack)  # checks the shape
     if self.group is not None:
       raise ValueError(f"this layer's stack is the exact group {self.group!r}; only learned "
                        f"stacks can be frozen")
-    self._drop_learned()
-    self.fixed_stack = FixedStack(stack)
-
-  # -- the stack --------------------------------------------------------------------------
-  def _sinkhorn(self, logits):
-    # remat_sinkhorn: the backward pass recomputes each iteration from saved row/column
-    # potentials instead of keeping num_iters full [n, d, d] iterates alive.
-    return sinkhorn(logits, num_iters=self.sinkhorn_iters, tau=self.sinkhorn_tau,
-                    tol=self.sinkhorn_tol, memory_efficient=self.remat_sinkhorn)
-
-  def _constrain(self, logits) -> jnp.ndarray:
-    """Learned matrices ``[n, s, s]`` from their free parameters, by ``constraint``."""
-    logits = logits.astype(jnp.float32)
-    if logits.ndim == 2:  # blend weights over the grid's isometries
-      weights = jax.nn.softmax(logits / self.sinkhorn_tau, axis=-1)
-      return jnp.einsum("nj,jab->nab", weights,
-                        groups_ops.spatial_permutations("D4", self.kernel_size))
-    if self.constraint in ("sinkhorn", "isometries"):
-      return self._sinkhorn(logits)
-    if self.constraint == "softmax":
-      return jax.nn.softmax(logits / self.sinkhorn_tau, axis=-1)
-    return logits
-
-  def _with_identity(self, learned: Optional[jnp.ndarray], size: int) -> jnp.ndarray:
-    parts = [jnp.eye(size, dtype=jnp.float32)[None]] if self.fix_identity else []
-    if learned is not None:
-      parts.append(learned)
-    return jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    for name in self.parameterisation.variable_names:
+      setattr(self, name, None)
+    self._parameterisation = frozen
+    self._set_stack_variables(variables)
 
   def representation_stack(self) -> jnp.ndarray:
     """The layer's ``[G, d, d]`` stack: learned (doubly stochastic by default), exact
     permutations, or frozen."""
-    if self.group is not None:
-      return self._exact_stack()
-    if self.fixed_stack is not None:
-      return self.fixed_stack[...]
-    return self._learned_stack()
-
-  def _regularized_stacks(self):
-    """``(logits, matrices)`` pairs of the stacks this layer owns (shared ones are counted
-    by their owner)."""
-    return [(logits, self._constrain(logits[...])) for logits in self._own_logits()]
+    return self.parameterisation.stack(self._stack_variables())
 
   def regularizers(self) -> dict[str, jnp.ndarray]:
     """``norm`` (reference norm loss on the raw logits; Sinkhorn only), ``entropy`` (of the
     stacks the layer owns, with the fixed identity, as the reference) and ``isometry``
     (:func:`ops.structure.isometry_loss` of the layer's own spatial stack, if any); zeros for
     exact or frozen stacks."""
-    zero = jnp.zeros((), jnp.float32)
-    terms = {"norm": zero, "entropy": zero, "isometry": zero}
-    if not self.is_learned:
-      return terms
-    for logits, matrices in self._regularized_stacks():
-      if self.constraint in ("sinkhorn", "isometries") and logits[...].ndim == 3:
-        terms["norm"] = terms["norm"] + norm_loss(logits[...])
-      terms["entropy"] = terms["entropy"] + entropy(
-          self._with_identity(jnp.maximum(matrices, 0.0), matrices.shape[-1]))
-    spatial = self._own_spatial_stack() if self.spatial_dims == 2 else None
-    if spatial is not None:  # the geometric prior is defined on 2-D kernel grids
-      terms["isometry"] = structure_ops.isometry_loss(spatial)
-    return terms
+    return self.parameterisation.regularizers(self._stack_variables())
 
   def marginal_error(self) -> jnp.ndarray:
     """Largest |row sum − 1| / |column sum − 1| over the learned matrices the layer owns."""
-    errors = [jnp.max(marginal_error(matrices)) for _, matrices in self._regularized_stacks()]
-    return jnp.max(jnp.stack(errors)) if errors and self.is_learned else jnp.zeros(
-        (), jnp.float32)
+    return self.parameterisation.marginal_error(self._stack_variables())
 
 
 class WSLiftConv(_WeightSharingConv):
@@ -350,6 +288,7 @@ class WSLiftConv(_WeightSharingConv):
   layers reuse this layer's learned stack as their spatial factor."""
 
   kind = "lift"
+  _stack_attributes = ("logits",)
   _build_kernels = staticmethod(kernel_ops.lift_kernels)  # HWIO [k, k, C_in, C_out·G]
   _convolve = staticmethod(kernel_ops.lift_conv)
   _build_kernels_nd = staticmethod(kernel_ops.lift_kernels_nd)
@@ -376,17 +315,23 @@ class WSLiftConv(_WeightSharingConv):
     every isometry (``PΠ = Π``) and ``B², B³`` do not move to first order; the generator is then
     chosen by how useful *one* extra transformed copy is. Here every power moves with ``w``
     from the start, so the gradient of ``w_j`` already weighs the whole cyclic group ``P_j``
-    generates (a 90° rotation: four distinct copies; a reflection: two, each repeated)."""
-    if elements not in ELEMENTS:
-      raise ValueError(f"elements must be one of {ELEMENTS}; got {elements!r}")
-    if elements != "independent" and not kwargs.get("fix_identity", True):
-      raise ValueError(f"elements={elements!r} needs fix_identity=True (element 0 is the "
-                       f"identity); got fix_identity=False")
-    if elements == "power_blend" and kwargs.get("constraint", "sinkhorn") != "isometries":
-      raise ValueError(f"elements='power_blend' blends powers of the grid's isometries and needs "
-                       f"constraint='isometries'; got constraint={kwargs.get('constraint')!r}")
+    generates (a 90° rotation: four distinct copies; a reflection: two, each repeated).
+
+    The stacks themselves are ``stacks.IndependentElements``, ``stacks.GeneratorPowers`` and
+    ``stacks.PowerBlend``."""
+    stacks.check_lift_options(elements, kwargs.get("fix_identity", True),
+                              kwargs.get("constraint", "sinkhorn"))
     self.elements = elements
     super().__init__(in_features, out_features, kernel_size, **kwargs)
+
+  def _learned_parameterisation(self) -> StackParameterisation:
+    return stacks.lift_stack(self.elements, self._learned_matrices(), self.num_elements,
+                             self.kernel_size, self.spatial_dims)
+
+  def _create_stack(self, key, **sources) -> None:
+    if sources:  # a lifting stack takes nothing from other layers
+      raise TypeError(f"WSLiftConv got unexpected keyword arguments {sorted(sources)}")
+    super()._create_stack(key)
 
   @property
   def num_learned(self) -> int:
@@ -402,16 +347,6 @@ class WSLiftConv(_WeightSharingConv):
     return structure_ops.distinct_cyclic_generators(self.kernel_size, self.num_elements)
 
   @property
-  def _num_blend_weights(self) -> int:
-    if self.elements == "power_blend":  # one weight per candidate generator
-      return len(self.generator_candidates)
-    return super()._num_blend_weights
-
-  def _init_stack(self, key):
-    self.logits = (self._new_logits(self.representation_size, key, spatial=True)
-                   if self.group is None else None)
-
-  @property
   def representation_size(self) -> int:
     return self.kernel_size ** self.spatial_dims
 
@@ -422,38 +357,6 @@ class WSLiftConv(_WeightSharingConv):
     std = 1.0 / math.sqrt(3.0 * fan_in)  # torch kaiming_normal_(a=√5)
     return std * jax.random.normal(key, shape, jnp.float32)
 
-  def _exact_stack(self):
-    return groups_ops.spatial_permutations(self.group, self.kernel_size)
-
-  def _own_logits(self):
-    return [self.logits] if self.logits is not None else []
-
-  def _learned_stack(self):
-    if self.logits is not None and self.elements == "power_blend":
-      weights = jax.nn.softmax(self.logits[...][0].astype(jnp.float32) / self.sinkhorn_tau)
-      powers = structure_ops.isometry_powers(self.kernel_size, self.num_elements)  # [G, 8, d, d]
-      powers = powers[1:, jnp.asarray(self.generator_candidates)]
-      learned = jnp.einsum("j,mjab->mab", weights, powers)
-      return self._with_identity(learned, self.representation_size)
-    learned = None if self.logits is None else self._constrain(self.logits[...])
-    if learned is not None and self.elements == "powers":
-      generator, powers = learned[0], [learned[0]]
-      for _ in range(self.num_elements - 2):
-        powers.append(powers[-1] @ generator)
-      learned = jnp.stack(powers)
-    return self._with_identity(learned, self.representation_size)
-
-  def _own_spatial_stack(self):
-    return self._learned_stack() if self.logits is not None else None
-
-  def _regularized_stacks(self):
-    if self.logits is not None and self.elements == "power_blend":  # weights over candidates
-      return [(self.logits, self._learned_stack()[1:2])]  # the generator's blend Σ_j w_j P_j
-    return super()._regularized_stacks()
-
-  def _drop_learned(self):
-    self.logits = None
-
 
 class WSGroupConv(_WeightSharingConv):
   """Group convolution: ``[B, H, W, C_in, G]`` → ``[B, H', W', C_out, G]`` (``[B, *grid, …]``
@@ -461,26 +364,31 @@ class WSGroupConv(_WeightSharingConv):
 
   ``R`` acts jointly on (input element, y, x), d = G·k² (G·k^D); the exact version is the
   shift-twist (regular) representation ``Λ(g) ⊗ L(g)``. How a learned stack is structured
-  (``sharing``):
+  (``sharing``; each one a parameterisation in ``ds_symmetry.nn.stacks``):
 
-  * ``"full"`` (default, the paper): every element is a free ``[G·k², G·k²]`` matrix.
+  * ``"full"`` (default, the paper): every element is a free ``[G·k², G·k²]`` matrix
+    (``stacks.IndependentElements``).
   * ``"kronecker"``: ``R_g = A_g ⊗ B_g`` with the layer's own ``A [G, G, G]`` (input-element
-    axis) and ``B [G, k², k²]`` (kernel plane). The kernel is built from the factors
-    (``ops.structure.kronecker_group_kernels``), never from the ``[G, G·k², G·k²]`` stack.
+    axis) and ``B [G, k², k²]`` (kernel plane) (``stacks.KroneckerFactors``). The kernel is
+    built from the factors (``ops.structure.kronecker_group_kernels``), never from the
+    ``[G, G·k², G·k²]`` stack.
   * ``"tied"``: ``B`` is the lifting layer's learned stack (``spatial_source``), shared by every
-    group layer: the network learns one spatial action. The layer learns only ``A``.
+    group layer: the network learns one spatial action. The layer learns only ``A``
+    (``stacks.TiedFactors``).
   * ``"tied_shared"``: as ``"tied"``, and one ``A`` (``group_logits_source``) is shared by all
     group layers too.
   * ``"tied_cayley"``: as ``"tied"``, and ``A`` is not learned at all but derived from how
-    ``B``'s elements compose (``ops.structure.soft_cayley_factors``). With an exact ``B`` the
-    layer is exactly a G-CNN layer in ``B``'s labelling of the elements.
+    ``B``'s elements compose (``ops.structure.soft_cayley_factors``;
+    ``stacks.TiedCayleyFactors``). With an exact ``B`` the layer is exactly a G-CNN layer in
+    ``B``'s labelling of the elements.
   * ``"tied_cyclic"``: as ``"tied"`` for a lifting layer whose elements are powers of one
     generator (``elements="powers"`` or ``"power_blend"``), with ``A_m`` the cyclic shift by
-    ``m`` (``A_m[(m + q) mod G, q] = 1``): element ``m`` is ``g^m`` and ``g^m g^q = g^{m+q}``,
-    which holds for *any* generator of order dividing ``G`` (a rotation, a flip, the
-    identity), so this names no group; the data still choose ``g``. Unlike ``"tied_cayley"``
-    it does not read the composition law off a blurred ``B`` (uniform at a symmetric start,
-    which makes every element slot look alike to the rest of the network).
+    ``m`` (``A_m[(m + q) mod G, q] = 1``; ``stacks.TiedCyclicFactors``): element ``m`` is
+    ``g^m`` and ``g^m g^q = g^{m+q}``, which holds for *any* generator of order dividing ``G``
+    (a rotation, a flip, the identity), so this names no group; the data still choose ``g``.
+    Unlike ``"tied_cayley"`` it does not read the composition law off a blurred ``B`` (uniform
+    at a symmetric start, which makes every element slot look alike to the rest of the
+    network).
 
   A Kronecker product of doubly stochastic matrices is doubly stochastic, so every variant
   keeps the paper's relaxation; with exact factors each one equals the exact G-CNN layer.
@@ -488,6 +396,7 @@ class WSGroupConv(_WeightSharingConv):
   """
 
   kind = "group"
+  _stack_attributes = ("logits", "group_logits", "spatial_logits", "spatial_source")
   _build_kernels = staticmethod(kernel_ops.group_kernels)  # HWIO [k, k, C_in·G, C_out·G]
   _convolve = staticmethod(kernel_ops.group_conv)
   _build_kernels_nd = staticmethod(kernel_ops.group_kernels_nd)
@@ -497,55 +406,16 @@ class WSGroupConv(_WeightSharingConv):
                sharing: str = "full", spatial_source: Optional[WSLiftConv] = None,
                group_logits_source: Optional[RepresentationLogits] = None,
                cayley_temperature: float = 0.05, **kwargs):
-    if sharing not in SHARINGS:
-      raise ValueError(f"sharing must be one of {SHARINGS}; got {sharing!r}")
-    if not cayley_temperature > 0:
-      raise ValueError(f"cayley_temperature must be > 0; got {cayley_temperature!r}")
+    stacks.check_group_options(sharing, cayley_temperature)
     self.sharing, self.cayley_temperature = sharing, float(cayley_temperature)
     super().__init__(in_features, out_features, kernel_size, spatial_source=spatial_source,
                      group_logits_source=group_logits_source, **kwargs)
-
-  def _init_stack(self, key, spatial_source=None, group_logits_source=None):
-    # Attributes that may later hold parameters or modules are marked as data up front.
-    self.logits, self.group_logits, self.spatial_logits = (nnx.data(None),) * 3
-    self.spatial_source = nnx.data(None)
     if self.group is not None:
       self.sharing = "full"
-      return
-    if self.sharing == "full":
-      self.logits = self._new_logits(self.representation_size, key)
-      return
-    if self.spatial_dims != 2:
-      raise ValueError(f"sharing={self.sharing!r} needs a 2-D kernel grid; got "
-                       f"spatial_dims={self.spatial_dims} (use sharing='full')")
-    g, k = self.num_elements, self.kernel_size
-    group_key, spatial_key = jax.random.split(key)
-    if self.sharing == "kronecker":
-      self.spatial_logits = self._new_logits(k * k, spatial_key, spatial=True)
-    else:
-      if not isinstance(spatial_source, WSLiftConv) or not spatial_source.is_learned:
-        raise ValueError(f"sharing={self.sharing!r} needs spatial_source, a learned "
-                         f"WSLiftConv; got {spatial_source!r}")
-      if (spatial_source.kernel_size, spatial_source.num_elements,
-          spatial_source.fix_identity) != (k, g, self.fix_identity):
-        raise ValueError(
-            f"spatial_source must have kernel_size={k}, num_elements={g} and "
-            f"fix_identity={self.fix_identity} like this layer; got kernel_size="
-            f"{spatial_source.kernel_size}, num_elements={spatial_source.num_elements}, "
-            f"fix_identity={spatial_source.fix_identity}")
-      self.spatial_source = spatial_source
-      if self.sharing == "tied_cyclic" and spatial_source.elements == "independent":
-        raise ValueError("sharing='tied_cyclic' needs a lifting layer whose elements are "
-                         "powers of one generator (elements='powers' or 'power_blend'); got "
-                         "elements='independent'")
-    if self.sharing == "tied_shared":
-      if not isinstance(group_logits_source, RepresentationLogits):
-        raise ValueError(f"sharing='tied_shared' needs group_logits_source, the "
-                         f"RepresentationLogits [G-1, G, G] shared by the group layers; got "
-                         f"{group_logits_source!r}")
-      self.group_logits = group_logits_source
-    elif self.sharing not in ("tied_cayley", "tied_cyclic"):
-      self.group_logits = self._new_logits(g, group_key)
+
+  def _learned_parameterisation(self) -> StackParameterisation:
+    return stacks.group_stack(self.sharing, self._learned_matrices(), self.num_elements,
+                              self.kernel_size, self.spatial_dims, self.cayley_temperature)
 
   @property
   def representation_size(self) -> int:
@@ -558,19 +428,13 @@ class WSGroupConv(_WeightSharingConv):
     bound = 1.0 / math.sqrt(fan_in)  # torch kaiming_uniform_(a=√5)
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
-  def _exact_stack(self):
-    return groups_ops.shift_twist_permutations(self.group, self.kernel_size)
-
   @property
   def _factorised(self) -> bool:
-    return self.is_learned and self.sharing != "full"
+    return self.parameterisation.factorised
 
-  def _own_logits(self):
-    # tied_shared's A is owned by the model-level source; the first layer counts it.
-    owned = [self.logits, self.spatial_logits]
-    if self.sharing != "tied_shared":
-      owned.append(self.group_logits)
-    return [logits for logits in owned if logits is not None]
+  def freeze_stack(self, stack) -> None:
+    super().freeze_stack(stack)
+    self.sharing = "full"
 
   def factors(self) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(A [G, G, G], B [G, k², k²])`` of a factorised learned stack (``sharing != "full"``)."""
@@ -578,39 +442,7 @@ class WSGroupConv(_WeightSharingConv):
       raise ValueError(f"factors() needs a learned factorised stack; this layer has "
                        f"sharing={self.sharing!r}, group={self.group!r}, "
                        f"frozen={self.is_fixed}")
-    k2 = self.kernel_size ** 2
-    if self.spatial_source is not None:
-      spatial = self.spatial_source.representation_stack()
-    else:
-      spatial = self._with_identity(self._constrain(self.spatial_logits[...]), k2)
-    if self.sharing == "tied_cayley":
-      group = structure_ops.soft_cayley_factors(spatial, self.cayley_temperature)
-    elif self.sharing == "tied_cyclic":
-      group = structure_ops.cyclic_shifts(self.num_elements)
-    else:
-      group = self._with_identity(
-          None if self.group_logits is None else self._constrain(self.group_logits[...]),
-          self.num_elements)
-    return group, spatial
-
-  def _learned_stack(self):
-    if self.sharing == "full":
-      learned = None if self.logits is None else self._constrain(self.logits[...])
-      return self._with_identity(learned, self.representation_size)
-    group, spatial = self.factors()
-    return jnp.einsum("gab,gmn->gambn", group, spatial).reshape(
-        self.num_elements, self.representation_size, self.representation_size)
-
-  def _own_spatial_stack(self):
-    if self.spatial_logits is None:
-      return None
-    return self._with_identity(self._constrain(self.spatial_logits[...]),
-                               self.kernel_size ** 2)
-
-  def _drop_learned(self):
-    self.logits = self.group_logits = self.spatial_logits = None
-    self.spatial_source = None
-    self.sharing = "full"
+    return self.parameterisation.factors(self._stack_variables())
 
   def expanded_kernel(self) -> jnp.ndarray:
     if self._factorised:
