@@ -200,6 +200,9 @@ def plot(records: Sequence[dict], path: str) -> None:
           axis.scatter(index + offset, step, marker=markers[r["score"]],
                        color="C0" if grid.endswith("16") else "C1", s=18)
   axis.set_xticks(range(len(DATA)), [f"{d}\n→{EXPECTED[d]}" for d in DATA], fontsize=7)
+  from configs.discover import WARMUP_STEPS  # pylint: disable=import-outside-toplevel
+  axis.axhline(WARMUP_STEPS, color="0.6", linestyle="--", linewidth=0.8)
+  axis.text(len(DATA) - 0.5, WARMUP_STEPS + 8, "end of warm-up", ha="right", fontsize=6)
   axis.set_ylabel("commit step")
   axis.set_ylim(0, 520)
   axis.set_title("Step at which the learned model committed (blue 16 ch, orange 32 ch; "
