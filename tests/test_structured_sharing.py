@@ -235,6 +235,7 @@ def test_all_labellings_of_c4_are_found():
     assert np.all(np.isin(np.round(np.asarray(factors), 5), [0.0, 1.0]))
 
 
+@pytest.mark.slow
 def test_layer_scaling_benchmark_times_the_factorised_layers():
   from benchmarks import layer_scaling  # pylint: disable=import-outside-toplevel
   rows = layer_scaling.run(quick=True, cells=[(4, 3)])

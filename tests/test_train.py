@@ -240,8 +240,8 @@ def test_clear_errors_and_nothing_written(tmp_path, mnist_dir):
   exact = tiny_config(mnist_dir, model="gcnn", discover_when_within=0.3)
   exact.unlock()
   exact.model_options = {"channels": 4}
-  with pytest.raises(ValueError, match=r"config.discover_when_within: 0.3 needs a model with a "
-                                       r"learned lifting layer; model 'gcnn'"):
+  with pytest.raises(ValueError, match=r"config.discover_at_step / discover_when_within: set for "
+                                       r"model 'gcnn', which has nothing to discover"):
     train_and_evaluate(exact, str(tmp_path / "gcnn_run"))
   assert not (tmp_path / "gcnn_run").exists()
 
