@@ -125,7 +125,10 @@ def _invariance_record(data: str, seed: int, workdir: str, tolerance: float) -> 
   model, config, _ = load_model(workdir)
   protocol = make_protocol(config.protocol, data_dir=config.get("data_dir"), seed=config.seed,
                            limit_train=config.limit_train, **config.protocol_options.to_dict())
-  ratios = invariance_ratios(model, protocol.test_images, protocol.test_labels)
+  from flax import nnx
+  apply = nnx.jit(lambda module, x: module(x))
+  ratios = invariance_ratios(lambda x: apply(model, x), protocol.test_images,
+                             protocol.test_labels)
   answer = invariant_subgroup(ratios, tolerance)
   record.update(status="done", answer=answer, score=score(answer, EXPECTED[data]),
                 step=config.num_train_steps, ratios=[round(float(r), 4) for r in ratios],
