@@ -76,7 +76,31 @@ INVARIANCE_TEST = Grid(
     tuple(Row(data, f"configs/invariance_test.py:{data}", "CNN (32 ch), 300 steps", data,
               overrides={"progress_bar": "off"}) for data in DATA),
     seeds=tuple(range(100, 105)))
-GRIDS = (IDENTIFICATION_TUNING, IDENTIFICATION16, IDENTIFICATION32, INVARIANCE_TEST)
+# What the discovered group buys (item 5 of issue 24): the recipe's whole run (identify, round,
+# train the discovered G-CNN for the rest of the 750 steps) beside fixed priors trained the same
+# way (configs/fixed_group.py), on the variants where C4 is the wrong prior or no group is exact.
+BENEFIT_DATA = {"mirrored": ("cnn", "C4", "flip"), "rotated_mirrored": ("cnn", "C4", "D4"),
+                "partial180": ("cnn", "C4")}
+BENEFIT = {"progress_bar": "off", "save_figures": False, "checkpoint_every_steps": 250}
+
+
+def _benefit_rows(channels: int) -> tuple[Row, ...]:
+  rows = []
+  for data, fixed in BENEFIT_DATA.items():
+    for model in fixed:
+      label = "CNN" if model == "cnn" else f"{model} G-CNN"
+      rows.append(Row(f"{data}_{model}", f"configs/fixed_group.py:{data},{model},{channels}",
+                      f"{label} ({channels} ch)", data, overrides=BENEFIT))
+    rows.append(Row(f"{data}_discovered", f"configs/discover.py:{data},{channels}",
+                    f"discovered G-CNN ({channels} ch)", data, overrides=BENEFIT))
+  return tuple(rows)
+
+
+GROUP_BENEFIT = Grid(
+    "group_benefit", "What the discovered group buys: 2 epochs of 24k images, 16 channels",
+    _benefit_rows(16), seeds=(100, 101))
+GRIDS = (IDENTIFICATION_TUNING, IDENTIFICATION16, IDENTIFICATION32, INVARIANCE_TEST,
+         GROUP_BENEFIT)
 
 
 def score(answer: Optional[str], expected: str) -> str:
@@ -141,6 +165,8 @@ def collect(root: str, tolerance: float = 0.05) -> list[dict]:
   """One record per run of the four grids found under ``root``."""
   records = []
   for grid in GRIDS:
+    if grid is GROUP_BENEFIT:  # accuracies, not answers: benefit_table
+      continue
     for row in grid.rows:
       for seed in grid.seeds:
         workdir = run_path(root, grid.name, row.name, seed)
