@@ -39,6 +39,7 @@ import sys
 from typing import Iterable, Optional, Sequence
 
 from experiments.spec import Grid, Row, run_path
+from experiments.tables import markers, write_into as write_marked
 
 # The data variants with an expected answer, in table order (configs/discover.py: VARIANTS).
 EXPECTED = {"upright": "trivial", "mirrored": "flip", "rotated_c2": "C2", "rotated_c4": "C4",
@@ -257,20 +258,14 @@ def report(root: str, out: str, tolerance: float = 0.05,
   return records
 
 
-START, END = "<!-- identification-table:start -->", "<!-- identification-table:end -->"
+MARKER = "identification-table"
+START, END = markers(MARKER)
 
 
 def write_into(path: str, text: str) -> None:
-  """Replaces what lies between the ``START`` and ``END`` markers of ``path`` by ``text``
-  (the generated table goes into the README and the docs this way, never typed)."""
-  with open(path, encoding="utf-8") as handle:
-    content = handle.read()
-  if content.count(START) != 1 or content.count(END) != 1:
-    raise ValueError(f"{path}: expected one {START} and one {END} marker")
-  head, rest = content.split(START)
-  _, tail = rest.split(END)
-  with open(path, "w", encoding="utf-8") as handle:
-    handle.write(f"{head}{START}\n{text}{END}{tail}")
+  """The table into ``path`` between the ``START`` and ``END`` markers
+  (``experiments.tables.write_into``)."""
+  write_marked(path, MARKER, text)
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:

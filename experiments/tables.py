@@ -443,3 +443,39 @@ def format_table(grid: Grid, results: Sequence[RowResult], root: str,
     return format_csv(grid, results)
   raise ValueError(f"format: {fmt!r} is not accepted; expected 'markdown' or 'csv'")
 
+
+
+# --------------------------------------------------------------------------------------------
+# Generated blocks in documents
+# --------------------------------------------------------------------------------------------
+def markers(marker: str) -> tuple[str, str]:
+  """``("<!-- <marker>:start -->", "<!-- <marker>:end -->")``: the lines around a generated
+  block of a markdown page."""
+  return f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+
+
+def _split_marked(path: str, marker: str) -> tuple[str, str, str]:
+  start, end = markers(marker)
+  with open(path, encoding="utf-8") as handle:
+    content = handle.read()
+  if content.count(start) != 1 or content.count(end) != 1:
+    raise ValueError(f"{path}: expected one {start} and one {end} marker")
+  head, rest = content.split(start)
+  body, tail = rest.split(end)
+  return head, body, tail
+
+
+def read_between(path: str, marker: str) -> str:
+  """What lies between the ``marker`` block's start and end lines of ``path`` (without the
+  newline after the start line), as :func:`write_into` writes it."""
+  return _split_marked(path, marker)[1].removeprefix("\n")
+
+
+def write_into(path: str, marker: str, text: str) -> None:
+  """Replaces what lies between ``<!-- <marker>:start -->`` and ``<!-- <marker>:end -->`` in
+  ``path`` by ``text`` (how generated tables go into the README and the docs, never typed);
+  a file without exactly one of each marker raises ``ValueError`` and is left as it was."""
+  head, _, tail = _split_marked(path, marker)
+  start, end = markers(marker)
+  with open(path, "w", encoding="utf-8") as handle:
+    handle.write(f"{head}{start}\n{text}{end}{tail}")
