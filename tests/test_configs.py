@@ -137,3 +137,36 @@ def test_the_recipe_and_its_variants_pass_the_rules():
     validate_config(discover.get_config(f"{data},32"))
   with pytest.raises(ValueError, match="config variant: 'bogus'"):
     discover.get_config("bogus")
+
+
+def test_a_fixed_prior_trains_exactly_as_the_recipe_with_only_the_model_changed():
+  import importlib
+  from ds_symmetry.models.factory import exact_model_options
+  discover = importlib.import_module("configs.discover")
+  fixed = importlib.import_module("configs.fixed_group")
+  recipe = discover.get_config("mirrored,16")
+  for model in ("cnn", "flip", "C4", "D4"):
+    config = fixed.get_config(f"mirrored,{model}")
+    validate_config(config)
+    for field in ("protocol", "protocol_options", "limit_train", "num_epochs", "batch_size",
+                  "learning_rate", "eval_batch_size", "evals_per_epoch"):
+      assert config[field] == recipe[field], field
+    assert config.discover_when_within == 0.0
+  gcnn = fixed.get_config("mirrored,D4")
+  # The very G-CNN the recipe builds when it finds D4 (same options, hence same init per seed).
+  name, options = exact_model_options("subgroup_cnn", recipe.model_options.to_dict(), "D4")
+  assert gcnn.model == name and {k: gcnn.model_options[k] for k in options} == options
+  assert fixed.get_config("rotated,cnn,32").model_options.channels == 32
+
+
+@pytest.mark.parametrize("variant, message", [
+    ("mirrored", "expected '<data>,<model>"),
+    ("mirrored,C8", "model 'C8' is not accepted"),
+    ("bogus,C4", "config variant: 'bogus,16'|config variant: 'bogus'"),
+    ("mirrored,C4,0", "channels '0' is not accepted"),
+])
+def test_a_bad_fixed_prior_variant_is_one_line(variant, message):
+  import importlib
+  fixed = importlib.import_module("configs.fixed_group")
+  with pytest.raises(ValueError, match=message):
+    fixed.get_config(variant)

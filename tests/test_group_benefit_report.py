@@ -1,0 +1,40 @@
+"""experiments.group_benefit: the accuracy table of item 5 and its verdicts."""
+
+import json
+
+from experiments import group_benefit
+
+
+def _run(data, model, seed, accuracy, group=None, step=None):
+  return {"data": data, "model": model, "seed": seed, "status": "done", "accuracy": accuracy,
+          "group": group, "discovered_at": step}
+
+
+def test_the_table_compares_the_discovered_model_with_every_fixed_prior():
+  records = [_run("mirrored", "cnn", 100, 96.0), _run("mirrored", "cnn", 101, 96.4),
+             _run("mirrored", "C4", 100, 90.0), _run("mirrored", "C4", 101, 91.0),
+             _run("mirrored", "flip", 100, 97.0), _run("mirrored", "flip", 101, 97.2),
+             _run("mirrored", "discovered", 100, 96.5, "flip", 280),
+             _run("mirrored", "discovered", 101, 95.0, "D2", 300),
+             {"data": "partial180", "model": "C4", "seed": 100, "status": "diverged"}]
+  text = group_benefit.table(records)
+  row = next(line for line in text.splitlines() if line.startswith("| mirrored |"))
+  assert "**97.1** (97.0 / 97.2) (flip)" in row          # the data's group's G-CNN
+  assert "**95.8** (96.5 / 95.0) (flip @ 280, D2 @ 300)" in row
+  assert row.endswith("| no | yes |")                    # 95.75 < 97.1 - 1; above C4's 90.5
+  assert "| partial180 | – | – | none exact |" in text
+  assert "Not finished: partial180/C4/seed100 (diverged)" in text
+
+
+def test_collect_reads_finished_runs_and_marks_the_rest(tmp_path):
+  workdir = tmp_path / "group_benefit" / "mirrored_discovered" / "seed100"
+  workdir.mkdir(parents=True)
+  (workdir / "results.json").write_text(json.dumps({
+      "status": "finished", "final_test_accuracy": 0.9612, "step": 750, "wall_time_s": 300.0,
+      "discovery": {"group": "flip", "step": 290}}))
+  (tmp_path / "group_benefit" / "mirrored_cnn" / "seed101").mkdir(parents=True)
+  records = group_benefit.collect(str(tmp_path))
+  assert {(r["model"], r["seed"], r["status"]) for r in records} == {
+      ("discovered", 100, "done"), ("cnn", 101, "missing")}
+  done = next(r for r in records if r["status"] == "done")
+  assert (done["accuracy"], done["group"], done["discovered_at"]) == (96.12, "flip", 290)
