@@ -5,7 +5,8 @@ Reads ``WORKDIR/stacks.npz`` (written at every evaluation) and, when present,
 the distance of every comparable group, and the approximate Cayley-table error
 (``ds_symmetry.analysis.summarize_stack``). For a run rounded to its discovered G-CNN
 (``discovered_stacks.npz``) it says when and to which group, and judges both the learned
-stacks just before the rounding and the exact ones it was rounded to.
+stacks just before the rounding and the exact ones it was rounded to. For a run that diverged
+it says at which step and why, and what to change (the same config diverges again).
 """
 
 from __future__ import annotations
@@ -56,11 +57,17 @@ def format_report(workdir: str) -> str:
   """The learned-symmetry report of the run in ``workdir`` as text (one line per layer and
   finding); raises ``FileNotFoundError`` or ``ReportError`` naming a missing or damaged file."""
   results = load_results(workdir)
+  diverged = results is not None and results.get("status") == "diverged"
   has_stacks = os.path.exists(run_files.path(workdir, run_files.STACKS))
   if has_stacks or results is None:
     stacks, meta = load_stacks(workdir)
+    before = ", the last evaluation before the divergence" if diverged else ""
     lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} "
-             f"(stacks at step {meta['step']})"]
+             f"(stacks at step {meta['step']}{before})"]
+  elif diverged:  # diverged before its first evaluation: no stacks were ever written
+    stacks, meta = {}, {"layers": {}}
+    lines = [f"Learned-symmetry report: {os.path.abspath(workdir)} (no stacks: the run "
+             f"diverged before its first evaluation)"]
   elif results["parameters"]["representation"] > 0 or results.get("learned_symmetry"):
     raise ReportError(
         f"{run_files.path(workdir, run_files.STACKS)} is missing, but results.json says model "
@@ -74,11 +81,13 @@ def format_report(workdir: str) -> str:
         f"{_pct(results.get('final_test_accuracy'))}, best {_pct(results.get('best_test_accuracy'))}"
         f" (epoch {results.get('best_epoch')}); parameters {results['parameters']['free']:,} free"
         f" + {results['parameters']['representation']:,} representation")
+  if diverged:
+    lines.append(divergence_line(results))
   learned = {name: stacks[name] for name in stacks if meta["layers"][name]["learned"]}
   discovered = run_files.load_discovered(workdir)
   if discovered is not None:
     lines += _discovery_lines(workdir, discovered, meta["layers"])
-  elif not learned:
+  elif not learned and not (diverged and not stacks):
     lines.append("no learned weight-sharing layers (exact or plain model)")
   if learned:
     lines += _stack_table(learned, meta["layers"])
@@ -87,6 +96,23 @@ def format_report(workdir: str) -> str:
                  "the threshold; distance ‖R − P‖_F/√d; Cayley err: max error of the "
                  "approximate Cayley table")
   return "\n".join(lines)
+
+
+def divergence_line(results: dict) -> str:
+  """What a diverged run's ``results.json`` says, on one line: where it diverged, why, the
+  last finite checkpoint, and what to change (the same config diverges again)."""
+  config = results.get("config") or {}
+  step = results.get("diverged_at_step", results.get("step"))
+  kept = results.get("last_checkpoint_step")
+  resumes = (f"resumes from its checkpoint at step {kept} and diverges again"
+             if kept is not None else "starts over and diverges again")
+  settings = ", ".join(f"{name} {config[name]}" for name in ("learning_rate", "grad_clip_norm")
+                       if name in config)
+  return (f"DIVERGED at step {step}: {results.get('divergence') or 'non-finite values'}; "
+          f"training stopped there (last finite checkpoint: "
+          f"{'none' if kept is None else f'step {kept}'}). Training is deterministic: the same "
+          f"config {resumes}. Train it in a new workdir with a smaller config.learning_rate "
+          f"or config.grad_clip_norm > 0" + (f" (this run: {settings})" if settings else ""))
 
 
 def _stack_table(stacks: dict[str, np.ndarray], layers: dict) -> list[str]:

@@ -259,8 +259,12 @@ def test_divergence_stops_with_finite_checkpoints_and_results(tmp_path, mnist_di
   config = tiny_cnn(mnist_dir, model="wscnn", num_epochs=2, learning_rate=1e30,
                     checkpoint_every_steps=1)
   with pytest.raises(TrainingDivergedError, match=r"the (loss is (nan|inf)|parameters are not "
-                                                  r"finite) at step \d+"):
+                                                  r"finite) at step \d+") as raised:
     train_and_evaluate(config, str(workdir))
+  # What to change, not "rerun": the same config resumes and diverges again.
+  assert re.search(r"The same command resumes from step \d+ and diverges again: train in a new "
+                   r"workdir with a smaller config\.learning_rate \(this run: 1e\+30\)",
+                   str(raised.value)), str(raised.value)
   results = json.loads((workdir / "results.json").read_text())
   assert results["status"] == "diverged"
   steps = assert_finite_checkpoints(workdir)

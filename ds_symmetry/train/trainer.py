@@ -640,11 +640,15 @@ class _Run:
     if diverged is not None:
       kept = ("no checkpoint was written before it" if self.last_checkpoint is None else
               f"the last finite checkpoint is at step {self.last_checkpoint}")
+      again = ("starts over" if self.last_checkpoint is None
+               else f"resumes from step {self.last_checkpoint}")
       raise TrainingDivergedError(
-          f"training diverged: {diverged.reason}; stopped ({kept}); what was measured until "
-          f"then is in {run_files.path(workdir, run_files.METRICS)} and "
-          f"{run_files.RESULTS}. Try a smaller config.learning_rate or "
-          f"config.grad_clip_norm > 0") from None
+          f"training diverged: {diverged.reason}; stopped ({kept}); "
+          f"what was measured until then is in {run_files.path(workdir, run_files.METRICS)} "
+          f"and {run_files.RESULTS}. The same command {again} and diverges again: train in a "
+          f"new workdir with a smaller config.learning_rate (this run: "
+          f"{config.learning_rate:g}) or config.grad_clip_norm > 0 (this run: "
+          f"{config.grad_clip_norm:g})") from None
     logging.info("final test accuracy %s (best %s at epoch %s); wall time %.1f s",
                  summary["final_test_accuracy"], summary["best_test_accuracy"],
                  summary["best_epoch"], summary["wall_time_s"])
