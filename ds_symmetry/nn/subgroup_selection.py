@@ -78,20 +78,23 @@ def membership_matrix(candidates: Sequence[str]) -> np.ndarray:
   return rows
 
 
-def transformed_copies(images: jnp.ndarray) -> jnp.ndarray:
-  """``[B, H, W, C]`` → ``[8, B, H, W, C]``: copy ``g`` is ``D4`` element ``g`` applied to every
-  image (``ops.apply_element("D4", g, ·, axes=(1, 2))``)."""
+def transformed_copies(images: jnp.ndarray, elements: Sequence[int] = tuple(range(8))
+                      ) -> jnp.ndarray:
+  """``[B, H, W, C]`` → ``[len(elements), B, H, W, C]``: copy ``i`` is ``D4`` element
+  ``elements[i]`` applied to every image (``ops.apply_element("D4", g, ·, axes=(1, 2))``)."""
   if images.ndim != 4 or images.shape[1] != images.shape[2]:
     raise ValueError(f"images: shape {images.shape} is not accepted; expected square images "
                      "[B, H, W, C] with H == W")
-  return jnp.stack([groups_ops.apply_element("D4", g, images, axes=(1, 2)) for g in range(8)])
+  return jnp.stack([groups_ops.apply_element("D4", g, images, axes=(1, 2)) for g in elements])
 
 
-def _transformed_logits(backbone: nnx.Module, x: jnp.ndarray) -> jnp.ndarray:
-  """``backbone(g·x)`` for the 7 non-identity elements of ``D4``: ``[7, B, K]`` float32."""
+def element_logits(backbone: nnx.Module, x: jnp.ndarray,
+                   elements: Sequence[int] = tuple(range(8))) -> jnp.ndarray:
+  """``backbone(g·x)`` for each ``g`` in ``elements`` (one batched call):
+  ``x [B, H, W, C]`` → ``[len(elements), B, K]`` float32."""
   batch = x.shape[0]
-  copies = transformed_copies(x)[1:].reshape((7 * batch,) + x.shape[1:])
-  return backbone(copies).astype(jnp.float32).reshape((7, batch, -1))
+  copies = transformed_copies(x, elements).reshape((len(elements) * batch,) + x.shape[1:])
+  return backbone(copies).astype(jnp.float32).reshape((len(elements), batch, -1))
 
 
 class SubgroupSelector(nnx.Module):
@@ -139,10 +142,7 @@ class SubgroupSelector(nnx.Module):
 
   def subgroup_logits(self, x: jnp.ndarray) -> jnp.ndarray:
     """Every candidate's invariant readout ``y_H``: ``[B, H, W, C]`` → ``[S, B, K]``."""
-    batch = x.shape[0]
-    outputs = self.backbone(transformed_copies(x).reshape((8 * batch,) + x.shape[1:]))
-    outputs = outputs.astype(jnp.float32).reshape((8, batch, -1))
-    return jnp.einsum("sg,gbk->sbk", self.membership[...], outputs)
+    return jnp.einsum("sg,gbk->sbk", self.membership[...], element_logits(self.backbone, x))
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """The readout of the most probable subgroup, ``[B, K]``."""
@@ -162,10 +162,10 @@ class SubgroupSelector(nnx.Module):
     # The 7 transformed copies are needed only once the selection learns: during the warm-up
     # the conditional skips their forward pass (XLA runs the taken branch only).
     rest = jax.lax.stop_gradient(nnx.cond(
-        gate, _transformed_logits, lambda backbone, x: jnp.zeros(
+        gate, lambda backbone, x: element_logits(backbone, x, range(1, 8)),
+        lambda backbone, x: jnp.zeros(
             (7,) + own_logits.shape, jnp.float32), self.backbone, x))
-    outputs = jnp.concatenate([own_logits[None], rest])
-    readouts = jnp.einsum("sg,gbk->sbk", self.membership[...], outputs)
+    outputs = jnp.concatenate([own_logits[None], rest])                  # [8, B, K]
     element_losses = jax.vmap(
         lambda logits: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     )(outputs)                                                          # [8]: CE of f(g·x)
@@ -178,7 +178,7 @@ class SubgroupSelector(nnx.Module):
         q * (scores - jnp.sum(jax.lax.stop_gradient(q) * scores)))
     self.selection_step[...] = self.selection_step[...] + 1
     chosen = jnp.argmax(q)
-    selected = jnp.take(readouts, chosen, axis=0)
+    selected = jnp.einsum("g,gbk->bk", self.membership[...][chosen], outputs)  # y_H, [B, K]
     terms = {"selection_entropy": -jnp.sum(q * jnp.log(q + 1e-30)),
              "selected_cross_entropy": optax.softmax_cross_entropy_with_integer_labels(
                  selected, labels).mean(),
