@@ -10,7 +10,7 @@ training loss rises on images transformed by the subgroup's elements, against a 
 
 Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5),
 trains on the untransformed images while the distribution ``q`` over the ten subgroups learns
-from its losses on the 8 isometries of each batch (after a 150-step warm-up). When one
+from its losses on the 8 isometries of each batch (after a 300-step warm-up). When one
 subgroup holds ``q ≥ 1 − discover_when_within`` (checked every 10 steps) the run is rounded.
 
 Phase 2 (the discovered G-CNN): the exact G-CNN of that subgroup (``gcnn`` with
