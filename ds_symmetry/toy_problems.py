@@ -29,17 +29,27 @@ distinct entries is an extreme point of the convex hull of its permutations).
 
 Everything is pure jnp (jit-able): ``sample_batch`` draws a batch from a key, so training can
 use a fresh batch per step.
+
+:func:`fit` is the one fitting loop of the toy scripts (``experiments/discover_symmetry.py``,
+``experiments/appendix_b.py``), in the library's one training idiom: a single
+``nnx.Optimizer`` over ``nnx.Param`` whose ``optax.multi_transform`` keyed by
+``nn.parameter_groups`` gives the logits their own Adam learning rate, stepped by an
+``nnx.jit`` function that takes ``nnx.value_and_grad`` of the loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+import functools
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
+from ds_symmetry.nn.introspection import parameter_groups
 from ds_symmetry.ops import groups as _groups
 
 TASKS = ("equivariant", "invariant")
@@ -196,3 +206,76 @@ def _samples(problem: ToyProblem, signals, elements, noise_key) -> dict:
       targets = jnp.max(targets, axis=-1)
   return {"inputs": inputs.reshape(batch_size, *problem.grid, 1), "signals": signals,
           "elements": elements, "targets": targets}
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------------
+def toy_optimizer(model: nnx.Module, learning_rate: float,
+                  logits_learning_rate: float) -> nnx.Optimizer:
+  """One ``nnx.Optimizer`` over every ``nnx.Param`` of ``model``: Adam at ``learning_rate``
+  for the weights and at ``logits_learning_rate`` for the logits (``optax.multi_transform``
+  keyed by ``nn.parameter_groups(model)``)."""
+  tx = optax.multi_transform({"weights": optax.adam(learning_rate),
+                              "logits": optax.adam(logits_learning_rate)},
+                             parameter_groups(model))
+  return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+# One jitted step per loss function (the last few kept): a loss function defined once (at
+# module level, or cached per shape) compiles once for every model of its structure.
+@functools.lru_cache(maxsize=16)
+def _jitted_step(loss_fn: Callable) -> Callable:
+  @nnx.jit
+  def step(model, optimizer, key, *args):
+    (_, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, key, *args)
+    optimizer.update(model, grads)
+    return aux
+  return step
+
+
+def fit(model: nnx.Module, loss_fn: Callable, steps: int, *, learning_rate: float,
+        logits_learning_rate: float, seed: int = 0,
+        args: Union[Sequence[Any], Callable[[int], Sequence[Any]]] = (),
+        record_every: Optional[int] = None,
+        stop: Optional[Callable[[int], bool]] = None) -> list[tuple[int, Any]]:
+  """Fits ``model`` in place by up to ``steps`` Adam steps (:func:`toy_optimizer`).
+
+  Step ``s`` draws its key as ``fold_in(key(seed), s)`` and runs, jitted (``nnx.jit``),
+  ``(loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, key, *args)`` and
+  ``optimizer.update(model, grads)``: ``loss_fn(model, key, *args) -> (scalar loss, aux)``
+  draws its own batch from ``key``. The step is compiled once per ``loss_fn`` (and model
+  structure), so a loss function reused across calls is not recompiled.
+
+  Args:
+    model: the model (its ``nnx.Param`` are trained; ``RepresentationLogits`` and
+      ``SubgroupLogits`` at ``logits_learning_rate``).
+    loss_fn: ``(model, key, *args) -> (loss [], aux)``, ``aux`` a pytree of arrays.
+    steps: the number of steps (a positive int).
+    learning_rate: Adam's rate for the weights.
+    logits_learning_rate: Adam's rate for the logits.
+    seed: the key of the batches.
+    args: extra (array) arguments of ``loss_fn``, or a function ``step -> args`` (e.g. a
+      regulariser weight switched on from some step).
+    record_every: record ``aux`` at every step ``s`` with ``s % record_every == 0`` and at the
+      last step (``None``: never).
+    stop: called with ``s`` after step ``s``; ``True`` ends the fitting there.
+
+  Returns:
+    ``[(s, aux)]`` at the recorded steps, ``aux`` as Python floats (``jax.tree.map(float)``).
+  """
+  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    raise ValueError(f"steps must be a positive int; got {steps!r}")
+  if record_every is not None and (not isinstance(record_every, int) or record_every < 1):
+    raise ValueError(f"record_every must be a positive int or None; got {record_every!r}")
+  optimizer = toy_optimizer(model, learning_rate, logits_learning_rate)
+  step = _jitted_step(loss_fn)
+  key, history = jax.random.key(seed), []
+  for index in range(steps):
+    step_args = args(index) if callable(args) else args
+    aux = step(model, optimizer, jax.random.fold_in(key, index), *step_args)
+    if record_every is not None and (index % record_every == 0 or index == steps - 1):
+      history.append((index, jax.tree.map(float, aux)))
+    if stop is not None and stop(index):
+      break
+  return history

@@ -46,14 +46,12 @@ from typing import Optional, Sequence
 
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from ds_symmetry import analysis, ops, toy_problems
-from ds_symmetry.nn import RepresentationLogits, WSLiftConv
+from ds_symmetry.nn import WSLiftConv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,45 +105,32 @@ def train(problem: Problem, *, steps: Optional[int] = None, seed: int = 0,
                      spatial_dims=len(toy.grid), use_bias=False, logits_init="balanced_uniform",
                      sinkhorn_tau=sinkhorn_tau,
                      rngs=nnx.Rngs(seed if init_seed is None else init_seed))
-  weights = nnx.All(nnx.Param, nnx.Not(RepresentationLogits))
-  weight_optimizer = nnx.Optimizer(layer, optax.adam(learning_rate), wrt=weights)
   steps = problem.steps if steps is None else steps
-  logits_optimizer = nnx.Optimizer(layer, optax.adam(logits_learning_rate),
-                                   wrt=RepresentationLogits)
 
   def outputs_of(layer, inputs):
     out = layer(inputs).reshape(inputs.shape[0], channels, order)   # [B, C_out, G]
     return out if problem.task == "equivariant" else jnp.max(out, axis=-1)
 
-  @nnx.jit
-  def step(layer, weight_optimizer, logits_optimizer, key, entropy_scale):
+  def loss_fn(layer, key, entropy_scale):
     data = (toy_problems.every_pair_batch(toy, key) if batch is None
             else toy_problems.sample_batch(toy, key, batch))
     targets = data["targets"]
     size = targets.shape[0]
+    outputs = outputs_of(layer, data["inputs"])
+    loss = jnp.mean((outputs - targets) ** 2) / jnp.mean(targets ** 2)   # relative MSE
+    flat_out, flat_target = outputs.reshape(size, -1), targets.reshape(size, -1)
+    accuracy = jnp.mean(jnp.argmax(flat_out, -1) == jnp.argmax(flat_target, -1))
+    terms = layer.regularizers()
+    penalty = norm_weight * terms["norm"] + entropy_scale * terms["entropy"]
+    return loss + penalty, (loss, accuracy)
 
-    def loss_fn(layer):
-      outputs = outputs_of(layer, data["inputs"])
-      loss = jnp.mean((outputs - targets) ** 2) / jnp.mean(targets ** 2)   # relative MSE
-      flat_out, flat_target = outputs.reshape(size, -1), targets.reshape(size, -1)
-      accuracy = jnp.mean(jnp.argmax(flat_out, -1) == jnp.argmax(flat_target, -1))
-      terms = layer.regularizers()
-      penalty = norm_weight * terms["norm"] + entropy_scale * terms["entropy"]
-      return loss + penalty, (loss, accuracy)
-    (_, (loss, accuracy)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(layer)
-    weight_grads, logit_grads = nnx.split_state(grads, weights, RepresentationLogits)
-    weight_optimizer.update(layer, weight_grads)
-    logits_optimizer.update(layer, logit_grads)
-    return loss, accuracy
+  def entropy_scale(index):
+    return (jnp.float32(entropy_weight if index >= entropy_from * steps else 0.0),)
 
-  key, history = jax.random.key(seed), []
-  for index in range(steps):
-    entropy_scale = jnp.float32(entropy_weight if index >= entropy_from * steps else 0.0)
-    loss, accuracy = step(layer, weight_optimizer, logits_optimizer,
-                          jax.random.fold_in(key, index), entropy_scale)
-    if index % max(1, steps // 20) == 0 or index == steps - 1:
-      history.append((index, float(loss), float(accuracy)))
-  return layer, history
+  recorded = toy_problems.fit(layer, loss_fn, steps, learning_rate=learning_rate,
+                              logits_learning_rate=logits_learning_rate, seed=seed,
+                              args=entropy_scale, record_every=max(1, steps // 20))
+  return layer, [(index, loss, accuracy) for index, (loss, accuracy) in recorded]
 
 
 def analyse(problem: Problem, stack) -> dict:

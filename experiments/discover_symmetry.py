@@ -33,11 +33,10 @@ import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from ds_symmetry import analysis, ops
-from ds_symmetry.nn import SubgroupSelector, WSLiftConv, parameter_groups
+from ds_symmetry import analysis, ops, toy_problems
+from ds_symmetry.nn import SubgroupSelector, WSLiftConv
 
 
 def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, steps: int = 500,
@@ -51,30 +50,16 @@ def discover(group: str = "C4", *, kernel_size: int = 5, channels: int = 8, step
                        rngs=nnx.Rngs(seed + 1))
   student = WSLiftConv(1, channels, kernel_size, num_elements=num_elements, use_bias=False,
                        logits_init=logits_init, rngs=nnx.Rngs(seed))
-  # One optimizer, two parameter groups: the logits get their own learning rate.
-  tx = optax.multi_transform({"weights": optax.adam(learning_rate),
-                              "logits": optax.adam(logits_learning_rate)},
-                             parameter_groups(student))
-  optimizer = nnx.Optimizer(student, tx, wrt=nnx.Param)
 
-  @nnx.jit
-  def step(student, optimizer, key):
+  def loss_fn(student, key):
     x = jax.random.normal(key, (batch, image_size, image_size, 1))
     target = teacher(x)
+    mse = jnp.mean((student(x) - target) ** 2) / jnp.mean(target ** 2)
+    return mse + norm_weight * student.regularizers()["norm"], mse
 
-    def loss_fn(student):
-      mse = jnp.mean((student(x) - target) ** 2) / jnp.mean(target ** 2)
-      return mse + norm_weight * student.regularizers()["norm"], mse
-    (_, mse), grads = nnx.value_and_grad(loss_fn, has_aux=True)(student)
-    optimizer.update(student, grads)
-    return mse
-
-  key = jax.random.key(seed)
-  history = []
-  for index in range(steps):
-    mse = step(student, optimizer, jax.random.fold_in(key, index))
-    if index % max(1, steps // 10) == 0 or index == steps - 1:
-      history.append((index, float(mse)))
+  history = toy_problems.fit(student, loss_fn, steps, learning_rate=learning_rate,
+                             logits_learning_rate=logits_learning_rate, seed=seed,
+                             record_every=max(1, steps // 10))
   stack = student.representation_stack()
   summary = analysis.summarize_stack(stack, kernel_size, "lift")
   match = analysis.distance_to_group(stack, group, kernel_size, "lift")
@@ -88,18 +73,17 @@ def _flatten(x):
 
 
 @functools.lru_cache(maxsize=None)
-def _toy_step(batch: int, image_size: int):
-  """The jitted step of :func:`identify_subgroup`, compiled once per shape for every group:
-  the teacher's group enters as ``weights [8]``, ``1/|H|`` on its elements."""
-  @nnx.jit
-  def step(student, optimizer, key, teacher, weights):
+def _subgroup_loss(batch: int, image_size: int):
+  """The loss of :func:`identify_subgroup`, one function per shape (so its jitted step compiles
+  once for every group): the teacher's group enters as ``weights [8]``, ``1/|H|`` on its
+  elements."""
+  def loss_fn(student, key, teacher, weights):
     x = jax.random.normal(key, (batch, image_size, image_size, 1))
     views = jnp.stack([ops.apply_element("D4", g, x, axes=(1, 2)).reshape(batch, -1)
                        for g in range(8)])
     labels = jnp.argmax(jnp.einsum("g,gbk->bk", weights, views @ teacher), axis=-1)
-    loss_fn = lambda model: model.objective(x, labels)[0]  # noqa: E731
-    optimizer.update(student, nnx.grad(loss_fn)(student))
-  return step
+    return student.objective(x, labels)[0], ()
+  return loss_fn
 
 
 def identify_subgroup(group: str = "C4", *, image_size: int = 7, hidden: int = 128,
@@ -119,20 +103,18 @@ def identify_subgroup(group: str = "C4", *, image_size: int = 7, hidden: int = 1
   backbone = nnx.Sequential(_flatten, nnx.Linear(image_size * image_size, hidden, rngs=rngs),
                             nnx.relu, nnx.Linear(hidden, 10, rngs=rngs))
   student = SubgroupSelector(backbone, size_prior=size_prior, warmup_steps=warmup_steps)
-  tx = optax.multi_transform({"weights": optax.adam(learning_rate),
-                              "logits": optax.adam(selection_learning_rate)},
-                             parameter_groups(student))
-  optimizer = nnx.Optimizer(student, tx, wrt=nnx.Param)
-
-  step = _toy_step(batch, image_size)
-  key = jax.random.key(seed)
   committed_at = None
-  for index in range(steps):
-    step(student, optimizer, jax.random.fold_in(key, index), teacher, weights)
+
+  def committed(index: int) -> bool:
+    nonlocal committed_at
     if committed_at is None and student.committed_subgroup(within) is not None:
       committed_at = index + 1
-      if stop_when_committed:
-        break
+      return stop_when_committed
+    return False
+
+  toy_problems.fit(student, _subgroup_loss(batch, image_size), steps,
+                   learning_rate=learning_rate, logits_learning_rate=selection_learning_rate,
+                   seed=seed, args=(teacher, weights), stop=committed)
   q = np.asarray(student.probabilities())
   return {"group": group, "identified": student.candidates[int(np.argmax(q))],
           "probability": float(q.max()), "committed_at": committed_at, "steps": steps,

@@ -4,8 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from ds_symmetry import analysis, ops, toy_problems
+from ds_symmetry.nn import RepresentationLogits
 
 
 @pytest.mark.parametrize("group, k", [("shift8", 8), ("cube", 3), ("C4xC4", 3)])
@@ -88,3 +90,49 @@ def test_appendix_b_run_rejects_bad_arguments():
     appendix_b.run("sphere")
   with pytest.raises(ValueError, match="restarts"):
     appendix_b.run("shift", restarts=0)
+
+
+class _Toy(nnx.Module):
+  """A weight and a logit vector: the two parameter groups, nothing to compile at length."""
+
+  def __init__(self):
+    self.weight = nnx.Param(jnp.ones((3,)))
+    self.logits = RepresentationLogits(jnp.zeros((3,)))
+
+  def __call__(self, x):
+    return x * self.weight[...] + jax.nn.softmax(self.logits[...])
+
+
+def _toy_loss(model, key, scale):
+  x = jax.random.normal(key, (4, 3))
+  return scale * jnp.mean((model(x) - 1.0) ** 2), jnp.mean(x)
+
+
+def test_fit_uses_one_optimizer_with_the_logits_own_rate():
+  layer = _Toy()
+  weight, logits = np.asarray(layer.weight[...]), np.asarray(layer.logits[...])
+  history = toy_problems.fit(layer, _toy_loss, 3, learning_rate=0.0, logits_learning_rate=0.1,
+                             args=(jnp.float32(1.0),), record_every=2)
+  assert [index for index, _ in history] == [0, 2]
+  assert all(isinstance(aux, float) for _, aux in history)
+  np.testing.assert_array_equal(np.asarray(layer.weight[...]), weight)  # rate 0: unchanged
+  assert np.abs(np.asarray(layer.logits[...]) - logits).max() > 1e-3
+
+
+def test_fit_takes_per_step_arguments_and_stops_when_asked():
+  layer = _Toy()
+  seen, scales = [], []
+
+  def stop(index):
+    seen.append(index)
+    return index == 1
+
+  def args(index):
+    scales.append(index)
+    return (jnp.float32(index),)
+
+  assert toy_problems.fit(layer, _toy_loss, 5, learning_rate=1e-2, logits_learning_rate=1e-2,
+                          args=args, stop=stop) == []
+  assert seen == [0, 1] and scales == [0, 1]
+  with pytest.raises(ValueError, match="steps"):
+    toy_problems.fit(layer, _toy_loss, 0, learning_rate=1e-2, logits_learning_rate=1e-2)
