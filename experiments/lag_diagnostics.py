@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 
 import jax
@@ -33,13 +32,21 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ds_symmetry import run_files
 from ds_symmetry.models import create_model
 from ds_symmetry.nn import weight_sharing_layers
 from ds_symmetry.ops.gradients import custom_gradients
+from experiments.same_budget import SAME_BUDGET
+from experiments.spec import run_path
 
 BEST = dict(sharing="tied_cyclic", elements="power_blend", constraint="isometries",
             kernel_mask="disk", weight_init="se2cnn")
 _LIFT_NU = re.compile(r"nu\W.*convs\W+0\W+weight")
+
+
+def seed0(root: str, row: str) -> str:
+  """The workdir of ``row``'s seed-0 run of the same-budget grid under ``root``."""
+  return run_path(root, SAME_BUDGET.name, row, 0)
 
 
 def same_network(channels: int = 8) -> tuple[float, float]:
@@ -77,7 +84,7 @@ def lifting_adam_rms(workdir: str, step: int) -> float | None:
   """Root mean of Adam's ν for the lifting weights in the checkpoint at ``step``, if any."""
   from ds_symmetry.train.checkpointing import read_checkpoint  # pylint: disable=import-outside-toplevel
   try:
-    _, arrays = read_checkpoint(os.path.join(workdir, "checkpoints"), step)
+    _, arrays = read_checkpoint(run_files.path(workdir, run_files.CHECKPOINTS), step)
   except (FileNotFoundError, ValueError):
     return None
   for path, value in jax.tree_util.tree_flatten_with_path(arrays)[0]:
@@ -116,7 +123,7 @@ def _isotropy_rows(root: str, step: int = 234) -> list[str]:
   from ds_symmetry.train.restore import NUM_CLASSES, build_model
   lines = []
   for row in ("power_blend", "gcnn"):
-    workdir = os.path.join(root, "same_budget", row, "seed0")
+    workdir = seed0(root, row)
     try:
       model, config, _ = load_model(workdir, step)
     except (FileNotFoundError, ValueError):
@@ -135,13 +142,10 @@ def rounded_run_against_gcnn(root: str) -> dict[str, float] | None:
   and the ``gcnn`` row's, both at their initial weights (seed 0); None without the runs."""
   # pylint: disable=import-outside-toplevel
   import ml_collections
-  from ds_symmetry import run_files
   from ds_symmetry.train.restore import NUM_CLASSES, build_model
-  rounded_dir = os.path.join(root, "same_budget", "power_blend_discover", "seed0")
-  gcnn_dir = os.path.join(root, "same_budget", "gcnn", "seed0")
+  rounded_dir, gcnn_dir = seed0(root, "power_blend_discover"), seed0(root, "gcnn")
   discovered = run_files.load_discovered(rounded_dir)
-  configs = [run_files.read_json(run_files.path(d, run_files.CONFIG), strict=False)
-             for d in (rounded_dir, gcnn_dir)]
+  configs = [run_files.read_config(d, strict=False) for d in (rounded_dir, gcnn_dir)]
   if discovered is None or None in configs:
     return None
   rounded, gcnn = (build_model(ml_collections.ConfigDict(c), NUM_CLASSES, found)
@@ -176,7 +180,7 @@ def main(argv=None) -> int:
   print(f"same network: largest output difference {difference:.3g} (outputs up to {scale:.3g})")
   print(f"hand-written vs JAX gradients: largest relative difference {gradient_difference():.2g}")
   for row in ("gcnn", "power_blend"):
-    workdir = os.path.join(args.root, "same_budget", row, "seed0")
+    workdir = seed0(args.root, row)
     for step in (234, 468):
       rms = lifting_adam_rms(workdir, step)
       print(f"{row} step {step}: lifting weights' Adam RMS "

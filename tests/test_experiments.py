@@ -460,3 +460,24 @@ def test_c4_invariant_share_of_lifting_and_group_kernels():
     twisted = np.stack([np.rot90(plane, direction * q) for q in range(4)]).reshape(1, 1, 36)
     assert c4_invariant_share(twisted, 3) == pytest.approx(1.0)
   assert 0.3 < c4_invariant_share(rng.normal(size=(16, 8, 36)), 3) < 0.7
+
+
+def test_generator_weights_reads_the_stack_through_run_files(tmp_path):
+  from ds_symmetry import run_files  # pylint: disable=import-outside-toplevel
+  from ds_symmetry.ops import groups  # pylint: disable=import-outside-toplevel
+  from experiments.generator_weights import NAMES, generator_weights
+  d4 = np.asarray(groups.spatial_permutations("D4", 3))
+  layers = {"convs/0": {"kind": "lift", "kernel_size": 3, "learned": True, "num_elements": 4,
+                        "group": ""}}
+  run_files.save_stacks(tmp_path, {"convs/0": d4[[0, 5, 0, 5]]}, layers, step=1)
+  weights = generator_weights(str(tmp_path))
+  assert NAMES[int(np.argmax(weights))] == "f1" and weights.max() == pytest.approx(1.0, abs=1e-4)
+  with pytest.raises(FileNotFoundError, match="stacks.npz"):
+    generator_weights(str(tmp_path / "absent"))
+
+
+def test_lag_diagnostics_reads_the_same_budget_runs_at_the_grid_layout(tmp_path):
+  from experiments.lag_diagnostics import rounded_run_against_gcnn, seed0
+  from experiments.spec import run_path
+  assert seed0(str(tmp_path), "gcnn") == run_path(str(tmp_path), "same_budget", "gcnn", 0)
+  assert rounded_run_against_gcnn(str(tmp_path)) is None  # no runs there
