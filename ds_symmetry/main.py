@@ -1,6 +1,8 @@
 """Command line: ``python -m ds_symmetry.main --config=configs/default.py --workdir=DIR``.
 
-Variants and overrides: ``--config=configs/rotated_mnist.py:gcnn --config.num_epochs=5``.
+Variants and overrides: ``--config=configs/rotated_mnist.py:gcnn --config.num_epochs=5``;
+``--config.protocol_options.flip_probability=0.5`` sets any option of the protocol, whether or
+not the config file names it (an unknown name is one line listing the accepted ones, exit 2).
 Rerunning with the same ``--workdir`` resumes from its latest checkpoint. This file is kept
 short on purpose; the work happens in ``ds_symmetry.train.train_and_evaluate``.
 
@@ -23,6 +25,7 @@ from ml_collections import config_flags
 
 from ds_symmetry.run_files import NotARunError
 from ds_symmetry.train import train_and_evaluate, validate_config
+from ds_symmetry.train.config import set_protocol_options
 from ds_symmetry.train.trainer import TrainingDivergedError, initialize_distributed
 
 FLAGS = flags.FLAGS
@@ -112,15 +115,55 @@ def _check_config_file(argv) -> None:
               f"configs/default.py or configs/rotated_mnist.py:gcnn (see configs/)", 2)
 
 
+_PROTOCOL_OPTION = re.compile(r"--config\.protocol_options\.(\w+)(?:=(.*))?$", re.S)
+
+
+def split_protocol_options(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """``(argv without them, [(key, value)])`` of the ``--config.protocol_options.KEY=VALUE``
+  (or ``... KEY VALUE``) arguments. absl can only override a field the config file already
+  has; a protocol's options are set after parsing instead, whether or not the file names them
+  (``train.config.set_protocol_options``)."""
+  rest, options = list(argv[:1]), []
+  index = 1
+  while index < len(argv):
+    match = _PROTOCOL_OPTION.match(argv[index])
+    if argv[index] == "--":
+      rest += argv[index:]
+      break
+    if match is None:
+      rest.append(argv[index])
+    else:
+      key, value = match.groups()
+      if value is None:
+        if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+          _fail(f"{argv[index]}: needs a value (e.g. {argv[index]}=0.5)", 2)
+        index += 1
+        value = argv[index]
+      options.append((key, value))
+    index += 1
+  return rest, options
+
+
 def parse_flags(argv):
   """absl's flag parsing, with every flag or config error (a missing flag, a config file that
-  does not exist or fails, a value of the wrong type, a misspelt field) in one line, exit 2."""
+  does not exist or fails, a value of the wrong type, a misspelt field) in one line, exit 2.
+  ``--config.protocol_options.KEY=VALUE`` sets any option the protocol accepts."""
   _check_config_file(argv)
+  argv, protocol_options = split_protocol_options(argv)
   try:
-    rest = FLAGS(argv)
+    # ml_collections reads --config.* overrides from sys.argv itself: hide the options there.
+    original, sys.argv = sys.argv, argv
+    try:
+      rest = FLAGS(argv)
+    finally:
+      sys.argv = original
     if FLAGS.config is None:
       raise flags.IllegalFlagValueError(
           "flag --config=None: Flag --config must have a value other than None.")
+    try:
+      set_protocol_options(FLAGS.config, protocol_options)
+    except ValueError as error:
+      _fail(one_line(error), 2)
     return rest
   except flags.Error as error:
     _fail(_flag_error(error), 2)

@@ -8,9 +8,15 @@ checks each one-line error and its exit status.
 """
 
 import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
 
 from ds_symmetry import report, run_files
-from test_run_safety import tiny_cnn
+from test_run_safety import assert_one_line_error, cnn_overrides, tiny_cnn
+from test_train import REPO, _config_file, _env
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,3 +55,89 @@ def test_the_report_of_a_diverged_run_says_where_and_what_to_change(tmp_path, ca
   assert "stacks at step 2, the last evaluation before the divergence" in out
   assert "DIVERGED at step 3" in out and "rerun" not in out.lower()
   assert json.loads((workdir / "results.json").read_text())["status"] == "diverged"
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Any protocol option can be set from the command line, named in the config file or not.
+# --------------------------------------------------------------------------------------------
+def test_split_protocol_options_takes_them_out_of_absls_way():
+  from ds_symmetry.main import split_protocol_options  # pylint: disable=import-outside-toplevel
+  argv = ["main", "--config=c.py", "--config.protocol_options.flip_probability=0.5",
+          "--config.num_epochs=1", "--config.protocol_options.rotation_group_order", "4",
+          "--workdir=w"]
+  assert split_protocol_options(argv) == (
+      ["main", "--config=c.py", "--config.num_epochs=1", "--workdir=w"],
+      [("flip_probability", "0.5"), ("rotation_group_order", "4")])
+
+
+def test_protocol_options_are_set_whether_or_not_the_config_names_them(tmp_path):
+  """`--config.protocol_options.flip_probability=0.5` on a config without the field was
+  refused by absl ("does not exist")."""
+  from ds_symmetry.train.config import set_protocol_options, validate_config
+  config = tiny_cnn(tmp_path)  # locked; rotated_mnist; protocol_options is empty
+  assert not config.protocol_options.keys()
+  set_protocol_options(config, [("flip_probability", "0.5"), ("rotation_group_order", "4"),
+                                ("test_seed", "None"), ("dataset", "fashion_mnist")])
+  assert config.protocol_options.to_dict() == {
+      "flip_probability": 0.5, "rotation_group_order": 4, "test_seed": None,
+      "dataset": "fashion_mnist"}
+  set_protocol_options(config, [("flip_probability", "1"), ("rotation_group_order", "none")])
+  assert config.protocol_options.flip_probability == 1.0
+  assert config.protocol_options.rotation_group_order is None
+  validate_config(config)
+  assert config.is_locked
+  with pytest.raises(ValueError, match=r"^--config\.protocol_options\.flip_probabilty: "
+                                       r"'flip_probabilty' is not an option of protocol "
+                                       r"'rotated_mnist'; accepted: \['dataset', "
+                                       r"'flip_probability', 'max_angle_deg'"):
+    set_protocol_options(config, [("flip_probabilty", "0.5")])
+  with pytest.raises(ValueError, match=r"flip_probability: 'half' is not accepted; expected a "
+                                       r"float$"):
+    set_protocol_options(config, [("flip_probability", "half")])
+  with pytest.raises(ValueError, match=r"flip_probability: 'None' is not accepted"):
+    set_protocol_options(config, [("flip_probability", "None")])
+
+
+def test_an_option_the_protocol_does_not_take_is_refused_by_validate_config(tmp_path):
+  from ds_symmetry.train.config import validate_config
+  config = tiny_cnn(tmp_path, protocol="cifar10", model="resnet",
+                    model_options={"channels": 4, "in_channels": 3})
+  with config.unlocked():
+    config.protocol_options.max_angle_deg = 90.0
+  with pytest.raises(ValueError, match=r"config\.protocol_options: \['max_angle_deg'\] not "
+                                       r"accepted by protocol 'cifar10'; accepted: \['dataset', "
+                                       r"'test_noise_std', 'test_seed', 'validation_examples'\]"):
+    validate_config(config)
+
+
+def _main_with_a_fake_trainer(tmp_path, *flags):
+  """``ds_symmetry.main`` as a user runs it, with a trainer that prints the options it got."""
+  config_file = _config_file(tmp_path, tmp_path / "no_data_here", **cnn_overrides())
+  launcher = textwrap.dedent(f"""
+      import json, sys
+      from absl import app
+      from ds_symmetry import main, report
+      def fake_train(config, workdir, adopt_workdir=False):
+        print("options:", json.dumps(config.protocol_options.to_dict(), sort_keys=True))
+      main.train_and_evaluate = fake_train
+      report.format_report = lambda workdir: "report"
+      sys.argv = ["main", "--config={config_file}", "--workdir={tmp_path / 'run'}",
+                  *{list(flags)!r}]
+      app.run(main.main, flags_parser=main.parse_flags)
+      """)
+  return subprocess.run([sys.executable, "-c", launcher], env=_env(), cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow  # two interpreters (~7 s); the fast tests above check the same functions
+def test_cli_sets_a_protocol_option_the_config_file_lacks(tmp_path):
+  result = _main_with_a_fake_trainer(tmp_path, "--config.protocol_options.flip_probability=0.5",
+                                     "--config.protocol_options.rotation_group_order=4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'options: {"flip_probability": 0.5, "rotation_group_order": 4}' in result.stdout
+  refused = _main_with_a_fake_trainer(tmp_path, "--config.protocol_options.flip_prob=0.5")
+  assert refused.returncode == 2
+  assert_one_line_error(refused, "--config.protocol_options.flip_prob: 'flip_prob' is not an "
+                                 "option of protocol 'rotated_mnist'; accepted: ['dataset', "
+                                 "'flip_probability',")
+  assert "options:" not in refused.stdout and not (tmp_path / "run").exists()

@@ -88,6 +88,16 @@ PROTOCOLS = tuple(_PROTOCOLS)
 _TEST_CHUNK = 2048
 
 
+def protocol_options(name: str) -> dict[str, Any]:
+  """Every option protocol ``name`` accepts (``make_protocol(name, **options)``, the trainer's
+  ``config.protocol_options``) with its default: the protocol's own (module docstring),
+  ``dataset``, ``test_seed`` and ``validation_examples``."""
+  if name not in _PROTOCOLS:
+    raise ValueError(f"name: {name!r} is not a known protocol; expected one of {PROTOCOLS}")
+  default_dataset, _, defaults = _PROTOCOLS[name]
+  return dict(defaults, dataset=default_dataset, test_seed=None, validation_examples=None)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Protocol:
   """A dataset with its symmetry protocol (see the module docstring)."""
@@ -274,7 +284,7 @@ def make_protocol(name: str, *, data_dir: str | os.PathLike | None = None, seed:
   unknown = sorted(set(options) - set(defaults))
   if unknown:
     raise ValueError(f"options: {unknown} not accepted by protocol {name!r}; accepted: "
-                     f"{sorted(defaults) + ['dataset', 'test_seed']}")
+                     f"{sorted(protocol_options(name))}")
   resolved = dict(defaults, **options)
   transform = _build_transform(name, resolved)
   noise_std = float(resolved["test_noise_std"])

@@ -53,6 +53,7 @@ from ml_collections import config_dict
 
 from ds_symmetry import run_files
 from ds_symmetry.data import PROTOCOLS
+from ds_symmetry.data.protocols import protocol_options
 from ds_symmetry.models import MODEL_NAMES
 from ds_symmetry.nn.introspection import REGULARIZERS
 from ds_symmetry.train import variants
@@ -216,6 +217,11 @@ _MNIST_PROTOCOLS = ("mnist", "rotated_mnist", "partial_rotation", "scaled_mnist"
 def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
   """The rules that join fields, checked before anything is built or read: each names the
   fields. A combination whose setting would be silently ignored is refused too."""
+  accepted = protocol_options(config.protocol)
+  unknown = sorted(set(config.protocol_options.keys()) - set(accepted))
+  if unknown:
+    raise ValueError(f"config.protocol_options: {unknown} not accepted by protocol "
+                     f"{config.protocol!r}; accepted: {sorted(accepted)}")
   discovering = bool(config.discover_at_step or config.discover_when_within)
   if discovering and config.model not in _DISCOVERABLE:
     raise ValueError(
@@ -238,6 +244,74 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
     if not config.discover_require_group:
       raise ValueError("config.discover_require_group: False would be ignored by a "
                        "subgroup_cnn (its answer is always a group)")
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _parse_option(flag: str, raw: str, kind: type | None, none_ok: bool):
+  """``raw`` (a command-line string) as a value of ``kind`` (None: an int, a float or a
+  string, whichever reads); ``"None"`` only where ``none_ok``."""
+  text = raw.strip()
+  if none_ok and text.lower() in ("none", "null"):
+    return None
+  try:
+    if kind is bool:
+      if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+      raise ValueError(text)
+    if kind is int:
+      return int(text)
+    if kind is float:
+      return float(text)
+    if kind is str:
+      return raw
+    for parse in (int, float):
+      try:
+        return parse(text)
+      except ValueError:
+        pass
+    return raw
+  except ValueError:
+    names = {bool: "True or False", int: "an int", float: "a float"}
+    expected = names.get(kind, str(kind)) + (" or None" if none_ok else "")
+    raise ValueError(f"{flag}: {raw!r} is not accepted; expected {expected}") from None
+
+
+def set_protocol_options(config: ml_collections.ConfigDict,
+                         options: list[tuple[str, str]]) -> None:
+  """Sets ``config.protocol_options[key]`` from command-line strings ``(key, value)``
+  (``--config.protocol_options.KEY=VALUE``), whether or not ``config`` has the field yet: any
+  option ``config.protocol`` accepts (``data.protocols.protocol_options``), read as the type of
+  the field, or of the option's default. Raises ``ValueError`` (one line, naming the flag and
+  listing the accepted names) for another name or a value of the wrong type."""
+  if not options:
+    return
+  if config.protocol not in PROTOCOLS:
+    _fail("protocol", config.protocol, f"one of {list(PROTOCOLS)}")
+  accepted = protocol_options(config.protocol)
+  current = config.protocol_options
+  for key, raw in options:
+    flag = f"--config.protocol_options.{key}"
+    if key not in accepted:
+      raise ValueError(f"{flag}: {key!r} is not an option of protocol {config.protocol!r}; "
+                       f"accepted: {sorted(accepted)}")
+    default = accepted[key]
+    kind = type(default) if default is not None else (
+        current.get_ref(key).get_type() if key in current else None)
+    value = _parse_option(flag, raw, kind if kind is not type(None) else None,
+                          none_ok=default is None)
+    try:
+      with config.unlocked():
+        current[key] = value
+    except TypeError as error:  # the config file gave the field another type
+      raise ValueError(f"{flag}: {raw!r} is not accepted by the config's field "
+                       f"({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+  lines = str(error).strip().splitlines()
+  return lines[0] if lines else type(error).__name__
 
 
 def config_differences(saved: dict, current: dict, *,
