@@ -30,8 +30,9 @@ from typing import Iterable, Optional, Sequence
 
 from experiments.identification import BENEFIT_DATA, GROUP_BENEFIT
 from experiments.spec import run_path
+from experiments.tables import write_into
 
-START, END = "<!-- benefit-table:start -->", "<!-- benefit-table:end -->"
+MARKER = "benefit-table"  # the block experiments.tables.write_into fills
 # The subgroup each variant's data has (None: no subgroup of D4 is an exact symmetry).
 TRUE_GROUP = {"mirrored": "flip", "rotated_mirrored": "D4", "partial180": None}
 
@@ -102,18 +103,6 @@ def table(records: Sequence[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_into(path: str, text: str) -> None:
-  """Replaces what lies between this table's markers in ``path`` by ``text``."""
-  with open(path, encoding="utf-8") as handle:
-    content = handle.read()
-  if content.count(START) != 1 or content.count(END) != 1:
-    raise ValueError(f"{path}: expected one {START} and one {END} marker")
-  head, rest = content.split(START)
-  _, tail = rest.split(END)
-  with open(path, "w", encoding="utf-8") as handle:
-    handle.write(f"{head}{START}\n{text}{END}{tail}")
-
-
 def main(argv: Optional[Iterable[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True)
@@ -131,7 +120,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
   with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as handle:
     handle.write(text)
   for path in args.write_into:
-    write_into(path, text)
+    write_into(path, MARKER, text)
   print(text, end="")
   print(f"{len(records)} runs; wrote {args.out}/summary.json, table.md")
   return 0
