@@ -9,8 +9,9 @@ short on purpose; the work happens in ``ds_symmetry.train.train_and_evaluate``.
 Errors a user can act on end the program with one ``error: ...`` line on stderr and no
 traceback (logged at debug level, ``--verbosity=1``): exit status 2 for a bad argument (a
 missing flag, a config file that does not exist or fails, a value of the wrong type, a
-misspelt or invalid config field, a ``--workdir`` that is not a run), 1 for the rest (a workdir
-in use or holding another config, a full disk, a diverged run).
+misspelt or invalid config field, images that do not fit the model, a ``--workdir`` that is
+not a run), 1 for the rest (a workdir in use or holding another config, a full disk, a
+diverged run).
 """
 
 import os
@@ -25,7 +26,7 @@ from ml_collections import config_flags
 
 from ds_symmetry.run_files import NotARunError
 from ds_symmetry.train import train_and_evaluate, validate_config
-from ds_symmetry.train.config import set_protocol_options
+from ds_symmetry.train.config import ImagesDoNotFitError, set_protocol_options
 from ds_symmetry.train.trainer import TrainingDivergedError, initialize_distributed
 
 FLAGS = flags.FLAGS
@@ -187,7 +188,7 @@ def main(argv):
     _fail(one_line(error), 2)
   try:
     train_and_evaluate(FLAGS.config, FLAGS.workdir, adopt_workdir=FLAGS.adopt_workdir)
-  except NotARunError as error:  # the --workdir argument itself is wrong
+  except (NotARunError, ImagesDoNotFitError) as error:  # a bad --workdir or config argument
     _fail(one_line(error), 2)
   except USER_ERRORS as error:
     _fail(one_line(error), 1)

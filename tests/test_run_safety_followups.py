@@ -8,6 +8,7 @@ checks each one-line error and its exit status.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -141,3 +142,51 @@ def test_cli_sets_a_protocol_option_the_config_file_lacks(tmp_path):
                                  "option of protocol 'rotated_mnist'; accepted: ['dataset', "
                                  "'flip_probability',")
   assert "options:" not in refused.stdout and not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Images that do not fit the model are refused before anything is written.
+# --------------------------------------------------------------------------------------------
+def test_images_of_other_channels_are_refused_before_the_workdir_exists(tmp_path):
+  """`configs/cifar10.py:resnet` on rotated_mnist failed at the first step, after the workdir
+  (config.json, checkpoints/, metrics) was written."""
+  from ds_symmetry.train import train_and_evaluate
+  from ds_symmetry.train.config import ImagesDoNotFitError
+  config = tiny_cnn(tmp_path / "no_data_here", model="resnet",
+                    model_options={"channels": 4, "in_channels": 3})
+  with pytest.raises(ImagesDoNotFitError, match=r"config\.protocol 'rotated_mnist' gives 28×28 "
+                                                r"images with 1 channel, but model 'resnet' "
+                                                r"expects 3 input channels"):
+    train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+  cifar = tiny_cnn(tmp_path, protocol="cifar10")  # the MNIST cnn on colour images
+  with pytest.raises(ImagesDoNotFitError, match=r"'cifar10' gives 32×32 images with 3 channels, "
+                                                r"but model 'cnn' expects 1 input channel "):
+    train_and_evaluate(cifar, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_images_smaller_than_the_model_takes_are_refused_untouched(tmp_path):
+  """Seven unpadded 5×5 blocks need 29×29 pixels: refused before the data is read or the
+  workdir written (an empty directory stays empty)."""
+  from ds_symmetry.train import train_and_evaluate
+  from ds_symmetry.train.config import ImagesDoNotFitError
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  config = tiny_cnn(tmp_path / "no_data_here", model_options={"channels": 4, "num_blocks": 7})
+  with pytest.raises(ImagesDoNotFitError, match=r"gives 28×28 images with 1 channel, but model "
+                                                r"'cnn' needs at least 29×29 pixels"):
+    train_and_evaluate(config, str(workdir))
+  assert os.listdir(workdir) == []
+
+
+@pytest.mark.slow  # one interpreter (~4 s); the fast tests above check the same rule
+def test_cli_images_that_do_not_fit_are_one_line_exit_2(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "ds_symmetry.main", "--config=configs/cifar10.py:resnet",
+       "--config.protocol=rotated_mnist", f"--workdir={tmp_path / 'run'}"],
+      env=_env(), cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert_one_line_error(result, "config.protocol 'rotated_mnist' gives 28×28 images with 1 "
+                                "channel, but model 'resnet' expects 3 input channels")
+  assert not (tmp_path / "run").exists()

@@ -55,6 +55,7 @@ from ds_symmetry import run_files
 from ds_symmetry.data import PROTOCOLS
 from ds_symmetry.data.protocols import protocol_options
 from ds_symmetry.models import MODEL_NAMES
+from ds_symmetry.models.factory import MODEL_DEFAULTS
 from ds_symmetry.nn.introspection import REGULARIZERS
 from ds_symmetry.train import variants
 
@@ -244,6 +245,51 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
     if not config.discover_require_group:
       raise ValueError("config.discover_require_group: False would be ignored by a "
                        "subgroup_cnn (its answer is always a group)")
+  shape = protocol_image_shape(config)
+  if shape is not None:
+    check_images_fit(config, shape)
+
+
+# The images (H, W, C) of each dataset a protocol reads (``data.protocols``).
+DATASET_IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+                        "cifar10": (32, 32, 3)}
+
+
+class ImagesDoNotFitError(ValueError):
+  """The protocol's images do not fit the model (their channels, or a size below the model's
+  smallest input): found before anything of the run is written."""
+
+
+def protocol_image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int] | None:
+  """``(H, W, C)`` of the images ``config.protocol`` (and its ``dataset`` option) gives, from
+  :data:`DATASET_IMAGE_SHAPES` without reading them; None for a dataset not listed there."""
+  dataset = config.protocol_options.get("dataset") or protocol_options(
+      config.protocol)["dataset"]
+  return DATASET_IMAGE_SHAPES.get(dataset)
+
+
+def check_images_fit(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
+                     min_input_size: int | None = None) -> None:
+  """Raises :class:`ImagesDoNotFitError` (one line naming the protocol's image shape and the
+  model's expectation) unless ``config.model`` takes ``image_shape`` (``(H, W, C)``) images:
+  its input channels (``model_options.in_channels`` or the model's default) and, given the
+  built model's ``min_input_size``, its smallest input size."""
+  height, width, channels = (int(n) for n in image_shape)
+  options = config.model_options.to_dict() if config.model_options is not None else {}
+  in_channels = dict(MODEL_DEFAULTS.get(config.model, {}), **options).get("in_channels")
+  images = (f"config.protocol {config.protocol!r} gives {height}×{width} images with "
+            f"{channels} channel{'' if channels == 1 else 's'}")
+  if in_channels is not None and int(in_channels) != channels:
+    raise ImagesDoNotFitError(
+        f"{images}, but model {config.model!r} expects {in_channels} input channel"
+        f"{'' if in_channels == 1 else 's'} (model_options.in_channels); use a model made for "
+        f"these images (the protocol's config file in configs/) or set "
+        f"config.model_options.in_channels={channels}")
+  if min_input_size is not None and min(height, width) < min_input_size:
+    raise ImagesDoNotFitError(
+        f"{images}, but model {config.model!r} needs at least {min_input_size}×"
+        f"{min_input_size} pixels (its unpadded convolutions and pools shrink them); use fewer "
+        f"model_options.num_blocks, a smaller kernel_size or 'SAME' padding")
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")

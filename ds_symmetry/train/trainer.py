@@ -159,6 +159,25 @@ def _check_same_config(workdir: str, config) -> None:
                     "the steps already done)", harmless)
 
 
+def _abstract_min_input_size(config) -> int | None:
+  """:func:`_min_input_size` of ``config``'s model, built abstractly (no weights drawn); None
+  if it cannot be built so (the real build then reports the problem)."""
+  try:
+    model = nnx.eval_shape(lambda: restore.build_model(config, restore.NUM_CLASSES))
+  except Exception:  # pylint: disable=broad-except
+    logging.debug("the model could not be built abstractly", exc_info=True)
+    return None
+  return _min_input_size(model)
+
+
+def _min_input_size(model) -> int | None:
+  """The smallest image size ``model`` (or the network inside it) takes; None if unknown."""
+  for _, module in nnx.iter_modules(model):
+    if isinstance(getattr(module, "min_input_size", None), int):
+      return module.min_input_size
+  return None
+
+
 class TrainingDivergedError(RuntimeError):
   """The loss or the parameters became NaN or infinite; raised after results are written."""
 
@@ -306,6 +325,9 @@ class _Run:
   def _load_data_and_model(self) -> None:
     """The protocol's data on the devices, the step counts, the model and its steps."""
     config, workdir = self.config, self.workdir
+    shape = config_lib.protocol_image_shape(config)
+    if shape is not None:  # images the model cannot take: refused before the data is read
+      config_lib.check_images_fit(config, shape, _abstract_min_input_size(config))
     self.protocol = make_protocol(config.protocol, data_dir=config.data_dir, seed=config.seed,
                                   limit_train=config.limit_train, limit_test=config.limit_test,
                                   **config.protocol_options.to_dict())
@@ -313,6 +335,8 @@ class _Run:
     discovered = run_files.load_discovered(workdir)
     self.discovery = None if discovered is None else discovered[1]
     model = restore.build_model(config, self.protocol.num_classes, discovered)
+    # Images the model cannot take fail here at the latest, before the workdir is written.
+    config_lib.check_images_fit(config, self.protocol.image_shape, _min_input_size(model))
     self.num_train = self.protocol.train_images.shape[0]
     self.steps_per_epoch = self.num_train // config.batch_size
     if self.steps_per_epoch < 1:
