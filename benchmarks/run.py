@@ -27,6 +27,7 @@ BENCHMARKS = {
     "training": "benchmarks.training",
     "profile": "benchmarks.profile_step",
     "conv_limit": "benchmarks.conv_limit",
+    "conv_paths": "benchmarks.conv_paths",
     "step_cost": "benchmarks.step_cost",
 }
 

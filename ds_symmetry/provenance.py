@@ -11,7 +11,8 @@ sentence in a README::
    "devices": {"backend": "cpu", "device_kind": "cpu", "device_count": 1,
                "local_device_count": 1, "process_count": 1},
    "switches": {"custom_gradients": True, "environment": {"XLA_FLAGS": "…", …},
-                "jax_enable_x64": False, "jax_default_matmul_precision": None}}
+                "jax_enable_x64": False, "jax_default_matmul_precision": None,
+                "conv_path": {"forward": "xla", "input_grad": "xla", "weight_grad": "xla"}}}
 
 Every part degrades to ``None`` instead of failing (no git, a non-Linux CPU, a package not
 installed): provenance must never stop a run that has finished training.
@@ -122,11 +123,15 @@ def numeric_switches(environ: dict[str, str] | None = None) -> dict[str, Any]:
 
   Returns:
     ``{"environment": {name: value}, "custom_gradients": bool | None, "jax_enable_x64": bool,
-    "jax_default_matmul_precision": str | None}``. ``environment`` lists every variable named
-    in :data:`ENVIRONMENT_NAMES` (``None`` when unset) and every set variable starting with
-    one of :data:`ENVIRONMENT_PREFIXES`. ``custom_gradients`` is whether the hand-written CPU
+    "jax_default_matmul_precision": str | None, "conv_path": dict | None}``. ``environment``
+    lists every variable named in :data:`ENVIRONMENT_NAMES` (``None`` when unset) and every
+    set variable starting with one of :data:`ENVIRONMENT_PREFIXES`. ``custom_gradients`` is whether the hand-written CPU
     backward passes are in use (``ds_symmetry.ops.gradients``), ``None`` when
-    ``DS_SYMMETRY_CUSTOM_GRADIENTS`` holds an invalid value.
+    ``DS_SYMMETRY_CUSTOM_GRADIENTS`` holds an invalid value. ``conv_path`` is the path of
+    each piece of every convolution (``ds_symmetry.ops.conv_paths``:
+    ``{"forward", "input_grad", "weight_grad"}``, each ``"xla"``, ``"im2col"`` or ``"rows"``),
+    ``None`` when ``DS_SYMMETRY_CONV_PATH`` holds an invalid value. Both are what code traced
+    now uses (``os.environ`` and the context managers), whatever ``environ`` holds.
   """
   import jax  # pylint: disable=import-outside-toplevel
   from ds_symmetry.ops import gradients  # pylint: disable=import-outside-toplevel
@@ -141,7 +146,16 @@ def numeric_switches(environ: dict[str, str] | None = None) -> dict[str, Any]:
   precision = jax.config.jax_default_matmul_precision
   return {"environment": dict(sorted(recorded.items())), "custom_gradients": custom,
           "jax_enable_x64": bool(jax.config.jax_enable_x64),
-          "jax_default_matmul_precision": None if precision is None else str(precision)}
+          "jax_default_matmul_precision": None if precision is None else str(precision),
+          "conv_path": _conv_path()}
+
+
+def _conv_path() -> dict[str, str] | None:
+  from ds_symmetry.ops import conv_paths  # pylint: disable=import-outside-toplevel
+  try:
+    return dict(conv_paths.current_conv_path()._asdict())
+  except ValueError:
+    return None
 
 
 def collect() -> dict[str, Any]:

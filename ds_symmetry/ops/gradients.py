@@ -172,8 +172,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
   """``lax.conv_general_dilated``'s signature (e.g. for ``nnx.Conv(conv_general_dilated=…)``):
-  a plain 2-D NHWC/HWIO stride-1 convolution goes through :func:`conv2d_stride1`, anything
-  else straight to ``lax``."""
+  a plain 2-D NHWC/HWIO stride-1 convolution goes through ``ops.conv_paths.convolve`` (by
+  default :func:`conv2d_stride1`), anything else straight to ``lax``."""
   simple = (lhs.ndim == 4 and tuple(window_strides) == (1, 1)
             and all(d in (None, 1, (1, 1)) for d in (lhs_dilation, rhs_dilation))
             and feature_group_count == 1 and precision is None
@@ -183,7 +183,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
             and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
             == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMENSION_NUMBERS))
   if simple:
-    return conv2d_stride1(lhs, rhs, padding)
+    from ds_symmetry.ops import conv_paths  # pylint: disable=import-outside-toplevel
+    return conv_paths.convolve(lhs, rhs, padding)  # the path chosen per piece (conv_paths)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                       rhs_dilation, dimension_numbers, feature_group_count,
                                       precision=precision, **kwargs)

@@ -27,7 +27,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ds_symmetry.ops.gradients import conv2d_stride1
+from ds_symmetry.ops import conv_paths
 
 _PADDINGS = ("VALID", "SAME")
 _POOLS = ("mean", "max")
@@ -114,9 +114,10 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID",
   out_dtype = x.dtype
   if compute_dtype is not None:
     x, kernel = x.astype(compute_dtype), kernel.astype(compute_dtype)
-  # The values of lax.conv_general_dilated; the input gradient skips the zero rows XLA's
-  # transposed convolution would multiply (ops.gradients).
-  y = conv2d_stride1(x, kernel, _check_padding(padding))
+  # The values of lax.conv_general_dilated, by the path ops.conv_paths picks for each piece
+  # (default: XLA's convolution, whose input gradient skips the zero rows XLA's transposed
+  # convolution would multiply, ops.gradients).
+  y = conv_paths.convolve(x, kernel, _check_padding(padding))
   return y.astype(out_dtype)
 
 
