@@ -29,6 +29,8 @@ BENCHMARKS = {
     "conv_limit": "benchmarks.conv_limit",
     "conv_paths": "benchmarks.conv_paths",
     "step_cost": "benchmarks.step_cost",
+    "compute_dtype": "benchmarks.compute_dtype",
+    "time_to_group": "benchmarks.time_to_group",
 }
 
 
