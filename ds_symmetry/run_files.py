@@ -13,7 +13,9 @@
                          ``stack/<layer>`` ``[G, d, d]``, ``record`` (JSON, what was found)
                          and ``learned/<layer>`` ``[G, d, d]``, the learned layers' soft
                          stacks just before the rounding (:func:`save_discovered` /
-                         :func:`load_discovered`, :func:`load_learned_at_discovery`)
+                         :func:`load_discovered`, :func:`load_learned_at_discovery`); a
+                         damaged one is set aside as ``discovered_stacks.damaged.npz``
+                         (:func:`set_aside_discovered`) when the trainer resumes the run
 ``discovered.json``      ``{step: {...}}``, the discovered G-CNN of each kept checkpoint, each
                          entry with the checkpoint's digest (``checkpoint_sha256``), cached by
                          ``experiments.same_budget_report``
@@ -57,6 +59,7 @@ TENSORBOARD = "tensorboard"
 FIGURES = "figures"
 LOCK = "workdir.lock"
 DAMAGED_METRICS = "metrics.damaged.jsonl"
+DAMAGED_DISCOVERED = "discovered_stacks.damaged.npz"
 
 # What a finished or evaluated run leaves: removed when a run starts from step 0, so that a
 # report never mixes an earlier run's files with the new one.
@@ -406,11 +409,34 @@ def load_stacks(workdir: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict
 
 
 def load_discovered(workdir: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict] | None:
-  """``({layer: frozen stack [G, d, d]}, record)`` from ``discovered_stacks.npz``, or None."""
+  """``({layer: frozen stack [G, d, d]}, record)`` from ``discovered_stacks.npz``, or None.
+
+  A file that does not read (truncated, a bad CRC, a record without its ``step``)
+  raises :class:`UnreadableRunFile`; resuming the run recovers from it (the trainer sets the
+  file aside with :func:`set_aside_discovered` and redoes the discovery)."""
   file_path = path(workdir, DISCOVERED_STACKS)
   if not os.path.exists(file_path):
     return None
-  return _load_npz(file_path, "record")
+  try:
+    stacks, record = _load_npz(file_path, "record")
+    if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+      raise ValueError(f"its record is not a discovery's ({str(record)[:60]})")
+  except (UnreadableRunFile, ValueError) as error:
+    cause = error.__cause__ if isinstance(error, UnreadableRunFile) else error
+    raise UnreadableRunFile(
+        f"{file_path} is unreadable ({type(cause).__name__}: {_first_line(cause)}); it is "
+        f"truncated or was replaced. Resuming the run (its training command) sets it aside as "
+        f"{DAMAGED_DISCOVERED} and redoes the discovery from the newest checkpoint before it") \
+        from error
+  return stacks, record
+
+
+def set_aside_discovered(workdir: str | os.PathLike) -> str:
+  """Moves a damaged ``discovered_stacks.npz`` to ``discovered_stacks.damaged.npz`` (replacing
+  an older one), kept for inspection; returns the new path."""
+  target = path(workdir, DAMAGED_DISCOVERED)
+  os.replace(path(workdir, DISCOVERED_STACKS), target)
+  return target
 
 
 def load_learned_at_discovery(workdir: str | os.PathLike) -> dict[str, np.ndarray] | None:

@@ -9,13 +9,19 @@ checks each one-line error and its exit status.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
+import jax
+import jax.numpy as jnp
 from ds_symmetry import report, run_files
+from ds_symmetry.train import checkpointing, train_and_evaluate
+from ds_symmetry.train.checkpointing import Checkpointer, read_checkpoint
 from test_run_safety import assert_one_line_error, cnn_overrides, tiny_cnn
 from test_train import REPO, _config_file, _env
 
@@ -150,7 +156,6 @@ def test_cli_sets_a_protocol_option_the_config_file_lacks(tmp_path):
 def test_images_of_other_channels_are_refused_before_the_workdir_exists(tmp_path):
   """`configs/cifar10.py:resnet` on rotated_mnist failed at the first step, after the workdir
   (config.json, checkpoints/, metrics) was written."""
-  from ds_symmetry.train import train_and_evaluate
   from ds_symmetry.train.config import ImagesDoNotFitError
   config = tiny_cnn(tmp_path / "no_data_here", model="resnet",
                     model_options={"channels": 4, "in_channels": 3})
@@ -169,7 +174,6 @@ def test_images_of_other_channels_are_refused_before_the_workdir_exists(tmp_path
 def test_images_smaller_than_the_model_takes_are_refused_untouched(tmp_path):
   """Seven unpadded 5×5 blocks need 29×29 pixels: refused before the data is read or the
   workdir written (an empty directory stays empty)."""
-  from ds_symmetry.train import train_and_evaluate
   from ds_symmetry.train.config import ImagesDoNotFitError
   workdir = tmp_path / "run"
   workdir.mkdir()
@@ -190,3 +194,99 @@ def test_cli_images_that_do_not_fit_are_one_line_exit_2(tmp_path):
   assert_one_line_error(result, "config.protocol 'rotated_mnist' gives 28×28 images with 1 "
                                 "channel, but model 'resnet' expects 3 input channels")
   assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 4. A damaged discovered_stacks.npz is set aside on resume and the discovery redone.
+# --------------------------------------------------------------------------------------------
+def _truncate(path):
+  with open(path, "r+b") as file:
+    file.truncate(os.path.getsize(path) // 2)
+
+
+def test_a_damaged_discovered_stacks_file_says_how_it_is_recovered(tmp_path):
+  """Its advice was "rerun the training command", which failed the same way."""
+  stack = np.stack([np.eye(9, dtype=np.float32)] * 2)
+  run_files.save_discovered(tmp_path, {"convs/0": stack}, {"step": 4, "group": "C2"})
+  _truncate(tmp_path / run_files.DISCOVERED_STACKS)
+  with pytest.raises(run_files.UnreadableRunFile,
+                     match=r"discovered_stacks\.npz is unreadable \(BadZipFile: .*\); it is "
+                           r"truncated or was replaced\. Resuming the run \(its training "
+                           r"command\) sets it aside as discovered_stacks\.damaged\.npz and "
+                           r"redoes the discovery from the newest checkpoint before it"):
+    run_files.load_discovered(tmp_path)
+  run_files.save_discovered(tmp_path, {"convs/0": stack}, {"group": "C2"})  # no step
+  with pytest.raises(run_files.UnreadableRunFile, match="its record is not a discovery's"):
+    run_files.load_discovered(tmp_path)
+  data = (tmp_path / run_files.DISCOVERED_STACKS).read_bytes()
+  assert run_files.set_aside_discovered(tmp_path).endswith(run_files.DAMAGED_DISCOVERED)
+  assert (tmp_path / run_files.DAMAGED_DISCOVERED).read_bytes() == data
+  assert run_files.load_discovered(tmp_path) is None
+
+
+def _state(value, other_model=False):
+  params = {"w": jnp.full((8, 8), value, jnp.float32)}
+  if other_model:  # what a discovery does: learned parameters gone, a frozen stack added
+    params = {"w": params["w"], "fixed_stack": jnp.zeros((2, 3, 3), jnp.float32)}
+  return {"params": params, "step": jnp.asarray(1, jnp.int32)}
+
+
+def test_a_restore_can_set_other_models_checkpoints_aside(tmp_path, caplog):
+  directory = tmp_path / "checkpoints"
+  checkpointer = Checkpointer(directory, keep=5)
+  checkpointer.save(2, _state(2.0))
+  for step in (4, 6):
+    checkpointer.save(step, _state(float(step), other_model=True))
+  checkpointer.close()
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state(0.0))
+  checkpointer = Checkpointer(directory, keep=5)
+  with pytest.raises(checkpointing.IncompatibleCheckpointError, match="another model"):
+    checkpointer.restore(abstract)  # by default another model's checkpoint is an error
+  with caplog.at_level("WARNING"):
+    step, state = checkpointer.restore(abstract, set_aside_other_models=True)
+  checkpointer.close()
+  assert step == 2 and float(state["params"]["w"][0, 0]) == 2.0
+  assert checkpointer.set_aside_steps == [6, 4] and checkpointer.steps() == [2]
+  assert sorted(os.listdir(tmp_path / checkpointing.REJECTED_DIR)) == ["4", "6"]
+  assert not caplog.records  # quiet: the caller says why, in one line
+
+
+@pytest.mark.slow  # two tiny discovery runs of a wscnn (~1 min)
+def test_a_damaged_discovered_stacks_file_is_recovered_on_resume(tmp_path, mnist_dir, caplog):
+  """Resume used to stop with "discovered_stacks.npz is unreadable ... rerun the training
+  command" on every rerun. Now: the file and the discovered model's checkpoints are set aside,
+  the run resumes before the discovery, redoes it and ends as an uninterrupted run."""
+  overrides = dict(model="wscnn", model_options={"channels": 4}, num_epochs=2,
+                   discover_at_step=4, discover_require_group=False, keep_checkpoints=10)
+  workdir = tmp_path / "run"
+  first = train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(workdir))
+  assert first["discovery"]["step"] == 4
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4", "6", "8"]
+  size = os.path.getsize(workdir / run_files.DISCOVERED_STACKS)
+  stacks, record = run_files.load_discovered(workdir)
+  records = run_files.read_metrics(workdir)
+  _truncate(workdir / run_files.DISCOVERED_STACKS)
+  with caplog.at_level("WARNING"):
+    summary = train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(workdir))
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+              and "discovered" in r.getMessage()]
+  assert len(warnings) == 1, warnings
+  assert re.search(r"discovered_stacks\.npz \(unreadable: BadZipFile: .*\): set aside as "
+                   r"discovered_stacks\.damaged\.npz with the checkpoints of the discovered "
+                   r"model \(steps 4, 6, 8, now in rejected_checkpoints/\); resuming from the "
+                   r"checkpoint at step 2, before the discovery, which is redone", warnings[0])
+  assert summary["resumed_from_step"] == 2 and summary["discovery"]["step"] == 4
+  assert summary["status"] == "finished" and summary["step"] == 8
+  redone_stacks, redone = run_files.load_discovered(workdir)  # redone: the same answer
+  jax.tree.map(np.testing.assert_array_equal, redone_stacks, stacks)
+  assert strip([redone]) == strip([record])
+  assert os.path.getsize(workdir / run_files.DAMAGED_DISCOVERED) == size // 2
+  assert sorted(os.listdir(workdir / checkpointing.REJECTED_DIR)) == ["4", "6", "8"]
+  _, expected = read_checkpoint(workdir / checkpointing.REJECTED_DIR, 8)
+  _, found = read_checkpoint(workdir / "checkpoints", 8)
+  jax.tree.map(np.testing.assert_array_equal, found, expected)
+  assert strip(run_files.read_metrics(workdir)) == strip(records)
+
+
+def strip(records):
+  return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]

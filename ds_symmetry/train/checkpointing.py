@@ -115,6 +115,7 @@ class Checkpointer:
                                            cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
     self.restored_step: int | None = None
+    self.set_aside_steps: list[int] = []  # other models' checkpoints the last restore moved
     self._written: set[int] = set()  # steps this object restored or saved: known to be good
 
   # -- saving --------------------------------------------------------------------------------
@@ -150,22 +151,24 @@ class Checkpointer:
     return verified_restore(self.manager, step, abstract_state=abstract_state,
                             expected=expected, where=self.directory)
 
-  def _reject(self, step: int) -> None:
-    """Moves the checkpoint at ``step`` out of the checkpoint directory (kept for inspection)."""
+  def _reject(self, step: int, quiet: bool = False) -> None:
+    """Moves the checkpoint at ``step`` out of the checkpoint directory (kept for inspection);
+    ``quiet``: logged at INFO (the caller says why in its own warning)."""
     if jax.process_index() == 0:
       target = os.path.join(self.rejected_directory, str(step))
       if os.path.exists(target):
         shutil.rmtree(target)
       os.makedirs(self.rejected_directory, exist_ok=True)
       os.replace(self._step_path(step), target)
-      logging.warning("moved the rejected checkpoint at step %d to %s", step, target)
+      (logging.info if quiet else logging.warning)(
+          "moved the rejected checkpoint at step %d to %s", step, target)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
       multihost_utils.sync_global_devices(f"ds_symmetry_reject_{step}")
     self.manager.reload()
 
-  def restore(self, abstract_state: Any,
-              min_step: int | None = None) -> tuple[int | None, Any]:
+  def restore(self, abstract_state: Any, min_step: int | None = None, *,
+              set_aside_other_models: bool = False) -> tuple[int | None, Any]:
     """The newest checkpoint that reads, verifies and is finite, as ``(step, state)``.
 
     Returns ``(None, None)`` when there is none. Rejected checkpoints are logged (one line each)
@@ -174,15 +177,22 @@ class Checkpointer:
     checkpoints from that step on are tried (older ones, e.g. those of a run before it was
     rounded to its discovered G-CNN, hold another model: their caller restores them with that
     model's ``abstract_state``); ``(None, None)`` if none of those verifies.
+    ``set_aside_other_models``: a newer checkpoint of another model (that of a discovered G-CNN
+    whose ``discovered_stacks.npz`` is lost) is moved aside too, quietly (listed in
+    :attr:`set_aside_steps`; the caller says why), instead of raising.
     """
     expected = leaf_signature(abstract_state)
     rejected = []
+    self.set_aside_steps = []
     steps = [step for step in self.manager.all_steps() if min_step is None or step >= min_step]
     for step in sorted(steps, reverse=True):
       try:
         state = self._restore_one(step, abstract_state, expected)
       except IncompatibleCheckpointError:
-        raise
+        if not set_aside_other_models:
+          raise
+        self.set_aside_steps.append(step)
+        continue
       except Exception as error:  # pylint: disable=broad-except
         logging.warning("checkpoint at step %d in %s is rejected: %s: %s", step, self.directory,
                         type(error).__name__, _first_line(error))
@@ -191,6 +201,8 @@ class Checkpointer:
         continue
       for bad_step in rejected:
         self._reject(bad_step)
+      for other_step in self.set_aside_steps:
+        self._reject(other_step, quiet=True)
       if rejected:
         logging.warning("falling back to the checkpoint at step %d (newer checkpoint(s) at "
                         "step(s) %s were rejected)", step, rejected)
@@ -199,6 +211,8 @@ class Checkpointer:
       return step, state
     for bad_step in rejected:
       self._reject(bad_step)
+    for other_step in self.set_aside_steps:
+      self._reject(other_step, quiet=True)
     if rejected:
       logging.warning("no checkpoint in %s could be restored", self.directory)
     return None, None

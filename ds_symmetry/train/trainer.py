@@ -12,7 +12,9 @@ A run writes its workdir's files through ``ds_symmetry.run_files`` (names and fo
                        rejected_checkpoints/
   stacks.npz           every weight-sharing layer's stack at the latest evaluation
   discovered_stacks.npz  the frozen stacks, once a run is rounded (``discover_at_step`` or
-                       ``discover_when_within``)
+                       ``discover_when_within``); one that does not read is set aside as
+                       discovered_stacks.damaged.npz on resume, with the discovered model's
+                       checkpoints, and the run redoes the discovery from the checkpoint before it
   figures/*.png        learned stacks and lifting-kernel orbits (at the end)
   results.json         final summary: status ("finished" or "diverged"), accuracies,
                        parameter counts, timing, config
@@ -57,7 +59,7 @@ from ds_symmetry.nn.introspection import (count_parameters, parameter_groups,
 from ds_symmetry.train import config as config_lib
 from ds_symmetry.train import restore, resume_checks
 from ds_symmetry.train import steps as steps_lib
-from ds_symmetry.train.checkpointing import Checkpointer, NonFiniteStateError
+from ds_symmetry.train.checkpointing import REJECTED_DIR, Checkpointer, NonFiniteStateError
 from ds_symmetry.train.metrics import MetricWriter
 
 
@@ -168,6 +170,15 @@ def _abstract_min_input_size(config) -> int | None:
     logging.debug("the model could not be built abstractly", exc_info=True)
     return None
   return _min_input_size(model)
+
+
+def _cause(error: BaseException) -> str:
+  """``Type: first line`` of what made a run file unreadable."""
+  cause = error.__cause__ or error
+  while isinstance(cause, run_files.UnreadableRunFile) and cause.__cause__ is not None:
+    cause = cause.__cause__
+  lines = str(cause).strip().splitlines()
+  return f"unreadable: {type(cause).__name__}: {lines[0][:120] if lines else ''}"
 
 
 def _min_input_size(model) -> int | None:
@@ -331,8 +342,13 @@ class _Run:
     self.protocol = make_protocol(config.protocol, data_dir=config.data_dir, seed=config.seed,
                                   limit_train=config.limit_train, limit_test=config.limit_test,
                                   **config.protocol_options.to_dict())
-    # A run already rounded to its discovered G-CNN resumes with the frozen stacks.
-    discovered = run_files.load_discovered(workdir)
+    # A run already rounded to its discovered G-CNN resumes with the frozen stacks; a damaged
+    # file of them is set aside by _restore (once every check has passed).
+    self.damaged_discovery = None
+    try:
+      discovered = run_files.load_discovered(workdir)
+    except run_files.UnreadableRunFile as error:
+      discovered, self.damaged_discovery = None, error
     self.discovery = None if discovered is None else discovered[1]
     model = restore.build_model(config, self.protocol.num_classes, discovered)
     # Images the model cannot take fail here at the latest, before the workdir is written.
@@ -400,6 +416,8 @@ class _Run:
 
   def _restore(self) -> int | None:
     """Restores the newest good checkpoint into ``state``; its step, or None."""
+    if self.damaged_discovery is not None:
+      return self._restore_before_damaged_discovery()
     # A rounded run's checkpoints before its discovery hold the learned model: only those from
     # the discovery on are restored with the discovered one, the others below.
     step, arrays = self.checkpointer.restore(
@@ -415,6 +433,33 @@ class _Run:
       step, arrays = self.checkpointer.restore(self.steps.abstract_checkpoint())
       if self.is_main:
         os.remove(run_files.path(self.workdir, run_files.DISCOVERED_STACKS))
+    if step is not None:
+      self.state = self.steps.from_checkpoint(arrays)
+    return step
+
+  def _restore_before_damaged_discovery(self) -> int | None:
+    """``discovered_stacks.npz`` does not read: without its stacks the discovered model cannot
+    be rebuilt. The file is set aside, and with it the checkpoints of the discovered model
+    (they hold another model than the learned one); the run resumes from the newest verified
+    checkpoint of the learned model, from before the discovery, which is then redone. One
+    warning line says so."""
+    if jax.process_count() > 1:  # every process has read the file before it is moved
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices("ds_symmetry_damaged_discovery")
+    aside = run_files.path(self.workdir, run_files.DAMAGED_DISCOVERED)
+    if self.is_main:
+      aside = run_files.set_aside_discovered(self.workdir)
+    step, arrays = self.checkpointer.restore(self.steps.abstract_checkpoint(),
+                                             set_aside_other_models=True)
+    moved = sorted(self.checkpointer.set_aside_steps)
+    checkpoints = (f" with the checkpoints of the discovered model (steps "
+                   f"{', '.join(map(str, moved))}, now in {REJECTED_DIR}/)" if moved else "")
+    resume = (f"resuming from the checkpoint at step {step}, before the discovery, which is "
+              f"redone" if step is not None else
+              "no checkpoint from before the discovery is kept: starting over from step 0")
+    logging.warning("%s (%s): set aside as %s%s; %s",
+                    run_files.path(self.workdir, run_files.DISCOVERED_STACKS),
+                    _cause(self.damaged_discovery), os.path.basename(aside), checkpoints, resume)
     if step is not None:
       self.state = self.steps.from_checkpoint(arrays)
     return step
