@@ -14,6 +14,12 @@ Used by the trainer (``<workdir>/workdir.lock``, for the whole run) and by
 ``experiments.grid`` (``<workdir>.lock``, while it runs a trainer in that workdir), and read by
 ``experiments.tables`` to tell a running run from one whose process died.
 
+Multi-host runs: only process 0 takes the lock; its record also names the run's coordinator
+address (``"coordinator"``, ``"process_id": 0``). Every other process waits (up to
+:data:`PEER_WAIT_S`) until the workdir's lock is held by a live process 0 of the run with the
+same coordinator address, and refuses to start otherwise (:class:`PeerLockMissing`).
+``docs/guide/run_safety.md`` says what this does and does not guarantee.
+
 This module imports nothing heavy, so a lock can be checked before JAX starts.
 """
 
@@ -37,6 +43,15 @@ from absl import logging
 
 class WorkdirLocked(ValueError):
   """Another live process holds the lock."""
+
+
+class PeerLockMissing(WorkdirLocked):
+  """A process other than the first of a multi-host run did not find the workdir locked by
+  that run's first process (see :func:`wait_for_peer_lock`)."""
+
+
+# How long a non-first process of a multi-host run waits for its first process's lock.
+PEER_WAIT_S = 120.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,9 +130,11 @@ class WorkdirLock:
   ``what`` names the locked thing in messages (e.g. ``"workdir 'runs/a'"``).
   """
 
-  def __init__(self, lock_path: str | os.PathLike, what: str | None = None):
+  def __init__(self, lock_path: str | os.PathLike, what: str | None = None,
+               extra: dict | None = None):
     self.path = os.fspath(lock_path)
     self.what = what or self.path
+    self.extra = dict(extra or {})  # more fields of the record (a multi-host run's coordinator)
     self._fd: int | None = None
 
   @property
@@ -155,7 +172,7 @@ class WorkdirLock:
     The file is written and flocked under a temporary name first and then hard-linked to
     ``path`` (which fails if ``path`` exists), so no process ever sees a lock file without its
     holder's record or ``flock``."""
-    record = {"host": socket.gethostname(), "pid": os.getpid(),
+    record = {**self.extra, "host": socket.gethostname(), "pid": os.getpid(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "command": " ".join(sys.argv)[:500]}
     temporary = f"{self.path}.{socket.gethostname()}.{os.getpid()}.tmp"
@@ -237,27 +254,77 @@ class WorkdirClaim:
         os.rmdir(self.workdir)  # only if empty
 
 
-def claim_workdir(workdir: str | os.PathLike, *, adopt: bool = False,
-                  lock: bool = True) -> WorkdirClaim:
+def peer_record(coordinator: str) -> dict:
+  """The fields the first process of a multi-host run adds to its lock record."""
+  return {"coordinator": coordinator, "process_id": 0}
+
+
+def wait_for_peer_lock(lock_path: str | os.PathLike, coordinator: str, *,
+                       timeout_s: float | None = None, poll_s: float = 0.2) -> dict:
+  """Waits until ``lock_path`` is held by a live first process of the multi-host run
+  coordinated at ``coordinator`` (its record has :func:`peer_record`'s fields); returns that
+  holder. After ``timeout_s`` (default :data:`PEER_WAIT_S`) raises :class:`PeerLockMissing`,
+  one line saying what it found: no lock, a stale one, or another process's. Reads only."""
+  lock_path = os.fspath(lock_path)
+  timeout_s = PEER_WAIT_S if timeout_s is None else timeout_s
+  deadline = time.monotonic() + timeout_s
+  while True:
+    holder = read_holder(lock_path)
+    ours = (holder is not None and holder.get("coordinator") == coordinator
+            and holder.get("process_id") == 0)
+    if ours and not is_stale(holder, lock_path):
+      return holder
+    if time.monotonic() >= deadline:
+      break
+    time.sleep(poll_s)
+  if holder is None:
+    found = "there is no lock"
+  elif ours:
+    found = f"its lock there was left by {describe(holder)}, which no longer runs"
+  elif holder.get("coordinator"):
+    found = (f"it is held by {describe(holder)} for the run coordinated at "
+             f"{holder['coordinator']}")
+  else:
+    found = f"it is held by {describe(holder)}, not by a multi-host run's first process"
+  raise PeerLockMissing(
+      f"{lock_path}: process 0 of the run coordinated at {coordinator} did not lock the "
+      f"workdir within {timeout_s:g} s ({found}); this process does not start. Start process "
+      f"0 with the same --workdir, on a filesystem every host shares")
+
+
+def claim_workdir(workdir: str | os.PathLike, *, adopt: bool = False, lock: bool = True,
+                  coordinator: str | None = None,
+                  peer_wait_s: float | None = None) -> WorkdirClaim:
   """Makes sure ``workdir`` may be written by a run, and locks it.
 
   In order, before anything of the run is read or written: the directory must be new, empty
   or a run of this library (``run_files.workdir_kind``; ``adopt`` lets any directory be used);
   it is created if absent; ``<workdir>/workdir.lock`` is taken (a live holder raises
   :class:`WorkdirLocked`); the directory is judged again under the lock (another process may
-  have made it a run meanwhile). ``lock=False`` (the other processes of a multi-host run, whose
-  first process holds the lock) only judges the directory.
+  have made it a run meanwhile).
+
+  Multi-host runs (``coordinator``: the run's coordinator address): the first process
+  (``lock=True``) records ``coordinator`` in its lock; every other process (``lock=False``)
+  takes no lock and judges nothing (the first process, holding the lock, has), but waits for
+  that lock (:func:`wait_for_peer_lock`, up to ``peer_wait_s``) and raises
+  :class:`PeerLockMissing` without it. ``lock=False`` without ``coordinator`` (a process id
+  left to JAX to detect) only judges the directory.
 
   Raises ``ValueError`` subclasses with one-line messages; nothing is changed when refused.
   """
   from ds_symmetry import run_files  # pylint: disable=import-outside-toplevel
   directory = os.fspath(workdir)
+  if not lock and coordinator:
+    wait_for_peer_lock(run_files.path(directory, run_files.LOCK), coordinator,
+                       timeout_s=peer_wait_s)
+    return WorkdirClaim(directory, None, False, "adopted" if adopt else "peer")
   kind = run_files.workdir_kind(directory, adopt=adopt)
   if not lock:
     return WorkdirClaim(directory, None, False, kind)
   created = not os.path.isdir(directory)
   os.makedirs(directory, exist_ok=True)
-  held = WorkdirLock(run_files.path(directory, run_files.LOCK), what=f"workdir {directory!r}")
+  held = WorkdirLock(run_files.path(directory, run_files.LOCK), what=f"workdir {directory!r}",
+                     extra=peer_record(coordinator) if coordinator else None)
   try:
     held.acquire()
     kind = run_files.workdir_kind(directory, adopt=adopt)

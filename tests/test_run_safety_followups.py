@@ -10,6 +10,7 @@ checks each one-line error and its exit status.
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -290,3 +291,63 @@ def test_a_damaged_discovered_stacks_file_is_recovered_on_resume(tmp_path, mnist
 
 def strip(records):
   return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Multi-host: the other processes start only under their first process's lock.
+# --------------------------------------------------------------------------------------------
+COORDINATOR = "10.0.0.1:1234"
+
+
+def test_a_multi_host_runs_other_processes_wait_for_its_first_processs_lock(tmp_path):
+  from ds_symmetry import workdir_lock  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "run"
+  lock_path = workdir / run_files.LOCK
+
+  def peer(coordinator=COORDINATOR):
+    return workdir_lock.claim_workdir(workdir, lock=False, coordinator=coordinator,
+                                      peer_wait_s=0.3)
+
+  with pytest.raises(workdir_lock.PeerLockMissing,
+                     match=r"process 0 of the run coordinated at 10\.0\.0\.1:1234 did not lock "
+                           r"the workdir within 0\.3 s \(there is no lock\); this process "
+                           r"does not start"):
+    peer()
+  assert not workdir.exists()  # nothing judged, made or written
+  first = workdir_lock.claim_workdir(workdir, coordinator=COORDINATOR)  # process 0
+  try:
+    holder = workdir_lock.read_holder(lock_path)
+    assert holder["coordinator"] == COORDINATOR and holder["process_id"] == 0
+    assert peer().kind == "peer"  # at once: the lock of its own first process
+    with pytest.raises(workdir_lock.PeerLockMissing,
+                       match=r"held by \S+ \(since [^)]+\) for the run coordinated at "
+                             r"10\.0\.0\.1:1234"):
+      peer("10.0.0.2:1234")  # another run's process
+  finally:
+    first.release()  # and removes the (empty) directory it made
+  workdir.mkdir()
+  with workdir_lock.WorkdirLock(lock_path):  # a single-host trainer's lock
+    with pytest.raises(workdir_lock.PeerLockMissing, match="not by a multi-host run's first"):
+      peer()
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  lock_path.write_text(json.dumps(dict(workdir_lock.peer_record(COORDINATOR),
+                                       host=socket.gethostname(), pid=int(dead.stdout))))
+  with pytest.raises(workdir_lock.PeerLockMissing, match="which no longer runs"):
+    peer()  # a lock its first process left when it died is not a live run's
+
+
+def test_a_trainers_second_process_refuses_without_its_first_processs_lock(tmp_path,
+                                                                         monkeypatch):
+  """It used to judge the directory alone and start: nothing said its process 0 held the
+  workdir (or was even running)."""
+  from ds_symmetry import workdir_lock  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(workdir_lock, "PEER_WAIT_S", 0.3)
+  config = tiny_cnn(tmp_path / "no_data_here")
+  with config.unlocked():
+    config.distributed.coordinator_address = COORDINATOR
+    config.distributed.num_processes = 2
+    config.distributed.process_id = 1
+  with pytest.raises(workdir_lock.PeerLockMissing, match="there is no lock"):
+    train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

@@ -280,7 +280,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   config_lib.validate_config(config)
   _check_writable(workdir)
   claim = workdir_lock.claim_workdir(workdir, adopt=adopt_workdir,
-                                     lock=_first_process(config))
+                                     lock=_first_process(config),
+                                     coordinator=_coordinator(config))
   try:
     if claim.kind != "adopted":  # an adopted directory has no config.json of a run
       _check_same_config(workdir, config)
@@ -298,6 +299,14 @@ def _first_process(config) -> bool:
   """Whether this is the first (or only) process of the run, without starting JAX's backend."""
   dist = config.distributed
   return not dist.coordinator_address or dist.process_id == 0
+
+
+def _coordinator(config) -> str | None:
+  """The coordinator address of a multi-host run whose process ids are given (the first
+  process records it in the workdir lock, the others wait for that lock); None otherwise."""
+  dist = config.distributed
+  return dist.coordinator_address if dist.coordinator_address and isinstance(
+      dist.process_id, int) else None
 
 
 class _Run:
