@@ -59,6 +59,11 @@ def identification_table(root: str) -> str:
   return identification.table(_load(root, IDENTIFICATION_SUMMARY))
 
 
+def identification_headline(root: str) -> str:
+  """``experiments.identification.headline`` of the committed per-run records."""
+  return identification.headline(_load(root, IDENTIFICATION_SUMMARY))
+
+
 APPENDIX_B_LABELS = {
     "shift": ("(a)", "16 cyclic shifts (1-D, 16)"),
     "shift_partial": ("(b)", "shifts 0–7 sampled (1-D, 16)"),
@@ -291,6 +296,7 @@ def same_budget_gcnn_init(root: str) -> str:
 # --------------------------------------------------------------------------------------------
 BLOCKS: dict[str, Callable[[str], str]] = {
     identification.MARKER: identification_table,
+    identification.HEADLINE_MARKER: identification_headline,
     "appendix-b-table": appendix_b_table,
     "same-budget-accuracy": same_budget_accuracy,
     "same-budget-discovered": same_budget_discovered,

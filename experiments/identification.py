@@ -258,6 +258,22 @@ def report(root: str, out: str, tolerance: float = 0.05,
   return records
 
 
+def headline(records: Sequence[dict]) -> str:
+  """One sentence with the learned method's held-out success rates (exact answers over every
+  run, failures included), per width: the README's first paragraph quotes it (generated)."""
+  parts = []
+  for grid, width in (("identification16", 16), ("identification32", 32)):
+    runs = [r for r in records if r["grid"] == grid and r["status"] == "done"]
+    if runs:
+      exact = sum(r["score"] == "exact" for r in runs)
+      parts.append(f"{exact} of {len(runs)} held-out runs at {width} channels")
+  variants = len({r["data"] for r in records if r["grid"] in ("identification16",
+                                                                 "identification32")})
+  return (f"On {variants} MNIST variants whose symmetry is known it named the right subgroup in "
+          f"{' and '.join(parts) or 'no run yet'}.\n")
+
+
+HEADLINE_MARKER = "identification-headline"
 MARKER = "identification-table"
 START, END = markers(MARKER)
 
