@@ -64,6 +64,7 @@ run wscnn_paper
 # The same-budget study's best variant (experiments/same_budget.py, BEST): the lifting stack is
 # the powers of one learned isometry-blend generator, group layers from its Cayley table.
 run wscnn_best --config.learning_rate=1e-3 --config.logits_learning_rate=1e-1 \
-  --config.model_options.sharing=tied_cayley --config.model_options.elements=powers \
+  --config.model_options.factorise=kronecker --config.model_options.tie=cayley \
+  --config.model_options.elements=powers \
   --config.model_options.constraint=isometries --config.model_options.logits_init=zeros
 echo "results in $out ($(head -n 1 "$out/device.txt"))"

@@ -4,7 +4,8 @@
 
 The trainer's jitted step (rotated-MNIST augmentation, forward, backward, AdamW; batch 64) of
 the ``wscnn`` at 32 and 64 channels (× |G| = 4), with the paper's full stacks and the
-factorised ones of issue #6 (``sharing="kronecker"``, ``"tied_cayley"``). ``compile_s``: wall
+factorised ones of issue #6 (``factorise="kronecker"`` with ``tie="none"`` or ``"cayley"``:
+the group layers' ``sharing="kronecker"``, ``"tied_cayley"``). ``compile_s``: wall
 time of ``jit(...).lower(...).compile()`` (tracing included); ``peak_MiB``: XLA's compiled
 memory analysis (arguments + outputs + scratch); ``step_ms``: median over a few steps (calls
 alternate between the variants of one width). Quick mode: batch 8, 8 and 16 channels.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 
 from benchmarks import common, training
+from ds_symmetry.nn import stacks
 
 TITLE = "wscnn training step: compile time and peak memory at 32 / 64 channels"
 COLUMNS = ["model", "sharing", "channels", "batch", "params", "compile_s", "peak_MiB",
@@ -30,8 +32,8 @@ def run(quick: bool = False) -> list[dict]:
     setups, block = [], []
     for sharing in SHARINGS:
       options = {"channels": channels}
-      if sharing != "full":
-        options["sharing"] = sharing
+      if sharing != "full":  # the group layers' name for (factorise, tie)
+        options["factorise"], options["tie"] = stacks.STRUCTURES[sharing]
       setup = training.StepSetup("wscnn", protocol, batch, options)
       start = time.perf_counter()
       memory = common.compiled_memory_bytes(setup.step, *setup.args())

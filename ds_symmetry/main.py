@@ -9,7 +9,8 @@ short on purpose; the work happens in ``ds_symmetry.train.train_and_evaluate``.
 Errors a user can act on end the program with one ``error: ...`` line on stderr and no
 traceback (logged at debug level, ``--verbosity=1``): exit status 2 for a bad argument (a
 missing flag, a config file that does not exist or fails, a value of the wrong type, a
-misspelt or invalid config field, images that do not fit the model, a ``--workdir`` that is
+misspelt or invalid config field, a field renamed since (``--config.model_options.sharing``:
+the line names the new fields), images that do not fit the model, a ``--workdir`` that is
 not a run), 1 for the rest (a workdir in use or holding another config, a full disk, a
 diverged run).
 """
@@ -26,7 +27,7 @@ from ml_collections import config_flags
 
 from ds_symmetry.run_files import NotARunError
 from ds_symmetry.train import train_and_evaluate, validate_config
-from ds_symmetry.train.config import ImagesDoNotFitError, set_protocol_options
+from ds_symmetry.train.config import ImagesDoNotFitError, renamed_field, set_protocol_options
 from ds_symmetry.train.trainer import TrainingDivergedError, initialize_distributed
 
 FLAGS = flags.FLAGS
@@ -150,6 +151,10 @@ def parse_flags(argv):
   does not exist or fails, a value of the wrong type, a misspelt field) in one line, exit 2.
   ``--config.protocol_options.KEY=VALUE`` sets any option the protocol accepts."""
   _check_config_file(argv)
+  for arg in argv[1:]:
+    renamed = renamed_field(arg)
+    if renamed:
+      _fail(renamed, 2)
   argv, protocol_options = split_protocol_options(argv)
   try:
     # ml_collections reads --config.* overrides from sys.argv itself: hide the options there.

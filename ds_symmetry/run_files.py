@@ -31,6 +31,10 @@ the old file or the new one, never part of one; a failed write leaves the old fi
 otherwise is skipped by the readers, and every intact record around it is kept (damaged lines
 are set aside in ``metrics.damaged.jsonl`` when a resume rewrites the file). JSON is written with NaN and infinities as ``null`` (:func:`to_json`).
 
+A config recorded by an earlier version (``config.json``, ``results.json``'s ``"config"``) is
+read with the fields renamed since then translated (:func:`upgrade_config`), so an old run
+still resumes, reports and tabulates.
+
 A file that exists but cannot be parsed raises :class:`UnreadableRunFile` (a ``ValueError``)
 naming it; a missing file reads as ``None`` (or ``[]`` for the metrics).
 """
@@ -263,7 +267,7 @@ def read_config(workdir: str | os.PathLike, *, strict: bool = True) -> dict | No
   file_path = path(workdir, CONFIG)
   value = read_json(file_path, strict=strict)
   if value is None or is_run_config(value):
-    return value
+    return None if value is None else upgrade_config(value)
   if strict:
     raise UnreadableRunFile(f"{file_path} is not this library's config (found "
                             f"{_describe_json(value)}, expected a JSON object with the fields "
@@ -338,8 +342,12 @@ def workdir_kind(workdir: str | os.PathLike, *, adopt: bool = False) -> str:
 
 
 def read_results(workdir: str | os.PathLike, *, strict: bool = True) -> dict | None:
-  """``results.json`` as a dict, or ``None`` (see :func:`read_json`)."""
-  return read_json(path(workdir, RESULTS), strict=strict)
+  """``results.json`` as a dict, or ``None`` (see :func:`read_json`); its ``"config"``
+  through :func:`upgrade_config`."""
+  results = read_json(path(workdir, RESULTS), strict=strict)
+  if isinstance(results, dict) and isinstance(results.get("config"), dict):
+    results["config"] = upgrade_config(results["config"])
+  return results
 
 
 def scan_jsonl(file_path: str | os.PathLike) -> tuple[list[dict], list[tuple[int, str]]]:
@@ -454,6 +462,28 @@ def load_learned_at_discovery(workdir: str | os.PathLike) -> dict[str, np.ndarra
 def config_as_dict(config) -> dict:
   """An ``ml_collections.ConfigDict`` as the plain dict ``config.json`` records."""
   return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+# The one translation of config fields renamed since runs were recorded (committed results and
+# old workdirs keep their config.json): each old field → the new ones, applied to every config
+# read back (read_config, read_results), so a recorded run is the same config as today's.
+# model_options.sharing (one name for two choices) became factorise (what the group layers'
+# stack is a product of) and tie (what its factors are tied to); every old value is one pair
+# (the group layer still calls the pair sharing: nn.stacks.STRUCTURES, tested to agree).
+LEGACY_SHARING = {"full": ("none", "none"), "kronecker": ("kronecker", "none"),
+                  "tied": ("kronecker", "spatial"), "tied_shared": ("kronecker", "shared"),
+                  "tied_cayley": ("kronecker", "cayley"), "tied_cyclic": ("kronecker", "cyclic")}
+
+
+def upgrade_config(config: dict) -> dict:
+  """``config`` (a recorded config dict) with the fields renamed since translated to today's
+  (:data:`LEGACY_SHARING`); a copy, the input unchanged. A config already in today's names,
+  or one that is not a dict of this library's fields, comes back equal."""
+  config = json.loads(json.dumps(config))  # a deep copy of plain JSON data
+  options = config.get("model_options")
+  if isinstance(options, dict) and options.get("sharing") in LEGACY_SHARING:
+    options["factorise"], options["tie"] = LEGACY_SHARING[options.pop("sharing")]
+  return config
 
 
 ABSENT = object()  # the value of a field a config does not have

@@ -39,8 +39,8 @@ from ds_symmetry.ops.gradients import custom_gradients
 from experiments.same_budget import SAME_BUDGET
 from experiments.spec import run_path
 
-BEST = dict(sharing="tied_cyclic", elements="power_blend", constraint="isometries",
-            kernel_mask="disk", weight_init="se2cnn")
+BEST = dict(factorise="kronecker", tie="cyclic", elements="power_blend",
+            constraint="isometries", kernel_mask="disk", weight_init="se2cnn")
 _LIFT_NU = re.compile(r"nu\W.*convs\W+0\W+weight")
 
 

@@ -14,7 +14,8 @@ Rows (``python -m experiments.grid list``):
   wscnn_cpu                 the first CPU default's settings (lr 1e-3, balanced_uniform,
                             logits lr 5e-2)
   kronecker, tied, tied_shared, tied_cayley
-                            structured sharing (``model_options.sharing``), CPU settings
+                            structured sharing (``model_options.factorise`` and ``tie``),
+                            CPU settings
   tied_cayley_iso           tied_cayley with the isometry prior and entropy (the first
                             search's provisional best; it found no group)
   powers                    the 16-channel best: the lifting stack is the powers of one learned
@@ -62,7 +63,8 @@ CPU_SETTINGS = {"learning_rate": 1e-3, "logits_learning_rate": 5e-2,
                 "model_options.logits_init": "balanced_uniform"}
 # The first settings search's provisional best (docs/learning_the_group.md §4): independent
 # elements with the isometry prior. It found no group within 300 steps.
-TIED_CAYLEY_ISO = dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley",
+TIED_CAYLEY_ISO = dict(CPU_SETTINGS, **{"model_options.factorise": "kronecker",
+                                        "model_options.tie": "cayley",
                                         "isometry_weight": 1.0, "entropy_weight": 1e-2,
                                         "logits_learning_rate": 1e-2})
 # The G-CNN row's weight optimisation (the paper's: AdamW, lr 1e-2), used by learned rows that
@@ -74,7 +76,8 @@ PAPER_GCNN_OPTIMISATION = {"learning_rate": 1e-2}
 # (the first variant whose stack becomes a group), never by the test set; logits lr 1e-1
 # rather than 2e-1 because at 2e-1 the 3-epoch default run committed to the 180° rotation (C2)
 # where at 1e-1 it found C4.
-BEST = dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley",
+BEST = dict(CPU_SETTINGS, **{"model_options.factorise": "kronecker",
+                             "model_options.tie": "cayley",
                              "model_options.elements": "powers",
                              "model_options.constraint": "isometries",
                              "model_options.logits_init": "zeros",
@@ -87,7 +90,8 @@ BEST = dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley",
 # probes by the lifting stack, never by the test set: at logits lr 1e-1 both seeds were C4 by
 # step 208 (0.28, 0.09); at 2e-1 seed 1 committed to the 180° rotation.
 BEST_BLEND = dict(PAPER_GCNN_OPTIMISATION, **{
-    "model_options.sharing": "tied_cyclic", "model_options.elements": "power_blend",
+    "model_options.factorise": "kronecker", "model_options.tie": "cyclic",
+    "model_options.elements": "power_blend",
     "model_options.constraint": "isometries", "model_options.logits_init": "zeros",
     "model_options.kernel_mask": "disk", "model_options.weight_init": "se2cnn",
     "logits_learning_rate": 1e-1})
@@ -129,13 +133,16 @@ SAME_BUDGET = Grid(
         _row("wscnn_paper", "wscnn", "WSCNN, paper settings"),
         _row("wscnn_cpu", "wscnn", "WSCNN, CPU-default settings", CPU_SETTINGS),
         _row("kronecker", "wscnn", "Kronecker sharing",
-             dict(CPU_SETTINGS, **{"model_options.sharing": "kronecker"})),
+             dict(CPU_SETTINGS, **{"model_options.factorise": "kronecker"})),
         _row("tied", "wscnn", "Tied sharing (own A per layer)",
-             dict(CPU_SETTINGS, **{"model_options.sharing": "tied"})),
+             dict(CPU_SETTINGS, **{"model_options.factorise": "kronecker",
+                                   "model_options.tie": "spatial"})),
         _row("tied_shared", "wscnn", "Tied sharing (one shared A)",
-             dict(CPU_SETTINGS, **{"model_options.sharing": "tied_shared"})),
+             dict(CPU_SETTINGS, **{"model_options.factorise": "kronecker",
+                                   "model_options.tie": "shared"})),
         _row("tied_cayley", "wscnn", "Tied sharing, A from B's Cayley table",
-             dict(CPU_SETTINGS, **{"model_options.sharing": "tied_cayley"})),
+             dict(CPU_SETTINGS, **{"model_options.factorise": "kronecker",
+                                   "model_options.tie": "cayley"})),
         _row("tied_cayley_iso", "wscnn", "Tied + Cayley + isometry prior + entropy",
              TIED_CAYLEY_ISO),
         _row("powers", "wscnn", "Powers of one isometry generator + Cayley (16-ch best)", BEST),

@@ -129,6 +129,43 @@ def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
     validate_config(config)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"tie": "cayley"}, r"model_options.tie='cayley' .* needs factorise='kronecker'"),
+    ({"factorise": "kronecker", "tie": "cyclic"},
+     r"model_options.tie: 'cyclic' .* needs model_options.elements"),
+    ({"cayley_temperature": 0.1}, r"cayley_temperature: 0.1 would be ignored"),
+    ({"factorise": "tied"}, r"model_options.factorise must be one of"),
+    ({"elements": "power_blend"}, r"model_options.elements='power_blend' .* needs constraint='isometries'"),
+])
+def test_stack_options_that_do_not_fit_are_refused_naming_the_fields(options, message):
+  config = load("rotated_mnist").get_config("wscnn")
+  config.model_options.update(options)
+  with pytest.raises(ValueError, match=message):
+    validate_config(config)
+
+
+def test_a_config_recorded_with_sharing_reads_back_as_the_same_config(tmp_path):
+  """config.json files written before factorise / tie (committed results, old workdirs) hold
+  model_options.sharing: read back, they are today's config, and the command-line name is
+  refused with the new options."""
+  import json
+  from ds_symmetry import run_files
+  from ds_symmetry.train.config import config_differences, renamed_field
+  config = load("rotated_mnist").get_config("wscnn")
+  config.model_options.update(factorise="kronecker", tie="cayley")
+  current = run_files.config_as_dict(config)
+  recorded = json.loads(json.dumps(current))
+  del recorded["model_options"]["factorise"], recorded["model_options"]["tie"]
+  recorded["model_options"]["sharing"] = "tied_cayley"
+  (tmp_path / "config.json").write_text(json.dumps(recorded))
+  assert run_files.read_config(str(tmp_path)) == current
+  assert config_differences(run_files.read_config(str(tmp_path)), current) == ([], [])
+  message = renamed_field("--config.model_options.sharing=tied_cayley")
+  assert ("--config.model_options.factorise=kronecker --config.model_options.tie=cayley"
+          in message)
+  assert renamed_field("--config.model_options.factorise=kronecker") is None
+
+
 def test_the_recipe_and_its_variants_pass_the_rules():
   import importlib
   from ds_symmetry.train import validate_config

@@ -13,8 +13,14 @@ from ds_symmetry.analysis.groups import group_labelling, relabelled_shift_twist
 from ds_symmetry.discovery import (committed_group, discover_gcnn, discover_group,
                                    regular_group_stack)
 from ds_symmetry.models import create_model
-from ds_symmetry.nn import weight_sharing_layers
+from ds_symmetry.nn import stacks, weight_sharing_layers
 from ds_symmetry.ops import groups
+
+
+def _structure(sharing: str) -> dict:
+  """``create_model``'s ``factorise`` / ``tie`` of a group layer's ``sharing`` value."""
+  factorise, tie = stacks.STRUCTURES[sharing]
+  return {"factorise": factorise, "tie": tie}
 
 
 def _relabelled_gcnn_stacks(order, kernel_size=5):
@@ -82,7 +88,7 @@ def test_a_blurred_c4_model_becomes_exactly_invariant_after_discovery(sharing):
   order = [0, 2, 3, 1]
   spatial, group = _relabelled_gcnn_stacks(order)
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
-                       sharing=sharing)
+                       **_structure(sharing))
   for _, layer in weight_sharing_layers(model):
     if layer.kind == "lift":
       _set_stack(layer, _blurred(spatial))
@@ -106,7 +112,8 @@ def test_a_sharp_power_blend_network_is_its_own_discovered_gcnn():
   """With a one-hot generator weight on the 90° rotation, the power_blend / tied_cyclic network
   already is a C4 G-CNN in the exponents' labelling: discovery must reproduce its outputs."""
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
-                       sharing="tied_cyclic", elements="power_blend", constraint="isometries")
+                       factorise="kronecker", tie="cyclic", elements="power_blend",
+                       constraint="isometries")
   lift = weight_sharing_layers(model)[0][1]
   lift.logits[...] = jnp.full((1, 7), -1e4).at[0, 1].set(0.0)
   x = jax.random.normal(jax.random.key(2), (3, 28, 28, 1))
@@ -161,7 +168,7 @@ def test_regular_group_stack_of_the_canonical_order_is_the_shift_twist():
 def test_frozen_stacks_survive_split_and_merge():
   spatial, _ = _relabelled_gcnn_stacks([0, 1, 2, 3])
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=2,
-                       sharing="tied_cayley")
+                       factorise="kronecker", tie="cayley")
   _set_stack(weight_sharing_layers(model)[0][1], _blurred(spatial, 0.9))
   found = discover_gcnn(model).model
   graphdef, params, rest = nnx.split(found, nnx.Param, ...)

@@ -299,6 +299,17 @@ def test_options_name_one_parameterisation_each():
     stacks.group_stack("kronecker", matrices, 4, 3, 3, 0.05)
 
 
+def test_every_sharing_is_one_factorise_tie_pair_and_recorded_names_translate_to_it():
+  from ds_symmetry import run_files
+  assert sorted(stacks.STRUCTURES) == sorted(stacks.SHARINGS)
+  assert len(set(stacks.STRUCTURES.values())) == len(stacks.SHARINGS)
+  for sharing, (factorise, tie) in stacks.STRUCTURES.items():
+    assert factorise in stacks.FACTORISATIONS and tie in stacks.TIES
+    assert stacks.group_sharing(factorise, tie) == sharing
+  # config.json files recorded with model_options.sharing read back as the same pair
+  assert run_files.LEGACY_SHARING == stacks.STRUCTURES
+
+
 def test_option_checks_name_the_argument():
   with pytest.raises(ValueError, match="elements must be one of"):
     stacks.check_lift_options("generators", True, "sinkhorn")
@@ -310,6 +321,12 @@ def test_option_checks_name_the_argument():
     stacks.check_group_options("shared", 0.05)
   with pytest.raises(ValueError, match="cayley_temperature must be > 0"):
     stacks.check_group_options("full", 0.0)
+  with pytest.raises(ValueError, match="factorise must be one of"):
+    stacks.check_structure("tied", "none")
+  with pytest.raises(ValueError, match="tie must be one of"):
+    stacks.check_structure("kronecker", "tied_cayley")
+  with pytest.raises(ValueError, match="tie='cayley' .* needs factorise='kronecker'"):
+    stacks.group_sharing("none", "cayley")
 
 
 def test_learned_exact_and_frozen_layers_share_one_code_path():

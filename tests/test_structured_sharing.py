@@ -11,12 +11,18 @@ import pytest
 from flax import nnx
 
 from ds_symmetry.models import create_model
-from ds_symmetry.nn import count_parameters, weight_sharing_layers
+from ds_symmetry.nn import count_parameters, stacks, weight_sharing_layers
 from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
 from ds_symmetry.ops import groups
 from ds_symmetry.ops import structure
 from ds_symmetry.ops.kernels import group_kernels
 from ds_symmetry.ops.sinkhorn import sinkhorn
+
+
+def _structure(sharing: str) -> dict:
+  """``create_model``'s ``factorise`` / ``tie`` of a group layer's ``sharing`` value."""
+  factorise, tie = stacks.STRUCTURES[sharing]
+  return {"factorise": factorise, "tie": tie}
 
 
 def _random_doubly_stochastic(key, n, d):
@@ -133,11 +139,12 @@ def test_parameter_counts_of_each_sharing(model_name, k, lift_d, n_group_layers)
   assert expected["full"] == {"wscnn": 121_875, "wsresnet": 468_195}[model_name]  # the paper's
   for sharing, count in expected.items():
     model = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), channels=4,
-                         sharing=sharing)
+                         **_structure(sharing))
     assert count_parameters(model)["representation"] == count, sharing
   # The study's best: one weight per candidate generator (7 distinct cyclic stacks), nothing else.
   model = create_model(model_name, num_classes=10, rngs=nnx.Rngs(0), channels=4,
-                       sharing="tied_cyclic", elements="power_blend", constraint="isometries")
+                       factorise="kronecker", tie="cyclic", elements="power_blend",
+                       constraint="isometries")
   assert count_parameters(model)["representation"] == 7
 
 
@@ -148,7 +155,7 @@ def test_parameter_counts_of_each_sharing(model_name, k, lift_d, n_group_layers)
                                      "tied_cayley"])
 def test_factorised_models_run_and_tied_layers_share_the_lifting_stack(sharing):
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=3,
-                       sharing=sharing)
+                       **_structure(sharing))
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 1))
   assert model(x).shape == (2, 10)
   layers = [layer for _, layer in weight_sharing_layers(model)]
@@ -165,7 +172,7 @@ def test_factorised_models_run_and_tied_layers_share_the_lifting_stack(sharing):
 
 def test_shared_group_factors_are_one_parameter():
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=4,
-                       sharing="tied_shared")
+                       factorise="kronecker", tie="shared")
   layers = [layer for _, layer in weight_sharing_layers(model)][1:]
   assert all(layer.group_logits is layers[0].group_logits for layer in layers)
   regularised = [layer.regularizers()["norm"] for layer in layers]
@@ -206,7 +213,7 @@ def test_bad_options_name_the_argument():
   with pytest.raises(ValueError, match="kernel_size=3"):
     WSGroupConv(2, 2, 3, sharing="tied_cayley", spatial_source=lift, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="do not apply to the exact model"):
-    create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), sharing="tied")
+    create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), factorise="kronecker", tie="spatial")
 
 
 def test_every_sharing_of_an_exact_group_is_invariant():
@@ -216,7 +223,7 @@ def test_every_sharing_of_an_exact_group_is_invariant():
   spatial = np.asarray(groups.spatial_permutations("C4", 5))[order]
   for sharing in ("tied_cayley",):
     model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
-                         sharing=sharing)
+                         **_structure(sharing))
     lift = weight_sharing_layers(model)[0][1]
     _set_logits(lift.logits, spatial[1:])
     x = jax.random.normal(jax.random.key(4), (2, 28, 28, 1))
@@ -292,7 +299,8 @@ def test_powers_of_an_isometry_generator(generator, expected):
 def test_tied_cayley_network_from_a_rotation_generator_is_rotation_invariant(elements, size,
                                                                              rotation):
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
-                       sharing="tied_cayley", elements=elements, constraint="isometries")
+                       factorise="kronecker", tie="cayley", elements=elements,
+                       constraint="isometries")
   lift = weight_sharing_layers(model)[0][1]
   lift.logits[...] = jnp.full((1, size), -1e4).at[0, rotation].set(0.0)
   _assert_invariant_to_quarter_turns(model, jax.random.normal(jax.random.key(4), (2, 28, 28, 1)))
@@ -400,7 +408,8 @@ def test_cyclic_shifts_are_the_composition_law_of_any_isometry_powers(generator)
 @pytest.mark.parametrize("elements", ["powers", "power_blend"])
 def test_tied_cyclic_network_from_a_rotation_generator_is_rotation_invariant(elements):
   model = create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
-                       sharing="tied_cyclic", elements=elements, constraint="isometries")
+                       factorise="kronecker", tie="cyclic", elements=elements,
+                       constraint="isometries")
   lift = weight_sharing_layers(model)[0][1]
   size = lift.logits[...].shape[-1]
   rotation, flip = (1, 3) if elements == "power_blend" else (3, 4)  # 90° (or 270°), a flip
@@ -423,7 +432,7 @@ def test_powers_option_is_checked():
                rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="sharing='tied_cyclic' needs a lifting layer whose"):
     create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
-                 sharing="tied_cyclic")
+                 factorise="kronecker", tie="cyclic")
   with pytest.raises(ValueError, match="order must be a positive int"):
     structure.cyclic_shifts(0)
   with pytest.raises(ValueError, match="num_powers must be a positive int"):

@@ -26,7 +26,7 @@ def test_discover_then_fine_tune_and_resume(tmp_path, mnist_dir):
   overrides = dict(limit_train=512, discover_at_step=8, discover_require_group=False,
                    save_figures=False)
   config = tiny_config(mnist_dir, num_epochs=2, **overrides)
-  config.model_options.sharing = "tied_cayley"
+  config.model_options.factorise, config.model_options.tie = "kronecker", "cayley"
   summary = train_and_evaluate(config, str(tmp_path))
   records = read_jsonl(tmp_path / "metrics.jsonl")
   found = [r for r in records if r["type"] == "discovered"]
@@ -42,7 +42,7 @@ def test_discover_then_fine_tune_and_resume(tmp_path, mnist_dir):
   np.testing.assert_array_equal(lifting.sum(-1), 1.0)
   # resume with more epochs: the frozen stacks come back, training goes on from step 16
   longer = tiny_config(mnist_dir, num_epochs=3, **overrides)
-  longer.model_options.sharing = "tied_cayley"
+  longer.model_options.factorise, longer.model_options.tie = "kronecker", "cayley"
   resumed = train_and_evaluate(longer, str(tmp_path))
   assert resumed["resumed_from_step"] == 16 and resumed["step"] == 24
   with np.load(tmp_path / "stacks.npz") as data:
@@ -57,7 +57,7 @@ def test_discover_and_reinitialize_restarts_from_the_initial_weights(tmp_path, m
   config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, discover_at_step=8,
                        discover_require_group=False, discover_reinitialize=True,
                        save_figures=False)  # 8 steps: the last checkpoint is the discovery's
-  config.model_options.sharing = "tied_cayley"
+  config.model_options.factorise, config.model_options.tie = "kronecker", "cayley"
   train_and_evaluate(config, str(tmp_path))
   found = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["type"] == "discovered"]
   assert len(found) == 1 and found[0]["reinitialized"] is True
@@ -93,7 +93,7 @@ def _peaked_on_the_quarter_turn(monkeypatch, peak):
 def _power_blend_config(mnist_dir, **overrides):
   overrides = dict(dict(save_figures=False, discover_check_every_steps=2), **overrides)
   config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, **overrides)  # 8 steps
-  config.model_options.sharing = "tied_cyclic"
+  config.model_options.factorise, config.model_options.tie = "kronecker", "cyclic"
   config.model_options.elements = "power_blend"
   config.model_options.constraint = "isometries"
   config.model_options.logits_init = "zeros"

@@ -23,9 +23,12 @@ models: a 2-D group, ``ops.group_names(spatial_dims=2)``), ``num_elements`` (lea
 models), ``dropout`` (ResNets), ``compute_dtype`` (e.g. ``"bfloat16"``: convolutions only;
 Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_identity``,
 ``logits_init``, ``identity_scale``, ``sinkhorn_iters``, ``sinkhorn_tau``, ``sinkhorn_tol``,
-``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), ``sharing``
-(group layers: ``"full"``, ``"kronecker"``, ``"tied"``, ``"tied_shared"``, ``"tied_cayley"``,
-``"tied_cyclic"``), ``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"``,
+``remat_sinkhorn``, ``constraint`` (``"sinkhorn"``, ``"softmax"``, ``"none"``), the group
+layers' ``factorise`` (``"none"``, ``"kronecker"``: ``R_g = A_g ⊗ B_g``) and ``tie`` (``"none"``;
+``B`` the lifting layer's stack with ``A`` the layer's own ``"spatial"``, shared ``"shared"``,
+from ``B``'s Cayley table ``"cayley"`` or the cyclic shifts ``"cyclic"``; needs
+``factorise="kronecker"``; ``nn.stacks.STRUCTURES`` maps them to ``WSGroupConv``'s ``sharing``),
+``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"``,
 ``"powers"`` of one learned generator, or ``"power_blend"``); ``kernel_mask``
 (``"none"``/``"disk"``) and ``weight_init`` (``"reference"``/``"se2cnn"``) apply to the exact
 models too.
@@ -42,11 +45,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ds_symmetry.models.networks import ConvNet, ResNet
+from ds_symmetry.nn.stacks.options import group_sharing
 from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 
 _WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
                "sinkhorn_tau", "sinkhorn_tol", "remat_sinkhorn", "constraint", "kernel_mask",
-               "weight_init", "sharing", "cayley_temperature", "elements")
+               "weight_init", "factorise", "tie", "cayley_temperature", "elements")
 # Options that also apply to the exact (G-CNN) models: they shape the canonical kernels.
 KERNEL_OPTIONS = ("kernel_mask", "weight_init")
 
@@ -122,6 +126,10 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
   if not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
   network, family, defaults = _MODELS[name]
+  if "sharing" in options:
+    raise ValueError(f"sharing: {options['sharing']!r} is not an option of create_model; a group "
+                     f"layer's stack is named by factorise and tie (nn.stacks.STRUCTURES: "
+                     f"sharing='tied_cayley' is factorise='kronecker', tie='cayley')")
   allowed = set(_NETWORK_OPTIONS[network]) | set(_WS_OPTIONS)
   unknown = sorted(set(options) - allowed)
   if unknown:
@@ -145,6 +153,9 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
 
   merged = dict(defaults, **options)
   ws_options = {key: merged.pop(key) for key in _WS_OPTIONS if key in merged}
+  if "factorise" in ws_options or "tie" in ws_options:  # the group layers' one name for both
+    ws_options["sharing"] = group_sharing(ws_options.pop("factorise", "none"),
+                                          ws_options.pop("tie", "none"))
   merged["compute_dtype"] = _compute_dtype(merged.get("compute_dtype"))
   channels = merged.get("channels")
   if not isinstance(channels, int) or channels < 1:

@@ -6,7 +6,10 @@ error; :func:`validate_config` then checks values (model and protocol names, ran
 
 Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5):
 
-  model, model_options           ``create_model(model, **model_options)``
+  model, model_options           ``create_model(model, **model_options)``; a learned model's
+                                 group layers: model_options.factorise ("none" | "kronecker")
+                                 and model_options.tie ("none" | "spatial" | "shared" |
+                                 "cayley" | "cyclic"), ``nn.stacks.options``
   protocol, protocol_options     ``make_protocol(protocol, **protocol_options)``
   data_dir                       None: ``$DS_SYMMETRY_DATA`` / cache / download (data module)
   limit_train, limit_test        None or keep the first N examples
@@ -48,6 +51,8 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -57,6 +62,7 @@ from ds_symmetry.data.protocols import protocol_options
 from ds_symmetry.models import MODEL_NAMES
 from ds_symmetry.models.factory import MODEL_DEFAULTS
 from ds_symmetry.nn.introspection import REGULARIZERS
+from ds_symmetry.nn.stacks import options as stack_options
 from ds_symmetry.train import variants
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -245,9 +251,38 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
     if not config.discover_require_group:
       raise ValueError("config.discover_require_group: False would be ignored by a "
                        "subgroup_cnn (its answer is always a group)")
+  _check_stack_options(config)
   shape = protocol_image_shape(config)
   if shape is not None:
     check_images_fit(config, shape)
+
+
+# The group layers' own default (WSGroupConv's), the value a config has when it is not set.
+_CAYLEY_TEMPERATURE = variants.model_options("wscnn").cayley_temperature
+
+
+def _check_stack_options(config: ml_collections.ConfigDict) -> None:
+  """A learned model's stack options (``model_options.factorise``, ``tie``, ``elements``, …):
+  the combinations ``nn.stacks.options`` accepts, and none that would be ignored."""
+  options = config.model_options.to_dict() if config.model_options is not None else {}
+  if not {"factorise", "tie", "elements"} & set(options):
+    return  # no learned stack (or a hand-made model_options, checked when the model is built)
+  factorise, tie = options.get("factorise", "none"), options.get("tie", "none")
+  elements = options.get("elements", "independent")
+  try:
+    stack_options.check_structure(factorise, tie)
+    stack_options.check_lift_options(elements, options.get("fix_identity", True),
+                                     options.get("constraint", "sinkhorn"))
+  except ValueError as error:
+    raise ValueError(f"config.model_options.{error}") from None
+  if tie == "cyclic" and elements not in stack_options.POWER_ELEMENTS:
+    raise ValueError(f"config.model_options.tie: 'cyclic' takes the group factors from the "
+                     f"exponents of a lifting stack of powers and needs model_options.elements "
+                     f"one of {list(stack_options.POWER_ELEMENTS)}; got elements={elements!r}")
+  temperature = options.get("cayley_temperature", _CAYLEY_TEMPERATURE)
+  if tie != "cayley" and temperature != _CAYLEY_TEMPERATURE:
+    raise ValueError(f"config.model_options.cayley_temperature: {temperature!r} would be "
+                     f"ignored: only model_options.tie='cayley' uses it (tie is {tie!r})")
 
 
 # The images (H, W, C) of each dataset a protocol reads (``data.protocols``).
@@ -290,6 +325,27 @@ def check_images_fit(config: ml_collections.ConfigDict, image_shape: tuple[int, 
         f"{images}, but model {config.model!r} needs at least {min_input_size}×"
         f"{min_input_size} pixels (its unpadded convolutions and pools shrink them); use fewer "
         f"model_options.num_blocks, a smaller kernel_size or 'SAME' padding")
+
+
+def renamed_field(flag: str) -> str | None:
+  """One line naming today's field(s) for a ``--config.<field>[=value]`` argument that names
+  a field renamed since (else None). A command line with an old name is refused rather than
+  translated: translating would keep the old field in the config, and so in every
+  ``config.json`` beside the new ones, a second name for one choice; recorded configs are
+  translated instead (``run_files.upgrade_config``), since they cannot be rewritten."""
+  match = re.fullmatch(r"--config\.([\w.]+)(?:=(.*))?", flag, re.S)
+  if match is None:
+    return None
+  field, value = match.groups()
+  if field == "model_options.sharing":
+    pair = run_files.LEGACY_SHARING.get(value or "")
+    new = ("--config.model_options.factorise=... --config.model_options.tie=..."
+           if pair is None else
+           f"--config.model_options.factorise={pair[0]} --config.model_options.tie={pair[1]}")
+    return (f"--config.model_options.sharing is now two options, what the group layers' stack "
+            f"is factorised into and what its factors are tied to: use {new} "
+            f"(the pairs: ds_symmetry.nn.stacks.STRUCTURES)")
+  return None
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")

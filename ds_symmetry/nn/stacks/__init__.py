@@ -21,7 +21,8 @@ Parameterisations: :class:`IndependentElements` (free elements, the paper),
 and :class:`FrozenStack` (a stack frozen after learning). How learned matrices are made from
 free parameters (Sinkhorn, row softmax, unconstrained, isometry blends) is
 :class:`LearnedMatrices`. ``options`` maps the layers' ``elements`` / ``sharing`` values to
-parameterisations.
+parameterisations, and a group layer's ``sharing`` to the two options models and configs name
+it by (``factorise``, ``tie``: :data:`STRUCTURES`).
 """
 
 from ds_symmetry.nn.stacks.base import (CONSTRAINTS, FixedStack, LearnedMatrices,
@@ -29,15 +30,17 @@ from ds_symmetry.nn.stacks.base import (CONSTRAINTS, FixedStack, LearnedMatrices
 from ds_symmetry.nn.stacks.fixed import ExactGroup, FrozenStack
 from ds_symmetry.nn.stacks.independent import IndependentElements
 from ds_symmetry.nn.stacks.kronecker import KroneckerFactors
-from ds_symmetry.nn.stacks.options import (ELEMENTS, SHARINGS, check_group_options,
-                                           check_lift_options, group_stack, lift_stack)
+from ds_symmetry.nn.stacks.options import (ELEMENTS, FACTORISATIONS, SHARINGS, STRUCTURES,
+                                           TIES, check_group_options, check_lift_options,
+                                           check_structure, group_sharing, group_stack,
+                                           lift_stack)
 from ds_symmetry.nn.stacks.powers import GeneratorPowers, PowerBlend
 from ds_symmetry.nn.stacks.tied import TiedCayleyFactors, TiedCyclicFactors, TiedFactors
 
 __all__ = [
-    "CONSTRAINTS", "ELEMENTS", "SHARINGS", "ExactGroup", "FixedStack", "FrozenStack",
-    "GeneratorPowers", "IndependentElements", "KroneckerFactors", "LearnedMatrices",
+    "CONSTRAINTS", "ELEMENTS", "FACTORISATIONS", "SHARINGS", "STRUCTURES", "TIES",
+    "ExactGroup", "FixedStack", "FrozenStack", "GeneratorPowers", "IndependentElements", "KroneckerFactors", "LearnedMatrices",
     "PowerBlend", "RepresentationLogits", "StackParameterisation", "TiedCayleyFactors",
     "TiedCyclicFactors", "TiedFactors", "check_group_options", "check_lift_options",
-    "group_stack", "lift_stack",
+    "check_structure", "group_sharing", "group_stack", "lift_stack",
 ]

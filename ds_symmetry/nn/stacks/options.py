@@ -2,6 +2,11 @@
 
 The only place that knows which option value names which parameterisation: a new
 parameterisation is a module in this package plus one entry here; no layer changes.
+
+Models and configs name a group convolution's stack by two orthogonal options (``factorise``:
+what the stack is a product of; ``tie``: what its factors are tied to); :data:`STRUCTURES` maps
+each ``WSGroupConv(sharing=...)`` value to its one pair and :func:`group_sharing` the pair
+back.
 """
 
 from __future__ import annotations
@@ -18,6 +23,23 @@ from ds_symmetry.nn.stacks.tied import TiedCayleyFactors, TiedCyclicFactors, Tie
 ELEMENTS = ("independent", "powers", "power_blend")
 # How a group convolution's stack is structured (``WSGroupConv``).
 SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley", "tied_cyclic")
+
+# What a group convolution's stack ``R_g`` is factorised into (``factorise``): nothing (one
+# free ``[G·k², G·k²]`` matrix per element, the paper), or the Kronecker product
+# ``R_g = A_g ⊗ B_g`` of a group factor ``A [G, G, G]`` and a spatial factor ``B [G, k², k²]``.
+FACTORISATIONS = ("none", "kronecker")
+# What a Kronecker-factorised stack's factors are tied to (``tie``): nothing (the layer's own
+# ``A`` and ``B``); or ``B`` is the lifting layer's stack (one spatial action for the network)
+# and ``A`` is the layer's own (``"spatial"``), one ``A`` shared by every group layer
+# (``"shared"``), derived from how ``B``'s elements compose (``"cayley"``, no parameters), or
+# the cyclic shifts of a lifting stack of powers (``"cyclic"``, no parameters).
+TIES = ("none", "spatial", "shared", "cayley", "cyclic")
+# Each ``sharing`` value of the group layer → its ``(factorise, tie)``: one pair each.
+STRUCTURES = {"full": ("none", "none"), "kronecker": ("kronecker", "none"),
+              "tied": ("kronecker", "spatial"), "tied_shared": ("kronecker", "shared"),
+              "tied_cayley": ("kronecker", "cayley"), "tied_cyclic": ("kronecker", "cyclic")}
+# Lifting-layer ``elements`` whose stack is the powers of one generator (``tie="cyclic"``).
+POWER_ELEMENTS = ("powers", "power_blend")
 
 
 def check_lift_options(elements: str, fix_identity: bool, constraint: str) -> None:
@@ -40,6 +62,25 @@ def check_group_options(sharing: str, cayley_temperature: float) -> None:
     raise ValueError(f"sharing must be one of {SHARINGS}; got {sharing!r}")
   if not cayley_temperature > 0:
     raise ValueError(f"cayley_temperature must be > 0; got {cayley_temperature!r}")
+
+
+def check_structure(factorise: str, tie: str) -> None:
+  """Raises ``ValueError`` naming the option for an unknown ``factorise`` or ``tie``, or a
+  ``tie`` without Kronecker factors to tie."""
+  if factorise not in FACTORISATIONS:
+    raise ValueError(f"factorise must be one of {FACTORISATIONS}; got {factorise!r}")
+  if tie not in TIES:
+    raise ValueError(f"tie must be one of {TIES}; got {tie!r}")
+  if tie != "none" and factorise != "kronecker":
+    raise ValueError(f"tie={tie!r} ties the Kronecker factors of a group layer's stack and "
+                     f"needs factorise='kronecker'; got factorise={factorise!r}")
+
+
+def group_sharing(factorise: str, tie: str) -> str:
+  """The ``WSGroupConv(sharing=...)`` value of ``(factorise, tie)`` (checked by
+  :func:`check_structure`)."""
+  check_structure(factorise, tie)
+  return {pair: sharing for sharing, pair in STRUCTURES.items()}[(factorise, tie)]
 
 
 def lift_stack(elements: str, matrices: LearnedMatrices, num_elements: int, kernel_size: int,
