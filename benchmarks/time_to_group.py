@@ -4,7 +4,7 @@
   python -m benchmarks.time_to_group [--channels 16,32] [--seeds 0,1,2]
 
 The group-identification recipe (``configs/discover.py``) on rotated MNIST, each run in this
-process through ``train.train_and_evaluate`` with ``stop_after_discovery`` (the run ends at the
+process through ``train.train_and_evaluate`` with ``discovery.stop_after`` (the run ends at the
 step where one subgroup holds ``q ≥ 0.95``, checked every 10 steps), in a fresh temporary
 workdir: ``commit_s`` is the trainer's own clock from the start of the run to the rounding
 (data loading, compilation and the steps; the discovery record's ``wall_s``), ``step`` the
@@ -32,7 +32,7 @@ def time_to_group(channels: int, seed: int, *, quick: bool = False) -> dict:
   from ds_symmetry.train import train_and_evaluate
   config = discover.get_config(f"rotated,{channels}")
   config.seed = seed
-  config.stop_after_discovery = True
+  config.discovery.stop_after = True
   config.num_train_steps = 500
   config.limit_test = 500
   config.evals_per_epoch = 1

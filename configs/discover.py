@@ -11,11 +11,11 @@ training loss rises on images transformed by the subgroup's elements, against a 
 Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5),
 trains on the untransformed images while the distribution ``q`` over the ten subgroups learns
 from its losses on the 8 isometries of each batch (after a 300-step warm-up). When one
-subgroup holds ``q ≥ 1 − discover_when_within`` (checked every 10 steps) the run is rounded.
+subgroup holds ``q ≥ 1 − discovery.when_within`` (checked every 10 steps) the run is rounded.
 
 Phase 2 (the discovered G-CNN): the exact G-CNN of that subgroup (``gcnn`` with
 ``group=<answer>``, same width and depth, the reference G-CNN's disk mask and init), fresh
-weights, trained for the rest of the budget. ``stop_after_discovery=True`` ends the run at the
+weights, trained for the rest of the budget. ``discovery.stop_after=True`` ends the run at the
 rounding instead (the identification benchmark).
 
 Variants (``:<data>[,<channels>]``), the data and the subgroup each should yield:
@@ -92,8 +92,8 @@ def get_config(arg=None):
   config.batch_size = 64
   config.learning_rate = 1e-3
   config.logits_learning_rate = SELECTION_LEARNING_RATE
-  config.discover_when_within = WITHIN
-  config.discover_check_every_steps = 10
+  config.discovery.when_within = WITHIN
+  config.discovery.check_every_steps = 10
   config.eval_batch_size = 1000
   config.evals_per_epoch = 2
   config.checkpoint_every_steps = 200

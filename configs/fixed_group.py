@@ -38,7 +38,7 @@ def get_config(arg=None):
   config = discover.get_config(f"{data},{channels}")
   # The discovery recipe's protocol and optimisation; only the model changes.
   config.logits_learning_rate = 1e-2  # base_config's; these models have no logits
-  config.discover_when_within = 0.0
+  config.discovery.when_within = 0.0
   if model == "cnn":
     config.model = "cnn"
     config.model_options = model_options("cnn", channels)

@@ -115,7 +115,7 @@ def committed_group(stack, kernel_size: int, within: float) -> Optional[Discover
   nearest one) and the distinct permutations are closed under products. A group of any order
   ``m ≤ n`` can be named (slots collapse onto repeated elements); a blurred or half-committed
   stack, or sharp elements that do not close, are not rounded. The trainer's
-  ``discover_when_within`` rounds a model at the first check where this holds.
+  ``config.discovery.when_within`` rounds a model at the first check where this holds.
   """
   if not within > 0:
     raise ValueError(f"within: {within!r} is not accepted; expected a positive distance")

@@ -9,9 +9,10 @@ short on purpose; the work happens in ``ds_symmetry.train.train_and_evaluate``.
 Errors a user can act on end the program with one ``error: ...`` line on stderr and no
 traceback (logged at debug level, ``--verbosity=1``): exit status 2 for a bad argument (a
 missing flag, a config file that does not exist or fails, a value of the wrong type, a
-misspelt or invalid config field, a field renamed since (``--config.model_options.sharing``:
-the line names the new fields), images that do not fit the model, a ``--workdir`` that is
-not a run), 1 for the rest (a workdir in use or holding another config, a full disk, a
+misspelt or invalid config field, a field renamed since (``--config.model_options.sharing``,
+``--config.discover_when_within`` and the other top-level discovery fields, now
+``--config.discovery.*``: the line names the new fields), images that do not fit the model,
+a ``--workdir`` that is not a run), 1 for the rest (a workdir in use or holding another config, a full disk, a
 diverged run).
 """
 

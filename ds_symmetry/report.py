@@ -142,7 +142,7 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
     raise ReportError(f"{run_files.path(workdir, run_files.DISCOVERED_STACKS)} has stacks for "
                       f"{missing}, which {run_files.STACKS} does not know: the two files are "
                       f"from different runs; rerun the training command")
-  how = record.get("trigger", "discover_at_step")
+  how = record.get("trigger", "discovery.at_step")
   weights = "weights re-drawn" if record.get("reinitialized") else "weights kept"
   distances = ", ".join(f"{d:.3f}" for d in record.get("projection_distances", []))
   lines = [f"rounded to its discovered G-CNN at step {record['step']} ({how}; {weights}): "

@@ -473,16 +473,25 @@ def config_as_dict(config) -> dict:
 LEGACY_SHARING = {"full": ("none", "none"), "kronecker": ("kronecker", "none"),
                   "tied": ("kronecker", "spatial"), "tied_shared": ("kronecker", "shared"),
                   "tied_cayley": ("kronecker", "cayley"), "tied_cyclic": ("kronecker", "cyclic")}
+# The discovery settings were top-level fields; they are the block config.discovery now.
+LEGACY_DISCOVERY = {"discover_at_step": "at_step", "discover_when_within": "when_within",
+                    "discover_check_every_steps": "check_every_steps",
+                    "discover_require_group": "require_group",
+                    "discover_reinitialize": "reinitialize", "stop_after_discovery": "stop_after"}
 
 
 def upgrade_config(config: dict) -> dict:
   """``config`` (a recorded config dict) with the fields renamed since translated to today's
-  (:data:`LEGACY_SHARING`); a copy, the input unchanged. A config already in today's names,
-  or one that is not a dict of this library's fields, comes back equal."""
+  (:data:`LEGACY_SHARING`, :data:`LEGACY_DISCOVERY`); a copy, the input unchanged. A config
+  already in today's names, or one that is not a dict of this library's fields, comes back
+  equal."""
   config = json.loads(json.dumps(config))  # a deep copy of plain JSON data
   options = config.get("model_options")
   if isinstance(options, dict) and options.get("sharing") in LEGACY_SHARING:
     options["factorise"], options["tie"] = LEGACY_SHARING[options.pop("sharing")]
+  old = [name for name in LEGACY_DISCOVERY if name in config]
+  if old and not isinstance(config.get("discovery"), dict):
+    config["discovery"] = {LEGACY_DISCOVERY[name]: config.pop(name) for name in old}
   return config
 
 

@@ -227,6 +227,13 @@ def _starts_over(workdir: str) -> str:
   return "; no checkpoint here: starts over from step 0"
 
 
+def _dotted(config: dict, key: str):
+  """``config``'s value of a dotted field (``discovery.stop_after``); None if it has none."""
+  for part in key.split("."):
+    config = config.get(part) if isinstance(config, dict) else None
+  return config
+
+
 def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[str, str]:
   """``(status, detail)`` of a run; see the module docstring for the statuses.
 
@@ -258,8 +265,8 @@ def run_status(run: Run, config: dict | None, check_lock: bool = True) -> tuple[
     longer = [key for key in harmless if key in LENGTH_FIELDS]
     if longer:
       return "extend", ", ".join(
-          f"{key} {results['config'].get(key)} -> {config.get(key)}" for key in longer
-      ) + _starts_over(run.workdir)
+          f"{key} {_dotted(results['config'], key)} -> {_dotted(config, key)}"
+          for key in longer) + _starts_over(run.workdir)
     return "done", (f"{100 * results['final_test_accuracy']:.2f}%"
                     if isinstance(results.get("final_test_accuracy"), float) else "")
   saved = run_files.read_config(run.workdir, strict=False)

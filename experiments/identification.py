@@ -47,11 +47,11 @@ EXPECTED = {"upright": "trivial", "mirrored": "flip", "rotated_c2": "C2", "rotat
 DATA = tuple(EXPECTED)
 # Every identification run: stop at the rounding or at 500 steps; a small frozen test set
 # (only the answer and its step are read).
-IDENTIFY = {"stop_after_discovery": True, "num_train_steps": 500, "limit_test": 500,
+IDENTIFY = {"discovery.stop_after": True, "num_train_steps": 500, "limit_test": 500,
             "evals_per_epoch": 1, "checkpoint_every_steps": 100_000, "progress_bar": "off",
             "save_figures": False}
 # The settings search: the same, evaluated on 2,000 of the 5,000 held-out training images.
-TUNING = {"stop_after_discovery": True, "num_train_steps": 500, "limit_test": 2000,
+TUNING = {"discovery.stop_after": True, "num_train_steps": 500, "limit_test": 2000,
           "evals_per_epoch": 1, "checkpoint_every_steps": 100_000, "progress_bar": "off",
           "protocol_options.validation_examples": 5000}
 

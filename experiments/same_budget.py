@@ -27,7 +27,7 @@ Rows (``python -m experiments.grid list``):
                             chosen)
   power_blend_discover      the best variant: power_blend, rounded to its discovered G-CNN as
                             soon as its lifting stack has committed to a group
-                            (``discover_when_within``), then retrained from its initial weights
+                            (``discovery.when_within``), then retrained from its initial weights
                             under that group
   ablation_sinkhorn, ablation_softmax, ablation_none
                             the best variant with a free generator: doubly stochastic /
@@ -102,9 +102,9 @@ BEST_BLEND = dict(PAPER_GCNN_OPTIMISATION, **{
 # rotation-invariant (docs §9–10), so the exact G-CNN the stack names is trained from a fresh
 # start. 0.3 was read off the 32-channel probes' lifting stacks (C4 at 0.36 and 0.28 by steps
 # 156–208, never leaving it afterwards), not the test set.
-DISCOVER_BLEND = dict(BEST_BLEND, **{"discover_when_within": 0.3,
-                                     "discover_check_every_steps": 25,
-                                     "discover_reinitialize": True})
+DISCOVER_BLEND = dict(BEST_BLEND, **{"discovery.when_within": 0.3,
+                                     "discovery.check_every_steps": 25,
+                                     "discovery.reinitialize": True})
 # The reviewers' ablation on the best variant: its generator as a free doubly stochastic /
 # row-stochastic / unconstrained k²×k² matrix instead of a blend of isometries (so its powers
 # are taken after blending, elements="powers").

@@ -11,7 +11,7 @@ invariance error under 90° rotations; results are cached in ``<run>/discovered.
 entry with the digest of the checkpoint it was measured on, so an entry whose checkpoint has
 changed (a run started over) is measured again; entries of checkpoints no longer on this
 machine are kept (checkpoints are not committed, their results are). A run the trainer itself
-rounded (``discover_when_within`` / ``discover_at_step``) is its discovered G-CNN from that
+rounded (``discovery.when_within`` / ``discovery.at_step``) is its discovered G-CNN from that
 step on: its checkpoints from there are measured as they are, and its curve reports the
 rounded group at distance 0.
 
@@ -41,8 +41,9 @@ def _evals(workdir: str) -> list[dict]:
 
 
 def _rounding(workdir: str) -> Optional[dict]:
-  """The record of the trainer's own discovery (``discover_at_step`` / ``discover_when_within``)
-  in ``workdir``, or None when the run was never rounded while training."""
+  """The record of the trainer's own discovery (``discovery.at_step`` /
+  ``discovery.when_within``) in ``workdir``, or None when the run was never rounded while
+  training."""
   discovered = run_files.load_discovered(workdir)
   if discovered is not None:
     return discovered[1]

@@ -105,16 +105,16 @@ def test_unknown_override_is_an_error():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"model": "cnn", "model_options": None, "discover_when_within": 0.3},
+    ({"model": "cnn", "model_options": None, "discovery.when_within": 0.3},
      "model 'cnn', which has nothing to discover"),
-    ({"stop_after_discovery": True}, "stop_after_discovery: True would be ignored"),
-    ({"discover_reinitialize": True}, "discover_reinitialize: True would be ignored"),
+    ({"discovery.stop_after": True}, "discovery.stop_after: True would be ignored"),
+    ({"discovery.reinitialize": True}, "discovery.reinitialize: True would be ignored"),
     ({"model": "subgroup_cnn", "model_options": None, "protocol": "cifar10",
-      "discover_when_within": 0.05}, "needs square single-channel images"),
-    ({"model": "subgroup_cnn", "model_options": None, "discover_at_step": 10},
-     "set discover_when_within"),
-    ({"model": "subgroup_cnn", "model_options": None, "discover_when_within": 0.05,
-      "discover_require_group": False}, "would be ignored by a subgroup_cnn"),
+      "discovery.when_within": 0.05}, "needs square single-channel images"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.at_step": 10},
+     "set discovery.when_within"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.require_group": False}, "would be ignored by a subgroup_cnn"),
 ])
 def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
   from ds_symmetry.train import base_config, validate_config
@@ -123,6 +123,8 @@ def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
   for key, value in fields.items():
     if key == "model_options":
       config.model_options = model_options(fields["model"])
+    elif key.startswith("discovery."):
+      config.discovery[key.split(".", 1)[1]] = value
     else:
       config[key] = value
   with pytest.raises(ValueError, match=message):
@@ -135,7 +137,8 @@ def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
      r"model_options.tie: 'cyclic' .* needs model_options.elements"),
     ({"cayley_temperature": 0.1}, r"cayley_temperature: 0.1 would be ignored"),
     ({"factorise": "tied"}, r"model_options.factorise must be one of"),
-    ({"elements": "power_blend"}, r"model_options.elements='power_blend' .* needs constraint='isometries'"),
+    ({"elements": "power_blend"},
+     r"model_options.elements='power_blend' .* needs constraint='isometries'"),
 ])
 def test_stack_options_that_do_not_fit_are_refused_naming_the_fields(options, message):
   config = load("rotated_mnist").get_config("wscnn")
@@ -144,26 +147,37 @@ def test_stack_options_that_do_not_fit_are_refused_naming_the_fields(options, me
     validate_config(config)
 
 
-def test_a_config_recorded_with_sharing_reads_back_as_the_same_config(tmp_path):
-  """config.json files written before factorise / tie (committed results, old workdirs) hold
-  model_options.sharing: read back, they are today's config, and the command-line name is
-  refused with the new options."""
+def test_a_config_recorded_with_old_field_names_reads_back_as_the_same_config(tmp_path):
+  """config.json / results.json written before factorise / tie and config.discovery
+  (committed results, old workdirs) hold model_options.sharing and top-level discover_*
+  fields: read back, they are today's config (so a resume is not refused), and the
+  command-line names are refused with the new ones."""
   import json
   from ds_symmetry import run_files
   from ds_symmetry.train.config import config_differences, renamed_field
   config = load("rotated_mnist").get_config("wscnn")
   config.model_options.update(factorise="kronecker", tie="cayley")
+  config.discovery.update(when_within=0.3, reinitialize=True)
   current = run_files.config_as_dict(config)
   recorded = json.loads(json.dumps(current))
   del recorded["model_options"]["factorise"], recorded["model_options"]["tie"]
   recorded["model_options"]["sharing"] = "tied_cayley"
+  for old, new in run_files.LEGACY_DISCOVERY.items():
+    recorded[old] = recorded["discovery"].pop(new)
+  del recorded["discovery"]
+  assert recorded["discover_when_within"] == 0.3 and recorded["discover_reinitialize"]
   (tmp_path / "config.json").write_text(json.dumps(recorded))
+  (tmp_path / "results.json").write_text(json.dumps({"config": recorded}))
   assert run_files.read_config(str(tmp_path)) == current
+  assert run_files.read_results(str(tmp_path))["config"] == current
   assert config_differences(run_files.read_config(str(tmp_path)), current) == ([], [])
   message = renamed_field("--config.model_options.sharing=tied_cayley")
   assert ("--config.model_options.factorise=kronecker --config.model_options.tie=cayley"
           in message)
+  assert "is now --config.discovery.when_within" in renamed_field(
+      "--config.discover_when_within=0.3")
   assert renamed_field("--config.model_options.factorise=kronecker") is None
+  assert renamed_field("--config.discovery.when_within=0.3") is None
 
 
 def test_the_recipe_and_its_variants_pass_the_rules():
@@ -188,7 +202,7 @@ def test_a_fixed_prior_trains_exactly_as_the_recipe_with_only_the_model_changed(
     for field in ("protocol", "protocol_options", "limit_train", "num_epochs", "batch_size",
                   "learning_rate", "eval_batch_size", "evals_per_epoch"):
       assert config[field] == recipe[field], field
-    assert config.discover_when_within == 0.0
+    assert config.discovery.when_within == 0.0
   gcnn = fixed.get_config("mirrored,D4")
   # The very G-CNN the recipe builds when it finds D4 (same options, hence same init per seed).
   name, options = exact_model_options("subgroup_cnn", recipe.model_options.to_dict(), "D4")

@@ -63,14 +63,14 @@ def test_a_run_rounded_to_its_discovered_gcnn_reports_when_and_which_group(tmp_p
   save_stacks(tmp_path, {"convs/0": exact}, {"convs/0": layer}, step=40)
   save_discovered(tmp_path, {"convs/0": exact},
                   {"step": 25, "group": "C4", "projection_distances": [0.0, 0.1, 0.2, 0.1],
-                   "trigger": "discover_when_within", "reinitialized": True,
+                   "trigger": "discovery.when_within", "reinitialized": True,
                    "test_accuracy_before": 0.381, "test_accuracy_after": 0.078},
                   {"convs/0": blurred})
   (tmp_path / "results.json").write_text(json.dumps(RESULTS))
   assert report.main([str(tmp_path)]) == 0
   out = capsys.readouterr().out
   assert "no learned weight-sharing layers" not in out
-  assert ("rounded to its discovered G-CNN at step 25 (discover_when_within; weights "
+  assert ("rounded to its discovered G-CNN at step 25 (discovery.when_within; weights "
           "re-drawn): C4") in out
   assert "0.000, 0.100, 0.200, 0.100" in out and "38.10% just before, 7.80% after" in out
   before, after = out.split("the exact stacks it has trained with since:")

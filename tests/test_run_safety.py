@@ -132,9 +132,9 @@ def test_a_field_added_since_blocks_a_resume_but_not_a_start_over(tmp_path, mnis
   train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   config_path = workdir / "config.json"
   saved = json.loads(config_path.read_text())
-  del saved["discover_when_within"]
+  del saved["discovery"]["when_within"]
   config_path.write_text(json.dumps(saved))
-  with pytest.raises(ValueError, match=r"different config \(fields \['discover_when_within'"):
+  with pytest.raises(ValueError, match=r"different config \(fields \['discovery'"):
     train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   shutil.rmtree(workdir / "checkpoints")
   with pytest.raises(ValueError, match=r"different config \(fields \['learning_rate'"):
@@ -142,7 +142,7 @@ def test_a_field_added_since_blocks_a_resume_but_not_a_start_over(tmp_path, mnis
   assert json.loads(config_path.read_text()) == saved
   summary = train_and_evaluate(tiny_cnn(mnist_dir), str(workdir))
   assert summary["resumed_from_step"] is None and summary["step"] == 4
-  assert "discover_when_within" in json.loads(config_path.read_text())
+  assert "when_within" in json.loads(config_path.read_text())["discovery"]
   assert (workdir / "checkpoints" / "4").is_dir()
 
 
@@ -603,10 +603,10 @@ def test_a_cosine_runs_length_is_not_changed_once_steps_are_done(tmp_path, mnist
 
 @pytest.mark.slow
 def test_a_discovery_run_falls_back_across_its_discovery(tmp_path, mnist_dir):
-  """discover_at_step=4 with every checkpoint from it on damaged: the fallback to step 2 (the
+  """discovery.at_step=4 with every checkpoint from it on damaged: the fallback to step 2 (the
   learned model) used to fail with "holds another model's state" on every rerun."""
   overrides = dict(model="wscnn", model_options={"channels": 4}, num_epochs=2,
-                   discover_at_step=4, discover_require_group=False, keep_checkpoints=10)
+                   discovery={"at_step": 4, "require_group": False}, keep_checkpoints=10)
   reference = tmp_path / "reference"
   train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(reference))
   workdir = tmp_path / "run"

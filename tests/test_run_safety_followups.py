@@ -258,7 +258,7 @@ def test_a_damaged_discovered_stacks_file_is_recovered_on_resume(tmp_path, mnist
   command" on every rerun. Now: the file and the discovered model's checkpoints are set aside,
   the run resumes before the discovery, redoes it and ends as an uninterrupted run."""
   overrides = dict(model="wscnn", model_options={"channels": 4}, num_epochs=2,
-                   discover_at_step=4, discover_require_group=False, keep_checkpoints=10)
+                   discovery={"at_step": 4, "require_group": False}, keep_checkpoints=10)
   workdir = tmp_path / "run"
   first = train_and_evaluate(tiny_cnn(mnist_dir, **overrides), str(workdir))
   assert first["discovery"]["step"] == 4

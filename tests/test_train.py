@@ -39,7 +39,10 @@ def tiny_config(data_dir, **overrides):
   config.progress_bar = "off"
   config.save_figures = True
   for key, value in overrides.items():
-    config[key] = value
+    if key == "discovery":  # the fields given; the others as base_config's
+      config.discovery.update(value)
+    else:
+      config[key] = value
   config.lock()
   return config
 
@@ -235,12 +238,13 @@ def test_clear_errors_and_nothing_written(tmp_path, mnist_dir):
     validate_config(tiny_config(mnist_dir, model="wscn"))
   with pytest.raises(ValueError, match="rotated_mnist"):
     validate_config(tiny_config(mnist_dir, protocol="rotmnist"))
-  with pytest.raises(ValueError, match=r"config.discover_when_within: -0.1 .* a float >= 0"):
-    validate_config(tiny_config(mnist_dir, discover_when_within=-0.1))
-  exact = tiny_config(mnist_dir, model="gcnn", discover_when_within=0.3)
+  with pytest.raises(ValueError,
+                     match=r"config.discovery.when_within: -0.1 .* a float >= 0"):
+    validate_config(tiny_config(mnist_dir, discovery={"when_within": -0.1}))
+  exact = tiny_config(mnist_dir, model="gcnn", discovery={"when_within": 0.3})
   exact.unlock()
   exact.model_options = {"channels": 4}
-  with pytest.raises(ValueError, match=r"config.discover_at_step / discover_when_within: set for "
+  with pytest.raises(ValueError, match=r"config.discovery.at_step / when_within: set for "
                                        r"model 'gcnn', which has nothing to discover"):
     train_and_evaluate(exact, str(tmp_path / "gcnn_run"))
   assert not (tmp_path / "gcnn_run").exists()

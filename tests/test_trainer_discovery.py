@@ -23,7 +23,7 @@ def test_evaluations_every_quarter_epoch(tmp_path, mnist_dir):
 
 @pytest.mark.slow
 def test_discover_then_fine_tune_and_resume(tmp_path, mnist_dir):
-  overrides = dict(limit_train=512, discover_at_step=8, discover_require_group=False,
+  overrides = dict(limit_train=512, discovery={"at_step": 8, "require_group": False},
                    save_figures=False)
   config = tiny_config(mnist_dir, num_epochs=2, **overrides)
   config.model_options.factorise, config.model_options.tie = "kronecker", "cayley"
@@ -54,8 +54,8 @@ def test_discover_and_reinitialize_restarts_from_the_initial_weights(tmp_path, m
   import jax
   from flax import nnx
   from ds_symmetry.train import restore
-  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, discover_at_step=8,
-                       discover_require_group=False, discover_reinitialize=True,
+  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512,
+                       discovery={"at_step": 8, "require_group": False, "reinitialize": True},
                        save_figures=False)  # 8 steps: the last checkpoint is the discovery's
   config.model_options.factorise, config.model_options.tie = "kronecker", "cayley"
   train_and_evaluate(config, str(tmp_path))
@@ -90,9 +90,10 @@ def _peaked_on_the_quarter_turn(monkeypatch, peak):
   monkeypatch.setattr(restore, "build_model", build_peaked)
 
 
-def _power_blend_config(mnist_dir, **overrides):
-  overrides = dict(dict(save_figures=False, discover_check_every_steps=2), **overrides)
-  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512, **overrides)  # 8 steps
+def _power_blend_config(mnist_dir, discovery=None, **overrides):
+  overrides = dict(dict(save_figures=False), **overrides)
+  config = tiny_config(mnist_dir, num_epochs=1, limit_train=512,  # 8 steps
+                       discovery=dict({"check_every_steps": 2}, **(discovery or {})), **overrides)
   config.model_options.factorise, config.model_options.tie = "kronecker", "cyclic"
   config.model_options.elements = "power_blend"
   config.model_options.constraint = "isometries"
@@ -103,7 +104,7 @@ def _power_blend_config(mnist_dir, **overrides):
 
 @pytest.mark.slow
 def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monkeypatch):
-  """``discover_when_within``: no discovery while the stack is farther than the distance; at
+  """``discovery.when_within``: no discovery while the stack is farther than the distance; at
   the first check within it, the model is rounded to its C4 G-CNN and is exactly invariant to
   quarter turns."""
   import jax
@@ -118,17 +119,17 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   assert 0.05 < distance < 0.6
 
   far = tmp_path / "far"
-  train_and_evaluate(_power_blend_config(mnist_dir, discover_when_within=distance / 2), str(far))
+  train_and_evaluate(_power_blend_config(mnist_dir, {"when_within": distance / 2}), str(far))
   assert not [r for r in read_jsonl(far / "metrics.jsonl") if r["type"] == "discovered"]
   assert not (far / "discovered_stacks.npz").exists()
 
   near = tmp_path / "near"
   summary = train_and_evaluate(
-      _power_blend_config(mnist_dir, discover_when_within=distance * 1.5,
-                          discover_reinitialize=True, save_figures=True), str(near))
+      _power_blend_config(mnist_dir, {"when_within": distance * 1.5, "reinitialize": True},
+                          save_figures=True), str(near))
   found = [r for r in read_jsonl(near / "metrics.jsonl") if r["type"] == "discovered"]
   assert len(found) == 1 and found[0]["step"] == 2
-  assert found[0]["trigger"] == "discover_when_within" and found[0]["group"] == "C4"
+  assert found[0]["trigger"] == "discovery.when_within" and found[0]["group"] == "C4"
   assert summary["discovery"]["step"] == 2
   model, _, step = restore.load_model(near)
   assert step == 8 and restore.frozen_stacks(model)
@@ -139,15 +140,16 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   assert 0.05 < np.abs(learned - restore.frozen_stacks(model)["convs/0"]).max() < 1
   assert "figures/convs_0_stack_at_discovery.png" in summary["figures"]
   text = report.format_report(str(near))
-  assert "rounded to its discovered G-CNN at step 2 (discover_when_within" in text
+  assert "rounded to its discovered G-CNN at step 2 (discovery.when_within" in text
   assert "just before the rounding (step 2)" in text
 
 
-def _selector_config(mnist_dir, **overrides):
+def _selector_config(mnist_dir, stop_after=False):
   from ds_symmetry.train.variants import model_options
   config = tiny_config(mnist_dir, num_epochs=2, limit_train=256, save_figures=False,
-                       discover_when_within=0.5, discover_check_every_steps=2,
-                       logits_learning_rate=1.0, **overrides)
+                       discovery={"when_within": 0.5, "check_every_steps": 2,
+                                  "stop_after": stop_after},
+                       logits_learning_rate=1.0)
   config.unlock()
   config.model = "subgroup_cnn"
   config.model_options = model_options("subgroup_cnn", 4)
@@ -161,7 +163,7 @@ def test_a_selector_run_commits_stops_and_resumes_as_the_exact_gcnn(tmp_path, mn
   from ds_symmetry.models.networks import ConvNet
   from ds_symmetry.nn import weight_sharing_layers
   from ds_symmetry.train import restore
-  summary = train_and_evaluate(_selector_config(mnist_dir, stop_after_discovery=True),
+  summary = train_and_evaluate(_selector_config(mnist_dir, stop_after=True),
                                str(tmp_path))
   found = summary["discovery"]
   assert found["group"] == "D4" and found["order"] == 8 and found["rebuilt"]

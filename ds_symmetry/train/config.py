@@ -24,20 +24,21 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
   batch_size, eval_batch_size    global batch sizes (divisible by the device count)
   eval_every_epochs              evaluation (and stacks.npz, analysis) every N epochs and at the end
   evals_per_epoch                evaluations per evaluated epoch (4: every quarter epoch)
-  discover_at_step               0 = off; else round the model to its discovered G-CNN at that
-                                 step (``ds_symmetry.discovery``) and fine-tune it
-  discover_when_within           0 = off; else round the model as soon as its lifting stack has
-                                 committed to a group: at a check (every
-                                 discover_check_every_steps steps) where the stack's nearest
-                                 permutations are a group of distinct elements and every element
-                                 lies within this distance (‖R − P‖_F / √d) of its permutation
-                                 (``discovery.committed_group``); whichever of this and
-                                 discover_at_step comes first
-  discover_check_every_steps     how often discover_when_within looks at the lifting stack
-  stop_after_discovery           end the run at the discovery (after its evaluation and
+  discovery.*                    rounding the model to its discovered G-CNN during training
+                                 (``ds_symmetry.discovery``), then training that on:
+    at_step                      0 = off; else round at that step
+    when_within                  0 = off; else round as soon as the model has committed: at a
+                                 check (every check_every_steps steps) where the lifting stack's
+                                 nearest permutations are a group of distinct elements and every
+                                 element lies within this distance (‖R − P‖_F / √d) of its
+                                 permutation (``discovery.committed_group``), or (subgroup_cnn)
+                                 one subgroup holds q ≥ 1 − when_within; whichever of this and
+                                 at_step comes first
+    check_every_steps            how often when_within looks at the model
+    stop_after                   end the run at the discovery (after its evaluation and
                                  checkpoint): for identification, where the answer is the result
-  discover_require_group         stop with an error if the rounded lifting stack is no group
-  discover_reinitialize          at the discovery, re-draw the weights from the model's own
+    require_group                stop with an error if the rounded lifting stack is no group
+    reinitialize                 at the discovery, re-draw the weights from the model's own
                                  initialisation (``seed``) instead of keeping the learned ones:
                                  "discover, then retrain" (the learned weights can be a worse
                                  start than a fresh draw; docs/learning_the_group.md)
@@ -69,8 +70,8 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adamw",)
 PROGRESS_BAR = ("auto", "on", "off")
 
-# Fields that set how long a run trains (stop_after_discovery: whether it ends at the rounding).
-LENGTH_FIELDS = ("num_epochs", "num_train_steps", "stop_after_discovery")
+# Fields that set how long a run trains (discovery.stop_after: whether it ends at the rounding).
+LENGTH_FIELDS = ("num_epochs", "num_train_steps", "discovery.stop_after")
 # Fields that do not change what a run computes: where data and outputs go, how often.
 BOOKKEEPING_FIELDS = ("log_every_steps", "progress_bar", "checkpoint_every_steps",
                       "keep_checkpoints", "eval_every_epochs", "evals_per_epoch", "save_figures",
@@ -112,12 +113,13 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.eval_every_epochs = 1
   config.evals_per_epoch = 1
-  config.discover_at_step = 0
-  config.discover_when_within = 0.0
-  config.discover_check_every_steps = 25
-  config.discover_require_group = True
-  config.discover_reinitialize = False
-  config.stop_after_discovery = False
+  config.discovery = ml_collections.ConfigDict()
+  config.discovery.at_step = 0
+  config.discovery.when_within = 0.0
+  config.discovery.check_every_steps = 25
+  config.discovery.require_group = True
+  config.discovery.reinitialize = False
+  config.discovery.stop_after = False
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -179,20 +181,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     if not config[name] >= 0:
       _fail(name, config[name], "a float >= 0")
   for name in ("batch_size", "eval_batch_size", "eval_every_epochs", "evals_per_epoch",
-               "checkpoint_every_steps", "discover_check_every_steps",
-               "keep_checkpoints", "log_every_steps"):
+               "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
     if not isinstance(config[name], int) or config[name] < 1:
       _fail(name, config[name], "a positive int")
-  for name in ("discover_require_group", "discover_reinitialize", "stop_after_discovery"):
-    if not isinstance(config[name], bool):
-      _fail(name, config[name], "True or False")
-  if not isinstance(config.discover_at_step, int) or config.discover_at_step < 0:
-    _fail("discover_at_step", config.discover_at_step, "an int >= 0 (0 = off)")
-  if not isinstance(config.discover_when_within, (int, float)) or isinstance(
-      config.discover_when_within, bool) or not config.discover_when_within >= 0:
-    _fail("discover_when_within", config.discover_when_within,
-          "a float >= 0 (0 = off; the largest distance of a lifting element from its "
-          "nearest permutation at which to round the model)")
+  _check_discovery_fields(config.discovery)
   if not isinstance(config.num_epochs, int) or config.num_epochs < 0:
     _fail("num_epochs", config.num_epochs, "an int >= 0")
   if not isinstance(config.num_train_steps, int) or config.num_train_steps == 0 or (
@@ -216,6 +208,29 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
             f"({num_devices}); choose a multiple of {num_devices}")
 
 
+_DISCOVERY_FIELDS = tuple(base_config().discovery.keys())
+
+
+def _check_discovery_fields(discovery) -> None:
+  """``config.discovery``'s fields: all there, none unknown, each of its type and range."""
+  keys = set(discovery.keys()) if isinstance(discovery, ml_collections.ConfigDict) else set()
+  if keys != set(_DISCOVERY_FIELDS):
+    raise ValueError(f"config.discovery: has {sorted(keys)}; expected the fields "
+                     f"{sorted(_DISCOVERY_FIELDS)} (start from base_config().discovery)")
+  if not isinstance(discovery.check_every_steps, int) or discovery.check_every_steps < 1:
+    _fail("discovery.check_every_steps", discovery.check_every_steps, "a positive int")
+  for name in ("require_group", "reinitialize", "stop_after"):
+    if not isinstance(discovery[name], bool):
+      _fail(f"discovery.{name}", discovery[name], "True or False")
+  if not isinstance(discovery.at_step, int) or discovery.at_step < 0:
+    _fail("discovery.at_step", discovery.at_step, "an int >= 0 (0 = off)")
+  if not isinstance(discovery.when_within, (int, float)) or isinstance(
+      discovery.when_within, bool) or not discovery.when_within >= 0:
+    _fail("discovery.when_within", discovery.when_within,
+          "a float >= 0 (0 = off; the largest distance of a lifting element from its "
+          "nearest permutation at which to round the model)")
+
+
 # Models that can be rounded to a discovered G-CNN: a learned lifting stack, or the selector.
 _DISCOVERABLE = ("wscnn", "wsresnet", "subgroup_cnn")
 _MNIST_PROTOCOLS = ("mnist", "rotated_mnist", "partial_rotation", "scaled_mnist")
@@ -229,27 +244,28 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
   if unknown:
     raise ValueError(f"config.protocol_options: {unknown} not accepted by protocol "
                      f"{config.protocol!r}; accepted: {sorted(accepted)}")
-  discovering = bool(config.discover_at_step or config.discover_when_within)
+  discovery = config.discovery
+  discovering = bool(discovery.at_step or discovery.when_within)
   if discovering and config.model not in _DISCOVERABLE:
     raise ValueError(
-        f"config.discover_at_step / discover_when_within: set for model {config.model!r}, "
+        f"config.discovery.at_step / when_within: set for model {config.model!r}, "
         f"which has nothing to discover; expected a model with a learned stack or the "
         f"selector, one of {list(_DISCOVERABLE)} (or set both to 0)")
   if not discovering:
-    for name in ("stop_after_discovery", "discover_reinitialize"):
-      if config[name]:
-        raise ValueError(f"config.{name}: True would be ignored: no discovery is set "
-                         f"(discover_at_step and discover_when_within are 0)")
+    for name in ("stop_after", "reinitialize"):
+      if discovery[name]:
+        raise ValueError(f"config.discovery.{name}: True would be ignored: no discovery is "
+                         f"set (discovery.at_step and discovery.when_within are 0)")
   if config.model == "subgroup_cnn":
     if config.protocol not in _MNIST_PROTOCOLS:
       raise ValueError(f"config.model: 'subgroup_cnn' needs square single-channel images; "
                        f"protocol {config.protocol!r} is not accepted; expected one of "
                        f"{list(_MNIST_PROTOCOLS)}")
-    if config.discover_at_step:
-      raise ValueError("config.discover_at_step: a subgroup_cnn commits by its distribution "
-                       "over subgroups; set discover_when_within (e.g. 0.05) instead")
-    if not config.discover_require_group:
-      raise ValueError("config.discover_require_group: False would be ignored by a "
+    if discovery.at_step:
+      raise ValueError("config.discovery.at_step: a subgroup_cnn commits by its distribution "
+                       "over subgroups; set discovery.when_within (e.g. 0.05) instead")
+    if not discovery.require_group:
+      raise ValueError("config.discovery.require_group: False would be ignored by a "
                        "subgroup_cnn (its answer is always a group)")
   _check_stack_options(config)
   shape = protocol_image_shape(config)
@@ -337,6 +353,9 @@ def renamed_field(flag: str) -> str | None:
   if match is None:
     return None
   field, value = match.groups()
+  if field in run_files.LEGACY_DISCOVERY:
+    return (f"--config.{field} is now --config.discovery.{run_files.LEGACY_DISCOVERY[field]} "
+            f"(the discovery settings are one block, config.discovery)")
   if field == "model_options.sharing":
     pair = run_files.LEGACY_SHARING.get(value or "")
     new = ("--config.model_options.factorise=... --config.model_options.tie=..."
@@ -418,13 +437,23 @@ def _first_line(error: BaseException) -> str:
 
 def config_differences(saved: dict, current: dict, *,
                        recorded_only: bool = False) -> tuple[list[str], list[str]]:
-  """``(harmless, breaking)``: the top-level fields in which two config dicts differ, split by
+  """``(harmless, breaking)``: the fields in which two config dicts differ, split by
   :data:`RESUMABLE_CHANGES` (``run_files.diff_configs``; ``recorded_only``: ignore fields the
-  saved config does not have, as for a finished run recorded before they existed)."""
-  keys = sorted({key.split(".")[0] for key, _, _ in
+  saved config does not have, as for a finished run recorded before they existed). A field is
+  named by its top-level key (``model_options``), or by its dotted name where that is what
+  :data:`RESUMABLE_CHANGES` lists (``discovery.stop_after``)."""
+  keys = sorted({_field_name(key) for key, _, _ in
                  run_files.diff_configs(saved, current, recorded_only=recorded_only)})
   return ([k for k in keys if k in RESUMABLE_CHANGES],
           [k for k in keys if k not in RESUMABLE_CHANGES])
+
+
+def _field_name(dotted: str) -> str:
+  """The name :func:`config_differences` gives a differing dotted field."""
+  for name in RESUMABLE_CHANGES:
+    if dotted == name or dotted.startswith(name + "."):
+      return name
+  return dotted.split(".")[0]
 
 
 def workdir_config_differences(workdir: str, saved: dict,

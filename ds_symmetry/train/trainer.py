@@ -11,8 +11,8 @@ A run writes its workdir's files through ``ds_symmetry.run_files`` (names and fo
                        ``keep_checkpoints``; see ``checkpointing``); rejected ones go to
                        rejected_checkpoints/
   stacks.npz           every weight-sharing layer's stack at the latest evaluation
-  discovered_stacks.npz  the frozen stacks, once a run is rounded (``discover_at_step`` or
-                       ``discover_when_within``); one that does not read is set aside as
+  discovered_stacks.npz  the frozen stacks, once a run is rounded (``discovery.at_step`` or
+                       ``discovery.when_within``); one that does not read is set aside as
                        discovered_stacks.damaged.npz on resume, with the discovered model's
                        checkpoints, and the run redoes the discovery from the checkpoint before it
   figures/*.png        learned stacks and lifting-kernel orbits (at the end)
@@ -372,7 +372,7 @@ class _Run:
     self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
     self.parameters = count_parameters(model)
     self._build(model)
-    if (config.discover_when_within and self.discovery is None
+    if (config.discovery.when_within and self.discovery is None
         and not isinstance(model, SubgroupSelector)):
       self._lifting_stack_name()  # a model without one fails here, not at the first check
     replicated = NamedSharding(self.mesh, P())
@@ -519,8 +519,8 @@ class _Run:
     self._save_checkpoint()
 
   def _stopped_at_discovery(self) -> bool:
-    """``stop_after_discovery`` and the model has been rounded."""
-    return bool(self.config.stop_after_discovery and self.discovery is not None)
+    """``discovery.stop_after`` and the model has been rounded."""
+    return bool(self.config.discovery.stop_after and self.discovery is not None)
 
   def _train_step(self, order: np.ndarray, epoch: int) -> None:
     config = self.config
@@ -593,36 +593,36 @@ class _Run:
     return float(jax.device_get(results["test_accuracy"]))
 
   def _discovery_due(self) -> bool:
-    """At ``discover_at_step``, or (``discover_when_within``) at a check step where the model
-    has committed: a learned lifting stack to a group (``discovery.committed_group``), a
-    ``SubgroupSelector`` to one subgroup (``1 − max q ≤ discover_when_within``)."""
-    config = self.config
-    if self.step == config.discover_at_step:
+    """At ``discovery.at_step``, or (``discovery.when_within``) at a check step where the
+    model has committed: a learned lifting stack to a group (``discovery.committed_group``), a
+    ``SubgroupSelector`` to one subgroup (``1 − max q ≤ discovery.when_within``)."""
+    config = self.config.discovery
+    if self.step == config.at_step:
       return True
-    if not config.discover_when_within or self.step % config.discover_check_every_steps:
+    if not config.when_within or self.step % config.check_every_steps:
       return False
     if self.is_selector:
       model = self.steps.train_state(self.state).model
-      return model.committed_subgroup(config.discover_when_within) is not None
+      return model.committed_subgroup(config.when_within) is not None
     from ds_symmetry.discovery import committed_group  # pylint: disable=import-outside-toplevel
     name = self._lifting_stack_name()
     stack = np.asarray(jax.device_get(self.steps.stacks(self.state)[name]))
     return committed_group(stack, self.metadata[name]["kernel_size"],
-                           config.discover_when_within) is not None
+                           config.when_within) is not None
 
   def _lifting_stack_name(self) -> str:
-    """The learned lifting layer's stack name (``discover_when_within`` watches it)."""
+    """The learned lifting layer's stack name (``discovery.when_within`` watches it)."""
     names = [name for name, info in self.metadata.items()
              if info["learned"] and info["kind"] == "lift"]
     if not names:
-      raise ValueError(f"config.discover_when_within: {self.config.discover_when_within!r} "
+      raise ValueError(f"config.discovery.when_within: {self.config.discovery.when_within!r} "
                        f"needs a model with a learned lifting layer; model "
                        f"{self.config.model!r} has none (set it to 0)")
     return names[0]
 
   def _discover(self) -> None:
     """Rounds the model to its discovered G-CNN (``ds_symmetry.discovery``) and trains that on:
-    same weights (or, with ``discover_reinitialize``, the model's initial ones), batch
+    same weights (or, with ``discovery.reinitialize``, the model's initial ones), batch
     statistics, step and running metrics; a fresh optimizer."""
     from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
     self._check_pending()
@@ -630,19 +630,20 @@ class _Run:
     learned = {name: stack for name, stack in self._stacks().items()
                if self.metadata[name]["learned"]}
     current = self.steps.train_state(self.state)
-    found = discover_gcnn(current.model, require_group=self.config.discover_require_group,
+    settings = self.config.discovery
+    found = discover_gcnn(current.model, require_group=settings.require_group,
                           build=functools.partial(restore.exact_model, self.config,
                                                   self.protocol.num_classes))
     record = dict(found.record(), step=self.step, test_accuracy_before=before,
                   wall_s=time.time() - self.start_time,
-                  trigger=("discover_at_step" if self.step == self.config.discover_at_step
-                           else "discover_when_within"))
+                  trigger=("discovery.at_step" if self.step == settings.at_step
+                           else "discovery.when_within"))
     model = found.model
-    if self.config.discover_reinitialize and not found.rebuilt:
+    if settings.reinitialize and not found.rebuilt:
       # The discovered group, fresh weights: the model as the run's seed first drew it.
       model = restore.build_model(self.config, self.protocol.num_classes,
                                   (restore.frozen_stacks(found.model), record))
-    record["reinitialized"] = bool(self.config.discover_reinitialize or found.rebuilt)
+    record["reinitialized"] = bool(settings.reinitialize or found.rebuilt)
     self._build(model, carried=current)
     record["test_accuracy_after"] = self._test_accuracy()
     self._save_checkpoint()
