@@ -147,6 +147,23 @@ def test_stack_options_that_do_not_fit_are_refused_naming_the_fields(options, me
     validate_config(config)
 
 
+def test_a_config_with_options_the_study_saw_fail_validates_with_one_warning_line(
+    monkeypatch, caplog):
+  from ds_symmetry.nn.stacks import EXPERIMENTAL_OPTIONS
+  from ds_symmetry.train import config as config_lib
+  monkeypatch.setattr(config_lib, "_WARNED", set())
+  config = load("rotated_mnist").get_config("wscnn")
+  config.model_options.update(factorise="kronecker", tie="shared", constraint="softmax")
+  with caplog.at_level("WARNING"):
+    validate_config(config)
+    validate_config(config)  # main, the trainer and its run each validate: still one line
+    validate_config(load("default").get_config())  # the recipe: nothing experimental
+  lines = [r.getMessage() for r in caplog.records if "experimental" in r.getMessage()]
+  assert len(lines) == 1 and "\n" not in lines[0]
+  assert "tie='shared'" in lines[0] and "constraint='softmax'" in lines[0]
+  assert EXPERIMENTAL_OPTIONS["tie='shared'"] in lines[0]
+
+
 def test_a_config_recorded_with_old_field_names_reads_back_as_the_same_config(tmp_path):
   """config.json / results.json written before factorise / tie and config.discovery
   (committed results, old workdirs) hold model_options.sharing and top-level discover_*

@@ -55,6 +55,7 @@ from __future__ import annotations
 import re
 
 import ml_collections
+from absl import logging
 from ml_collections import config_dict
 
 from ds_symmetry import run_files
@@ -200,6 +201,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     if config[name] is not None and (not isinstance(config[name], int) or config[name] < 1):
       _fail(name, config[name], "None or a positive int")
   _check_cross_field_rules(config)
+  _warn_experimental(config)
   if num_devices is not None:
     for name in ("batch_size", "eval_batch_size"):
       if config[name] % num_devices:
@@ -229,6 +231,26 @@ def _check_discovery_fields(discovery) -> None:
     _fail("discovery.when_within", discovery.when_within,
           "a float >= 0 (0 = off; the largest distance of a lifting element from its "
           "nearest permutation at which to round the model)")
+
+
+_WARNED: set[str] = set()  # experimental-option warnings already logged by this process
+
+
+def _warn_experimental(config: ml_collections.ConfigDict) -> None:
+  """One warning line (once per process) naming the options ``config`` uses that the study saw
+  fail (``nn.stacks.options.EXPERIMENTAL_OPTIONS``): allowed, kept reproducible, not advised."""
+  options = config.model_options.to_dict() if config.model_options is not None else {}
+  learned = {"factorise", "tie", "elements"} & set(options)  # else no learned stack
+  chosen = stack_options.experimental_choices(options if learned else {},
+                                              config.isometry_weight)
+  if not chosen:
+    return
+  line = ("config uses experimental option(s), which the study saw fail to learn a group "
+          "(docs/guide/stacks.md): " + "; ".join(
+              f"{name}: {stack_options.EXPERIMENTAL_OPTIONS[name]}" for name in chosen))
+  if line not in _WARNED:
+    _WARNED.add(line)
+    logging.warning(line)
 
 
 # Models that can be rounded to a discovered G-CNN: a learned lifting stack, or the selector.

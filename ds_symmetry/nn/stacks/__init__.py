@@ -30,17 +30,19 @@ from ds_symmetry.nn.stacks.base import (CONSTRAINTS, FixedStack, LearnedMatrices
 from ds_symmetry.nn.stacks.fixed import ExactGroup, FrozenStack
 from ds_symmetry.nn.stacks.independent import IndependentElements
 from ds_symmetry.nn.stacks.kronecker import KroneckerFactors
-from ds_symmetry.nn.stacks.options import (ELEMENTS, FACTORISATIONS, SHARINGS, STRUCTURES,
-                                           TIES, check_group_options, check_lift_options,
-                                           check_structure, group_sharing, group_stack,
+from ds_symmetry.nn.stacks.options import (ELEMENTS, EXPERIMENTAL_OPTIONS, FACTORISATIONS,
+                                           SHARINGS, STRUCTURES, TIES, check_group_options,
+                                           check_lift_options, check_structure,
+                                           experimental_choices, group_sharing, group_stack,
                                            lift_stack)
 from ds_symmetry.nn.stacks.powers import GeneratorPowers, PowerBlend
 from ds_symmetry.nn.stacks.tied import TiedCayleyFactors, TiedCyclicFactors, TiedFactors
 
 __all__ = [
-    "CONSTRAINTS", "ELEMENTS", "FACTORISATIONS", "SHARINGS", "STRUCTURES", "TIES",
+    "CONSTRAINTS", "ELEMENTS", "EXPERIMENTAL_OPTIONS", "FACTORISATIONS", "SHARINGS",
+    "STRUCTURES", "TIES",
     "ExactGroup", "FixedStack", "FrozenStack", "GeneratorPowers", "IndependentElements", "KroneckerFactors", "LearnedMatrices",
     "PowerBlend", "RepresentationLogits", "StackParameterisation", "TiedCayleyFactors",
     "TiedCyclicFactors", "TiedFactors", "check_group_options", "check_lift_options",
-    "check_structure", "group_sharing", "group_stack", "lift_stack",
+    "check_structure", "experimental_choices", "group_sharing", "group_stack", "lift_stack",
 ]

@@ -6,7 +6,8 @@ parameterisation is a module in this package plus one entry here; no layer chang
 Models and configs name a group convolution's stack by two orthogonal options (``factorise``:
 what the stack is a product of; ``tie``: what its factors are tied to); :data:`STRUCTURES` maps
 each ``WSGroupConv(sharing=...)`` value to its one pair and :func:`group_sharing` the pair
-back.
+back. :data:`EXPERIMENTAL_OPTIONS` lists the choices the study saw fail (kept, and warned
+about by the config validator).
 """
 
 from __future__ import annotations
@@ -40,6 +41,39 @@ STRUCTURES = {"full": ("none", "none"), "kronecker": ("kronecker", "none"),
               "tied_cayley": ("kronecker", "cayley"), "tied_cyclic": ("kronecker", "cyclic")}
 # Lifting-layer ``elements`` whose stack is the powers of one generator (``tie="cyclic"``).
 POWER_ELEMENTS = ("powers", "power_blend")
+
+# What the study (docs/learning_the_group.md) ran and saw fail to learn a group. Kept so its
+# grids stay reproducible, and allowed, but experimental: the config validator logs one warning
+# line naming them. Each: what the study found, and the commit that recorded its runs
+# (docs/guide/stacks.md, "Experimental options").
+EXPERIMENTAL_OPTIONS = {
+    "tie='spatial'": "no group in 2 epochs (same_budget row tied, ff86c5e)",
+    "tie='shared'": "no group in 2 epochs (same_budget row tied_shared, 9688215)",
+    "tie='cayley' with elements='independent'": (
+        "no group: independent elements sharpen onto one transformation (same_budget row "
+        "tied_cayley, 514207f; settings search, 4f3fe80)"),
+    "elements='powers'": ("C4 in 4 of 7 runs at 16 channels, in none of 5 at 32 (a reflection "
+                          "or the identity; settings search pwz32_*, ea9dbad); "
+                          "elements='power_blend' replaces it"),
+    "constraint='softmax'": "no group (same_budget row ablation_softmax, 3ca449b)",
+    "constraint='none'": "no group, diverging powers (same_budget row ablation_none, d58095c)",
+    "isometry_weight > 0": ("no group (same_budget row tied_cayley_iso, 3042a70; settings "
+                            "search tc_iso*, 4f3fe80)"),
+}
+
+
+def experimental_choices(options: dict, isometry_weight: float = 0.0) -> list[str]:
+  """The :data:`EXPERIMENTAL_OPTIONS` that a learned model's ``options`` (``create_model``'s,
+  defaults where absent) and a config's ``isometry_weight`` choose, in that dict's order."""
+  tie = options.get("tie", "none")
+  elements = options.get("elements", "independent")
+  chosen = {f"tie={tie!r}", f"elements={elements!r}",
+            f"constraint={options.get('constraint', 'sinkhorn')!r}"}
+  if tie == "cayley" and elements == "independent":
+    chosen.add("tie='cayley' with elements='independent'")
+  if isometry_weight > 0:
+    chosen.add("isometry_weight > 0")
+  return [name for name in EXPERIMENTAL_OPTIONS if name in chosen]
 
 
 def check_lift_options(elements: str, fix_identity: bool, constraint: str) -> None:
