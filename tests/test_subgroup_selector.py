@@ -57,8 +57,9 @@ def test_the_selection_gradient_is_q_times_the_centred_score():
   selector.logits[...] = jax.random.normal(jax.random.key(2), (10,))
   x = jax.random.normal(jax.random.key(3), (8, 7, 7, 1))
   labels = jnp.arange(8) % 10
-  grads = nnx.grad(lambda m: m.objective(x, labels)[0],
-                   argnums=nnx.DiffState(0, nnx.OfType(type(selector.logits))))(selector)
+  grads = nnx.jit(nnx.grad(lambda m: m.objective(x, labels)[0],
+                           argnums=nnx.DiffState(0, nnx.OfType(type(selector.logits)))))(
+                               selector)
   q = np.asarray(selector.probabilities(), np.float64)
   views = np.stack([np.asarray(selector.backbone(ops.apply_element("D4", g, x, axes=(1, 2))),
                                np.float64) for g in range(8)])        # f(g·x): [8, B, K]
