@@ -10,11 +10,11 @@ stack, each followed by the same single convolution:
 * ``exact_dense`` — our G-CNN path: the same permutations as dense 0/1 matrices through the
   weight-sharing einsum, O(|G|·C_out·C_in·(|G|k²)²);
 * ``weight_sharing`` — learned logits → Sinkhorn (20 iterations) → einsum (the WS layer).
-* ``kronecker`` — the factorised layer (``sharing="kronecker"``): logits ``A [G, G, G]`` and
+* ``kronecker`` — the factorised layer (``factorise="kronecker"``): logits ``A [G, G, G]`` and
   ``B [G, k², k²]`` → Sinkhorn → ``ops.structure.kronecker_group_kernels`` (never the
   ``[G, G·k², G·k²]`` stack);
 * ``tied_cayley`` — ``B`` only (in a network: the lifting layer's), ``A`` derived from B's
-  soft Cayley table (``sharing="tied_cayley"``).
+  soft Cayley table (``factorise="kronecker", tie="cayley"``).
 
 For |G| = 8, 16 there is no exact rotation group on a pixel grid; random permutations stand in
 (the cost does not depend on which permutation is applied). Memory is XLA's compiled-memory

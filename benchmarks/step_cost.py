@@ -5,7 +5,8 @@
 The trainer's jitted step (rotated-MNIST augmentation, forward, backward, AdamW; batch 64) of
 the ``wscnn`` at 32 and 64 channels (× |G| = 4), with the paper's full stacks and the
 factorised ones of issue #6 (``factorise="kronecker"`` with ``tie="none"`` or ``"cayley"``:
-the group layers' ``sharing="kronecker"``, ``"tied_cayley"``). ``compile_s``: wall
+rows labelled by the pairs' old single names, ``kronecker`` and ``tied_cayley``, in the
+``sharing`` column, as in the tables already recorded). ``compile_s``: wall
 time of ``jit(...).lower(...).compile()`` (tracing included); ``peak_MiB``: XLA's compiled
 memory analysis (arguments + outputs + scratch); ``step_ms``: median over a few steps (calls
 alternate between the variants of one width). Quick mode: batch 8, 8 and 16 channels.
@@ -32,7 +33,7 @@ def run(quick: bool = False) -> list[dict]:
     setups, block = [], []
     for sharing in SHARINGS:
       options = {"channels": channels}
-      if sharing != "full":  # the group layers' name for (factorise, tie)
+      if sharing != "full":  # the old single name's (factorise, tie)
         options["factorise"], options["tie"] = stacks.STRUCTURES[sharing]
       setup = training.StepSetup("wscnn", protocol, batch, options)
       start = time.perf_counter()

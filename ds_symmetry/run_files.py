@@ -469,7 +469,7 @@ def config_as_dict(config) -> dict:
 # read back (read_config, read_results), so a recorded run is the same config as today's.
 # model_options.sharing (one name for two choices) became factorise (what the group layers'
 # stack is a product of) and tie (what its factors are tied to); every old value is one pair
-# (the group layer still calls the pair sharing: nn.stacks.STRUCTURES, tested to agree).
+# (the layers take the pair too; nn.stacks.STRUCTURES holds the same table, tested to agree).
 LEGACY_SHARING = {"full": ("none", "none"), "kronecker": ("kronecker", "none"),
                   "tied": ("kronecker", "spatial"), "tied_shared": ("kronecker", "shared"),
                   "tied_cayley": ("kronecker", "cayley"), "tied_cyclic": ("kronecker", "cyclic")}

@@ -289,25 +289,47 @@ def test_options_name_one_parameterisation_each():
   lift = {e: type(stacks.lift_stack(e, matrices, 4, 3, 2)) for e in stacks.ELEMENTS}
   assert lift == {"independent": stacks.IndependentElements,
                   "powers": stacks.GeneratorPowers, "power_blend": stacks.PowerBlend}
-  group = {s: stacks.group_stack(s, matrices, 4, 3, 2, 0.05) for s in stacks.SHARINGS}
+  group = {s: stacks.group_stack(*pair, matrices, 4, 3, 2, 0.05)
+           for s, pair in stacks.STRUCTURES.items()}
   assert {s: type(p) for s, p in group.items()} == {
       "full": stacks.IndependentElements, "kronecker": stacks.KroneckerFactors,
       "tied": stacks.TiedFactors, "tied_shared": stacks.TiedFactors,
       "tied_cayley": stacks.TiedCayleyFactors, "tied_cyclic": stacks.TiedCyclicFactors}
   assert group["tied_shared"].shared and not group["tied"].shared
   with pytest.raises(ValueError, match="needs a 2-D kernel grid"):
-    stacks.group_stack("kronecker", matrices, 4, 3, 3, 0.05)
+    stacks.group_stack("kronecker", "none", matrices, 4, 3, 3, 0.05)
 
 
-def test_every_sharing_is_one_factorise_tie_pair_and_recorded_names_translate_to_it():
+def test_every_old_sharing_name_is_one_valid_factorise_tie_pair_and_recorded_names_translate():
   from ds_symmetry import run_files
   assert sorted(stacks.STRUCTURES) == sorted(stacks.SHARINGS)
   assert len(set(stacks.STRUCTURES.values())) == len(stacks.SHARINGS)
-  for sharing, (factorise, tie) in stacks.STRUCTURES.items():
-    assert factorise in stacks.FACTORISATIONS and tie in stacks.TIES
-    assert stacks.group_sharing(factorise, tie) == sharing
+  for factorise, tie in stacks.STRUCTURES.values():
+    stacks.check_structure(factorise, tie)
   # config.json files recorded with model_options.sharing read back as the same pair
   assert run_files.LEGACY_SHARING == stacks.STRUCTURES
+
+
+def test_layer_networks_and_create_model_refuse_sharing_in_one_line_naming_the_pair():
+  """The layer, the networks and create_model take factorise / tie; the old single name is
+  refused with the pair to pass instead (an unknown old name: the options to choose from)."""
+  from ds_symmetry.models import create_model
+  from ds_symmetry.models.networks import ConvNet
+  builders = {
+      "WSGroupConv": lambda value: WSGroupConv(2, 2, 3, sharing=value, rngs=nnx.Rngs(0)),
+      "ConvNet": lambda value: ConvNet("learned", num_classes=10, channels=2,
+                                       ws_options={"sharing": value}, rngs=nnx.Rngs(0)),
+      "create_model": lambda value: create_model("wscnn", num_classes=10, sharing=value,
+                                                 rngs=nnx.Rngs(0)),
+  }
+  for name, build in builders.items():
+    with pytest.raises(ValueError) as info:
+      build("tied_cayley")
+    message = str(info.value)
+    assert "\n" not in message, name
+    assert "factorise='kronecker', tie='cayley'" in message, (name, message)
+    with pytest.raises(ValueError, match=r"factorise \(one of .*\) and tie \(one of"):
+      build("tied_spatial")
 
 
 def test_option_checks_name_the_argument():
@@ -317,16 +339,16 @@ def test_option_checks_name_the_argument():
     stacks.check_lift_options("powers", False, "sinkhorn")
   with pytest.raises(ValueError, match="needs constraint='isometries'"):
     stacks.check_lift_options("power_blend", True, "sinkhorn")
-  with pytest.raises(ValueError, match="sharing must be one of"):
-    stacks.check_group_options("shared", 0.05)
+  with pytest.raises(ValueError, match="factorise must be one of"):
+    stacks.check_group_options("shared", "none", 0.05)
   with pytest.raises(ValueError, match="cayley_temperature must be > 0"):
-    stacks.check_group_options("full", 0.0)
+    stacks.check_group_options("none", "none", 0.0)
   with pytest.raises(ValueError, match="factorise must be one of"):
     stacks.check_structure("tied", "none")
   with pytest.raises(ValueError, match="tie must be one of"):
     stacks.check_structure("kronecker", "tied_cayley")
   with pytest.raises(ValueError, match="tie='cayley' .* needs factorise='kronecker'"):
-    stacks.group_sharing("none", "cayley")
+    stacks.check_group_options("none", "cayley", 0.05)
 
 
 def test_learned_exact_and_frozen_layers_share_one_code_path():
@@ -341,7 +363,7 @@ def test_learned_exact_and_frozen_layers_share_one_code_path():
   assert isinstance(learned.parameterisation, stacks.FrozenStack) and learned.logits is None
   x = jax.random.normal(KEY, (2, 7, 7, 1))
   np.testing.assert_array_equal(learned(x), exact(x))
-  group = WSGroupConv(2, 2, 3, sharing="kronecker", rngs=nnx.Rngs(0))
+  group = WSGroupConv(2, 2, 3, factorise="kronecker", rngs=nnx.Rngs(0))
   assert isinstance(group.parameterisation, stacks.KroneckerFactors)
   assert {"group_logits", "spatial_logits"} <= {
       str(path[0]) for path, _ in nnx.to_flat_state(nnx.state(group))}

@@ -58,7 +58,7 @@ def _set_logits(logits_variable, matrices):
 def test_kronecker_layer_with_exact_factors_is_the_exact_group_layer(group_name):
   order, k = groups.group_order(group_name), 3
   rngs = nnx.Rngs(0)
-  learned = WSGroupConv(2, 3, k, num_elements=order, sharing="kronecker", rngs=rngs)
+  learned = WSGroupConv(2, 3, k, num_elements=order, factorise="kronecker", rngs=rngs)
   exact = WSGroupConv(2, 3, k, group=group_name, rngs=nnx.Rngs(1))
   exact.weight[...] = learned.weight[...]
   _set_logits(learned.group_logits, groups.regular_permutations(group_name)[1:])
@@ -201,17 +201,18 @@ def test_constraints_start_from_the_same_stack_and_keep_their_marginals(constrai
 
 
 def test_bad_options_name_the_argument():
-  with pytest.raises(ValueError, match="sharing"):
-    WSGroupConv(2, 2, 3, sharing="shared", rngs=nnx.Rngs(0))
-  with pytest.raises(ValueError, match="spatial_source"):
-    WSGroupConv(2, 2, 3, sharing="tied", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="tie must be one of"):
+    WSGroupConv(2, 2, 3, factorise="kronecker", tie="tied", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="tie='spatial' needs spatial_source"):
+    WSGroupConv(2, 2, 3, factorise="kronecker", tie="spatial", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="constraint"):
     WSLiftConv(2, 2, 3, constraint="rows", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="kernel_mask"):
     WSLiftConv(2, 2, 3, kernel_mask="circle", rngs=nnx.Rngs(0))
   lift = WSLiftConv(2, 2, 5, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="kernel_size=3"):
-    WSGroupConv(2, 2, 3, sharing="tied_cayley", spatial_source=lift, rngs=nnx.Rngs(0))
+    WSGroupConv(2, 2, 3, factorise="kronecker", tie="cayley", spatial_source=lift,
+                rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="do not apply to the exact model"):
     create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), factorise="kronecker", tie="spatial")
 
@@ -430,7 +431,7 @@ def test_powers_option_is_checked():
   with pytest.raises(ValueError, match="fix_identity=True"):
     WSLiftConv(1, 2, 5, elements="power_blend", constraint="isometries", fix_identity=False,
                rngs=nnx.Rngs(0))
-  with pytest.raises(ValueError, match="sharing='tied_cyclic' needs a lifting layer whose"):
+  with pytest.raises(ValueError, match="tie='cyclic' needs a lifting layer whose"):
     create_model("wscnn", num_classes=10, rngs=nnx.Rngs(0), channels=3, num_blocks=3,
                  factorise="kronecker", tie="cyclic")
   with pytest.raises(ValueError, match="order must be a positive int"):

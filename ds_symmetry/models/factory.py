@@ -27,7 +27,8 @@ Sinkhorn and logits stay float32), and the weight-sharing layer options ``fix_id
 layers' ``factorise`` (``"none"``, ``"kronecker"``: ``R_g = A_g ⊗ B_g``) and ``tie`` (``"none"``;
 ``B`` the lifting layer's stack with ``A`` the layer's own ``"spatial"``, shared ``"shared"``,
 from ``B``'s Cayley table ``"cayley"`` or the cyclic shifts ``"cyclic"``; needs
-``factorise="kronecker"``; ``nn.stacks.STRUCTURES`` maps them to ``WSGroupConv``'s ``sharing``),
+``factorise="kronecker"``; as ``WSGroupConv``'s own; ``nn.stacks.STRUCTURES`` maps the old
+single ``sharing`` name to its pair),
 ``cayley_temperature`` and ``elements`` (lifting layer: ``"independent"``,
 ``"powers"`` of one learned generator, or ``"power_blend"``); ``kernel_mask``
 (``"none"``/``"disk"``) and ``weight_init`` (``"reference"``/``"se2cnn"``) apply to the exact
@@ -45,7 +46,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ds_symmetry.models.networks import ConvNet, ResNet
-from ds_symmetry.nn.stacks.options import group_sharing
+from ds_symmetry.nn.stacks.options import check_structure, renamed_sharing
 from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 
 _WS_OPTIONS = ("fix_identity", "logits_init", "identity_scale", "sinkhorn_iters",
@@ -127,9 +128,7 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
     raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
   network, family, defaults = _MODELS[name]
   if "sharing" in options:
-    raise ValueError(f"sharing: {options['sharing']!r} is not an option of create_model; a group "
-                     f"layer's stack is named by factorise and tie (nn.stacks.STRUCTURES: "
-                     f"sharing='tied_cayley' is factorise='kronecker', tie='cayley')")
+    raise ValueError(renamed_sharing(options["sharing"]))
   allowed = set(_NETWORK_OPTIONS[network]) | set(_WS_OPTIONS)
   unknown = sorted(set(options) - allowed)
   if unknown:
@@ -153,9 +152,8 @@ def create_model(name: str, *, num_classes: int, rngs: nnx.Rngs, **options) -> n
 
   merged = dict(defaults, **options)
   ws_options = {key: merged.pop(key) for key in _WS_OPTIONS if key in merged}
-  if "factorise" in ws_options or "tie" in ws_options:  # the group layers' one name for both
-    ws_options["sharing"] = group_sharing(ws_options.pop("factorise", "none"),
-                                          ws_options.pop("tie", "none"))
+  if "factorise" in ws_options or "tie" in ws_options:  # before any layer is built
+    check_structure(ws_options.get("factorise", "none"), ws_options.get("tie", "none"))
   merged["compute_dtype"] = _compute_dtype(merged.get("compute_dtype"))
   channels = merged.get("channels")
   if not isinstance(channels, int) or channels < 1:

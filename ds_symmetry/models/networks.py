@@ -20,6 +20,7 @@ from flax import nnx
 
 from ds_symmetry.nn.norms import ChannelBatchNorm, ChannelLayerNorm, GroupLayerNorm
 from ds_symmetry.nn.plain import ChannelLinear, torch_conv, torch_linear
+from ds_symmetry.nn.stacks import renamed_sharing
 from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
 from ds_symmetry.ops.normalization import spatial_max_pool
 
@@ -29,18 +30,21 @@ FAMILIES = ("plain", "exact", "learned")
 class _LayerFactory:
   """Builds the first (lifting) and hidden convolutions of one family.
 
-  ``ws_options`` may hold the lifting layer's ``elements`` and the group layers' ``sharing``
-  (and ``cayley_temperature``); with a
-  tied sharing the factory hands every group layer the lifting layer it builds first (and,
-  for ``"tied_shared"``, the first group layer's ``A`` logits)."""
+  ``ws_options`` may hold the lifting layer's ``elements`` and the group layers'
+  ``factorise``, ``tie`` and ``cayley_temperature``; with a ``tie`` other than ``"none"`` the
+  factory hands every group layer the lifting layer it builds first (and, for
+  ``tie="shared"``, the first group layer's ``A`` logits: that layer owns them and is built
+  with ``tie="spatial"``)."""
 
-  _GROUP_ONLY = ("sharing", "cayley_temperature")
+  _GROUP_ONLY = ("factorise", "tie", "cayley_temperature")
   _LIFT_ONLY = ("elements",)
 
   def __init__(self, family: str, *, group: Optional[str], num_elements: int,
                ws_options: dict[str, Any], compute_dtype, rngs: nnx.Rngs):
     if family not in FAMILIES:
       raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
+    if "sharing" in ws_options:
+      raise ValueError(renamed_sharing(ws_options["sharing"]))
     self.family, self.rngs, self.compute_dtype = family, rngs, compute_dtype
     self.ws_kwargs = dict(ws_options, compute_dtype=compute_dtype)
     self.group_kwargs = {key: self.ws_kwargs.pop(key) for key in self._GROUP_ONLY
@@ -49,10 +53,11 @@ class _LayerFactory:
                         if key in self.ws_kwargs}
     if family == "exact":
       self.ws_kwargs.update(group=group, num_elements=None)
-      self.group_kwargs.pop("sharing", None)
+      self.group_kwargs.pop("factorise", None)
+      self.group_kwargs.pop("tie", None)
     elif family == "learned":
       self.ws_kwargs.update(group=None, num_elements=num_elements)
-    self.sharing = self.group_kwargs.get("sharing", "full")
+    self.tie = self.group_kwargs.get("tie", "none")
     self.lifting, self.shared_group_logits = None, None
 
   def first(self, c_in, c_out, k, padding):
@@ -68,15 +73,15 @@ class _LayerFactory:
       return torch_conv(c_in, c_out, k, padding=padding, compute_dtype=self.compute_dtype,
                         rngs=self.rngs)
     kwargs = dict(self.ws_kwargs, **self.group_kwargs)
-    if self.sharing.startswith("tied"):
+    if self.tie != "none":
       kwargs["spatial_source"] = self.lifting
-      if self.sharing == "tied_shared":
+      if self.tie == "shared":
         if self.shared_group_logits is None:
-          kwargs["sharing"] = "tied"  # the first group layer owns the shared A
+          kwargs["tie"] = "spatial"  # the first group layer owns the shared A
         else:
           kwargs["group_logits_source"] = self.shared_group_logits
     layer = WSGroupConv(c_in, c_out, k, padding=padding, rngs=self.rngs, **kwargs)
-    if self.sharing == "tied_shared" and self.shared_group_logits is None:
+    if self.tie == "shared" and self.shared_group_logits is None:
       self.shared_group_logits = layer.group_logits
     return layer
 
@@ -105,7 +110,9 @@ class ConvNet(nnx.Module):
   """The MNIST "simple 5-block CNN": ``num_blocks`` × (conv → layer norm → ReLU), kernel 5,
   'VALID' padding (28 → 24 → 20 → 16 → 12 → 8), global mean over space and group, Linear.
 
-  Input ``[B, H, W, in_channels]``; output logits ``[B, num_classes]``."""
+  Input ``[B, H, W, in_channels]``; output logits ``[B, num_classes]``. ``ws_options``: the
+  weight-sharing layers' options (``create_model``'s: ``elements``, ``factorise``, ``tie``,
+  ``constraint``, …)."""
 
   def __init__(self, family: str, *, num_classes: int, channels: int, in_channels: int = 1,
                num_blocks: int = 5, kernel_size: int = 5, padding: str = "VALID",

@@ -123,8 +123,8 @@ def _layer_entries(layer: nnx.Module) -> dict[str, tuple[str, tuple[int, ...]]]:
       raise ValueError("import_reference_weights: exact (G-CNN) layers are not supported; the "
                        "reference's G-CNN uses another layer library")
     # Layer options the reference does not have (when this version of the layer offers them).
-    for option, reference_value in (("sharing", "full"), ("constraint", "sinkhorn"),
-                                    ("kernel_mask", "none")):
+    for option, reference_value in (("factorise", "none"), ("tie", "none"),
+                                    ("constraint", "sinkhorn"), ("kernel_mask", "none")):
       value = getattr(layer, option, reference_value)
       if value != reference_value:
         raise ValueError(f"import_reference_weights: a layer with {option}={value!r} has no "

@@ -10,8 +10,9 @@ Both layers own canonical kernels ``θ`` and a representation stack ``R`` and co
 * frozen after learning (:meth:`freeze_stack`, a :class:`FixedStack`): e.g. the exact stacks of
   the G-CNN a learned network was rounded to (``ds_symmetry.discovery``).
 
-Group layers can structure a learned stack (``sharing``: Kronecker factors, tied to the lifting
-layer, factors from its Cayley table; see :class:`WSGroupConv`), and every learned matrix can be
+Group layers can structure a learned stack (``factorise``: Kronecker factors; ``tie``: tied to
+the lifting layer, factors from its Cayley table, …; see :class:`WSGroupConv`), and every
+learned matrix can be
 doubly stochastic, row-stochastic, unconstrained or a blend of grid isometries (``constraint``).
 
 Shapes: ``WSLiftConv``: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]``;
@@ -60,8 +61,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ds_symmetry.nn import stacks
-from ds_symmetry.nn.stacks import (CONSTRAINTS, ELEMENTS, SHARINGS, FixedStack,
-                                   RepresentationLogits, StackParameterisation)
+from ds_symmetry.nn.stacks import (CONSTRAINTS, FixedStack, RepresentationLogits,
+                                   StackParameterisation)
 from ds_symmetry.ops import groups as groups_ops
 from ds_symmetry.ops import kernels as kernel_ops
 from ds_symmetry.ops import structure as structure_ops
@@ -284,8 +285,8 @@ class WSLiftConv(_WeightSharingConv):
   """Lifting layer: ``[B, H, W, C_in]`` → ``[B, H', W', C_out, G]`` (``[B, *grid, …]`` for
   ``spatial_dims`` 1 or 3).
 
-  ``R`` acts on the flattened k×k kernel (d = k², or k^D). With ``sharing="tied*"`` group
-  layers reuse this layer's learned stack as their spatial factor."""
+  ``R`` acts on the flattened k×k kernel (d = k², or k^D). With a ``tie`` other than
+  ``"none"`` group layers reuse this layer's learned stack as their spatial factor."""
 
   kind = "lift"
   _stack_attributes = ("logits",)
@@ -363,32 +364,36 @@ class WSGroupConv(_WeightSharingConv):
   for ``spatial_dims`` 1 or 3).
 
   ``R`` acts jointly on (input element, y, x), d = G·k² (G·k^D); the exact version is the
-  shift-twist (regular) representation ``Λ(g) ⊗ L(g)``. How a learned stack is structured
-  (``sharing``; each one a parameterisation in ``ds_symmetry.nn.stacks``):
+  shift-twist (regular) representation ``Λ(g) ⊗ L(g)``. How a learned stack is structured is
+  two options, ``factorise`` (what the stack is a product of) and ``tie`` (what its factors are
+  tied to); each pair is a parameterisation in ``ds_symmetry.nn.stacks``:
 
-  * ``"full"`` (default, the paper): every element is a free ``[G·k², G·k²]`` matrix
+  * ``factorise="none"`` (default, the paper): every element is a free ``[G·k², G·k²]`` matrix
     (``stacks.IndependentElements``).
-  * ``"kronecker"``: ``R_g = A_g ⊗ B_g`` with the layer's own ``A [G, G, G]`` (input-element
-    axis) and ``B [G, k², k²]`` (kernel plane) (``stacks.KroneckerFactors``). The kernel is
-    built from the factors (``ops.structure.kronecker_group_kernels``), never from the
-    ``[G, G·k², G·k²]`` stack.
-  * ``"tied"``: ``B`` is the lifting layer's learned stack (``spatial_source``), shared by every
-    group layer: the network learns one spatial action. The layer learns only ``A``
+  * ``factorise="kronecker"``, ``tie="none"``: ``R_g = A_g ⊗ B_g`` with the layer's own
+    ``A [G, G, G]`` (input-element axis) and ``B [G, k², k²]`` (kernel plane)
+    (``stacks.KroneckerFactors``). The kernel is built from the factors
+    (``ops.structure.kronecker_group_kernels``), never from the ``[G, G·k², G·k²]`` stack.
+  * ``tie="spatial"``: ``B`` is the lifting layer's learned stack (``spatial_source``), shared
+    by every group layer: the network learns one spatial action. The layer learns only ``A``
     (``stacks.TiedFactors``).
-  * ``"tied_shared"``: as ``"tied"``, and one ``A`` (``group_logits_source``) is shared by all
-    group layers too.
-  * ``"tied_cayley"``: as ``"tied"``, and ``A`` is not learned at all but derived from how
+  * ``tie="shared"``: as ``"spatial"``, and one ``A`` (``group_logits_source``) is shared by
+    all group layers too (the layer that owns it is built with ``tie="spatial"``).
+  * ``tie="cayley"``: as ``"spatial"``, and ``A`` is not learned at all but derived from how
     ``B``'s elements compose (``ops.structure.soft_cayley_factors``;
     ``stacks.TiedCayleyFactors``). With an exact ``B`` the layer is exactly a G-CNN layer in
     ``B``'s labelling of the elements.
-  * ``"tied_cyclic"``: as ``"tied"`` for a lifting layer whose elements are powers of one
+  * ``tie="cyclic"``: as ``"spatial"`` for a lifting layer whose elements are powers of one
     generator (``elements="powers"`` or ``"power_blend"``), with ``A_m`` the cyclic shift by
     ``m`` (``A_m[(m + q) mod G, q] = 1``; ``stacks.TiedCyclicFactors``): element ``m`` is
     ``g^m`` and ``g^m g^q = g^{m+q}``, which holds for *any* generator of order dividing ``G``
     (a rotation, a flip, the identity), so this names no group; the data still choose ``g``.
-    Unlike ``"tied_cayley"`` it does not read the composition law off a blurred ``B`` (uniform
+    Unlike ``"cayley"`` it does not read the composition law off a blurred ``B`` (uniform
     at a symmetric start, which makes every element slot look alike to the rest of the
     network).
+
+  Every ``tie`` other than ``"none"`` needs ``factorise="kronecker"``. The old single name
+  (``sharing="tied_cayley"`` …) is refused with its pair (``stacks.STRUCTURES``).
 
   A Kronecker product of doubly stochastic matrices is doubly stochastic, so every variant
   keeps the paper's relaxation; with exact factors each one equals the exact G-CNN layer.
@@ -403,19 +408,29 @@ class WSGroupConv(_WeightSharingConv):
   _convolve_nd = staticmethod(kernel_ops.group_conv_nd)
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
-               sharing: str = "full", spatial_source: Optional[WSLiftConv] = None,
+               factorise: str = "none", tie: str = "none",
+               spatial_source: Optional[WSLiftConv] = None,
                group_logits_source: Optional[RepresentationLogits] = None,
                cayley_temperature: float = 0.05, **kwargs):
-    stacks.check_group_options(sharing, cayley_temperature)
-    self.sharing, self.cayley_temperature = sharing, float(cayley_temperature)
+    """``factorise`` (one of ``stacks.FACTORISATIONS``) and ``tie`` (one of ``stacks.TIES``):
+    how a learned stack is structured (see the class docstring); ``spatial_source``: the
+    lifting layer a ``tie`` other than ``"none"`` takes ``B`` from; ``group_logits_source``:
+    the shared ``A`` of ``tie="shared"``; ``cayley_temperature``: the soft Cayley table's
+    (``tie="cayley"``). Other options: the shared ones (module docstring)."""
+    if "sharing" in kwargs:
+      raise ValueError(stacks.renamed_sharing(kwargs["sharing"]))
+    stacks.check_group_options(factorise, tie, cayley_temperature)
+    self.factorise, self.tie = factorise, tie
+    self.cayley_temperature = float(cayley_temperature)
     super().__init__(in_features, out_features, kernel_size, spatial_source=spatial_source,
                      group_logits_source=group_logits_source, **kwargs)
     if self.group is not None:
-      self.sharing = "full"
+      self.factorise, self.tie = "none", "none"
 
   def _learned_parameterisation(self) -> StackParameterisation:
-    return stacks.group_stack(self.sharing, self._learned_matrices(), self.num_elements,
-                              self.kernel_size, self.spatial_dims, self.cayley_temperature)
+    return stacks.group_stack(self.factorise, self.tie, self._learned_matrices(),
+                              self.num_elements, self.kernel_size, self.spatial_dims,
+                              self.cayley_temperature)
 
   @property
   def representation_size(self) -> int:
@@ -434,13 +449,14 @@ class WSGroupConv(_WeightSharingConv):
 
   def freeze_stack(self, stack) -> None:
     super().freeze_stack(stack)
-    self.sharing = "full"
+    self.factorise, self.tie = "none", "none"
 
   def factors(self) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """``(A [G, G, G], B [G, k², k²])`` of a factorised learned stack (``sharing != "full"``)."""
+    """``(A [G, G, G], B [G, k², k²])`` of a factorised learned stack
+    (``factorise="kronecker"``)."""
     if not self._factorised:
       raise ValueError(f"factors() needs a learned factorised stack; this layer has "
-                       f"sharing={self.sharing!r}, group={self.group!r}, "
+                       f"factorise={self.factorise!r}, group={self.group!r}, "
                        f"frozen={self.is_fixed}")
     return self.parameterisation.factors(self._stack_variables())
 

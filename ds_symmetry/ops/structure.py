@@ -24,7 +24,7 @@ compose (``Λ(g)[g·h, h] = 1``). This module holds the pure functions for learn
 * :func:`isometry_powers`, :func:`distinct_cyclic_generators` and :func:`cyclic_shifts` build
   a lifting stack from powers of candidate generators and tie group layers to it by the
   exponents' composition law (``WSLiftConv(elements="power_blend")``,
-  ``WSGroupConv(sharing="tied_cyclic")``).
+  ``WSGroupConv(factorise="kronecker", tie="cyclic")``).
 """
 
 from __future__ import annotations

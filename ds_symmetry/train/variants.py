@@ -23,10 +23,8 @@ CIFAR_MODELS = ("resnet", "gresnet", "wsresnet")
 _LAYER_OPTIONS = {"fix_identity": bool, "logits_init": str, "sinkhorn_iters": int,
                   "sinkhorn_tau": float, "sinkhorn_tol": float, "remat_sinkhorn": bool,
                   "constraint": str, "cayley_temperature": float,
-                  "kernel_mask": str, "weight_init": str, "elements": str}
-# A group layer's stack, named by two options (``nn.stacks.STRUCTURES``), and their defaults:
-# the paper's free matrices.
-_STRUCTURE_OPTIONS = {"factorise": "none", "tie": "none"}
+                  "kernel_mask": str, "weight_init": str, "elements": str,
+                  "factorise": str, "tie": str}
 
 
 def _parse(arg: str | None, models: tuple[str, ...], default: str):
@@ -47,9 +45,9 @@ def _layer_defaults() -> dict:
     for cls in layer.__mro__:  # the layers' own options and their shared base's
       if "__init__" in vars(cls):
         parameters.update(inspect.signature(cls.__init__).parameters)
-  return dict({name: (config_dict.placeholder(kind) if parameters[name].default is None
-                      else parameters[name].default)
-               for name, kind in _LAYER_OPTIONS.items()}, **_STRUCTURE_OPTIONS)
+  return {name: (config_dict.placeholder(kind) if parameters[name].default is None
+                 else parameters[name].default)
+          for name, kind in _LAYER_OPTIONS.items()}
 
 
 def model_options(name: str, channels: int | None = None) -> ml_collections.ConfigDict:

@@ -20,9 +20,9 @@ Parameterisations: :class:`IndependentElements` (free elements, the paper),
 :class:`TiedCyclicFactors` (factors tied to the lifting layer), :class:`ExactGroup` (the G-CNN)
 and :class:`FrozenStack` (a stack frozen after learning). How learned matrices are made from
 free parameters (Sinkhorn, row softmax, unconstrained, isometry blends) is
-:class:`LearnedMatrices`. ``options`` maps the layers' ``elements`` / ``sharing`` values to
-parameterisations, and a group layer's ``sharing`` to the two options models and configs name
-it by (``factorise``, ``tie``: :data:`STRUCTURES`).
+:class:`LearnedMatrices`. ``options`` maps the layers' ``elements`` and the group layers'
+``factorise`` / ``tie`` to parameterisations (:data:`STRUCTURES`: each old single ``sharing``
+name's pair).
 """
 
 from ds_symmetry.nn.stacks.base import (CONSTRAINTS, FixedStack, LearnedMatrices,
@@ -33,8 +33,8 @@ from ds_symmetry.nn.stacks.kronecker import KroneckerFactors
 from ds_symmetry.nn.stacks.options import (ELEMENTS, EXPERIMENTAL_OPTIONS, FACTORISATIONS,
                                            SHARINGS, STRUCTURES, TIES, check_group_options,
                                            check_lift_options, check_structure,
-                                           experimental_choices, group_sharing, group_stack,
-                                           lift_stack)
+                                           experimental_choices, group_stack, lift_stack,
+                                           renamed_sharing)
 from ds_symmetry.nn.stacks.powers import GeneratorPowers, PowerBlend
 from ds_symmetry.nn.stacks.tied import TiedCayleyFactors, TiedCyclicFactors, TiedFactors
 
@@ -44,5 +44,6 @@ __all__ = [
     "ExactGroup", "FixedStack", "FrozenStack", "GeneratorPowers", "IndependentElements", "KroneckerFactors", "LearnedMatrices",
     "PowerBlend", "RepresentationLogits", "StackParameterisation", "TiedCayleyFactors",
     "TiedCyclicFactors", "TiedFactors", "check_group_options", "check_lift_options",
-    "check_structure", "experimental_choices", "group_sharing", "group_stack", "lift_stack",
+    "check_structure", "experimental_choices", "group_stack", "lift_stack",
+    "renamed_sharing",
 ]

@@ -1,13 +1,14 @@
-"""The layers' stack options (``elements``, ``sharing``) → a stack parameterisation.
+"""The layers' stack options (``elements``; ``factorise``, ``tie``) → a stack parameterisation.
 
 The only place that knows which option value names which parameterisation: a new
 parameterisation is a module in this package plus one entry here; no layer changes.
 
-Models and configs name a group convolution's stack by two orthogonal options (``factorise``:
-what the stack is a product of; ``tie``: what its factors are tied to); :data:`STRUCTURES` maps
-each ``WSGroupConv(sharing=...)`` value to its one pair and :func:`group_sharing` the pair
-back. :data:`EXPERIMENTAL_OPTIONS` lists the choices the study saw fail (kept, and warned
-about by the config validator).
+Layers, models and configs name a group convolution's stack by two orthogonal options
+(``factorise``: what the stack is a product of; ``tie``: what its factors are tied to).
+:data:`STRUCTURES` maps each name the group layer had for a pair before (``sharing``, one name
+for both; still in recorded configs and the study's row names) to its pair, and
+:func:`renamed_sharing` says which pair to use. :data:`EXPERIMENTAL_OPTIONS` lists the choices
+the study saw fail (kept, and warned about by the config validator).
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from ds_symmetry.nn.stacks.tied import TiedCayleyFactors, TiedCyclicFactors, Tie
 # element a power of one learned generator, or (isometry blends only) the blend of the powers
 # of the grid's isometries with one learned set of weights.
 ELEMENTS = ("independent", "powers", "power_blend")
-# How a group convolution's stack is structured (``WSGroupConv``).
-SHARINGS = ("full", "kronecker", "tied", "tied_shared", "tied_cayley", "tied_cyclic")
-
 # What a group convolution's stack ``R_g`` is factorised into (``factorise``): nothing (one
 # free ``[G·k², G·k²]`` matrix per element, the paper), or the Kronecker product
 # ``R_g = A_g ⊗ B_g`` of a group factor ``A [G, G, G]`` and a spatial factor ``B [G, k², k²]``.
@@ -35,10 +33,14 @@ FACTORISATIONS = ("none", "kronecker")
 # (``"shared"``), derived from how ``B``'s elements compose (``"cayley"``, no parameters), or
 # the cyclic shifts of a lifting stack of powers (``"cyclic"``, no parameters).
 TIES = ("none", "spatial", "shared", "cayley", "cyclic")
-# Each ``sharing`` value of the group layer → its ``(factorise, tie)``: one pair each.
+# The one name a group layer's stack structure had before (``sharing``: recorded configs, the
+# study's rows) → its ``(factorise, tie)``: one pair each. ``WSGroupConv(sharing=...)`` and
+# ``create_model(sharing=...)`` are refused with the pair (:func:`renamed_sharing`).
 STRUCTURES = {"full": ("none", "none"), "kronecker": ("kronecker", "none"),
               "tied": ("kronecker", "spatial"), "tied_shared": ("kronecker", "shared"),
               "tied_cayley": ("kronecker", "cayley"), "tied_cyclic": ("kronecker", "cyclic")}
+# The old names, in :data:`STRUCTURES`' order.
+SHARINGS = tuple(STRUCTURES)
 # Lifting-layer ``elements`` whose stack is the powers of one generator (``tie="cyclic"``).
 POWER_ELEMENTS = ("powers", "power_blend")
 
@@ -89,11 +91,11 @@ def check_lift_options(elements: str, fix_identity: bool, constraint: str) -> No
                      f"constraint='isometries'; got constraint={constraint!r}")
 
 
-def check_group_options(sharing: str, cayley_temperature: float) -> None:
-  """Raises ``ValueError`` naming the argument for an unknown ``sharing`` or a
-  ``cayley_temperature`` that is not > 0."""
-  if sharing not in SHARINGS:
-    raise ValueError(f"sharing must be one of {SHARINGS}; got {sharing!r}")
+def check_group_options(factorise: str, tie: str, cayley_temperature: float) -> None:
+  """Raises ``ValueError`` naming the argument for an unknown ``factorise`` or ``tie``, a
+  ``tie`` without Kronecker factors (:func:`check_structure`) or a ``cayley_temperature`` that
+  is not > 0."""
+  check_structure(factorise, tie)
   if not cayley_temperature > 0:
     raise ValueError(f"cayley_temperature must be > 0; got {cayley_temperature!r}")
 
@@ -110,11 +112,16 @@ def check_structure(factorise: str, tie: str) -> None:
                      f"needs factorise='kronecker'; got factorise={factorise!r}")
 
 
-def group_sharing(factorise: str, tie: str) -> str:
-  """The ``WSGroupConv(sharing=...)`` value of ``(factorise, tie)`` (checked by
-  :func:`check_structure`)."""
-  check_structure(factorise, tie)
-  return {pair: sharing for sharing, pair in STRUCTURES.items()}[(factorise, tie)]
+def renamed_sharing(sharing) -> str:
+  """The one-line refusal of a ``sharing=`` argument (the old single name of a group layer's
+  stack structure), naming the ``factorise`` / ``tie`` pair to pass instead."""
+  pair = STRUCTURES.get(sharing) if isinstance(sharing, str) else None
+  if pair is None:
+    return (f"sharing={sharing!r} is no longer an option: a group layer's stack is named by "
+            f"factorise (one of {FACTORISATIONS}) and tie (one of {TIES}); each old sharing "
+            f"value's pair is in nn.stacks.STRUCTURES")
+  return (f"sharing={sharing!r} is no longer an option: pass factorise={pair[0]!r}, "
+          f"tie={pair[1]!r} instead (nn.stacks.STRUCTURES)")
 
 
 def lift_stack(elements: str, matrices: LearnedMatrices, num_elements: int, kernel_size: int,
@@ -130,20 +137,21 @@ def lift_stack(elements: str, matrices: LearnedMatrices, num_elements: int, kern
                              spatial_dims=spatial_dims)
 
 
-def group_stack(sharing: str, matrices: LearnedMatrices, num_elements: int, kernel_size: int,
-                spatial_dims: int, cayley_temperature: float) -> StackParameterisation:
-  """The learned stack ``[G, G·k^D, G·k^D]`` of a group convolution with ``sharing`` (checked
-  by :func:`check_group_options`); every factorised one needs a 2-D grid."""
-  if sharing == "full":
+def group_stack(factorise: str, tie: str, matrices: LearnedMatrices, num_elements: int,
+                kernel_size: int, spatial_dims: int,
+                cayley_temperature: float) -> StackParameterisation:
+  """The learned stack ``[G, G·k^D, G·k^D]`` of a group convolution with ``factorise`` and
+  ``tie`` (checked by :func:`check_group_options`); every factorised one needs a 2-D grid."""
+  if factorise == "none":
     return IndependentElements(matrices, num_elements, num_elements * kernel_size ** spatial_dims,
                                spatial=False, spatial_dims=spatial_dims)
   if spatial_dims != 2:
-    raise ValueError(f"sharing={sharing!r} needs a 2-D kernel grid; got "
-                     f"spatial_dims={spatial_dims} (use sharing='full')")
-  if sharing == "kronecker":
+    raise ValueError(f"factorise={factorise!r} needs a 2-D kernel grid; got "
+                     f"spatial_dims={spatial_dims} (use factorise='none')")
+  if tie == "none":
     return KroneckerFactors(matrices, num_elements, kernel_size)
-  if sharing == "tied_cayley":
+  if tie == "cayley":
     return TiedCayleyFactors(matrices, num_elements, kernel_size, cayley_temperature)
-  if sharing == "tied_cyclic":
+  if tie == "cyclic":
     return TiedCyclicFactors(matrices, num_elements, kernel_size)
-  return TiedFactors(matrices, num_elements, kernel_size, shared=sharing == "tied_shared")
+  return TiedFactors(matrices, num_elements, kernel_size, shared=tie == "shared")

@@ -29,7 +29,7 @@ class _Tied(StackParameterisation):
   num_elements: int
   kernel_size: int
   factorised: ClassVar[bool] = True
-  sharing: ClassVar[str] = ""
+  tie: ClassVar[str] = ""
 
   @property
   def size(self) -> int:
@@ -41,7 +41,7 @@ class _Tied(StackParameterisation):
     fixed identity."""
     if (getattr(spatial_source, "kind", None) != "lift"
         or not getattr(spatial_source, "is_learned", False)):
-      raise ValueError(f"sharing={self.sharing!r} needs spatial_source, a learned "
+      raise ValueError(f"tie={self.tie!r} needs spatial_source, a learned "
                        f"WSLiftConv; got {spatial_source!r}")
     k, g, fix = self.kernel_size, self.num_elements, self.matrices.fix_identity
     if (spatial_source.kernel_size, spatial_source.num_elements,
@@ -68,9 +68,9 @@ class _Tied(StackParameterisation):
 @dataclasses.dataclass(frozen=True)
 class TiedFactors(_Tied):
   """``B`` the lifting layer's stack; ``A`` learned: the layer's own logits ``[G−1, G, G]``
-  in ``group_logits`` (``shared=False``, ``sharing="tied"``), or one
+  in ``group_logits`` (``shared=False``, ``tie="spatial"``), or one
   ``RepresentationLogits`` shared by every group layer and owned by the first
-  (``shared=True``, ``sharing="tied_shared"``; pass it as ``group_logits_source``).
+  (``shared=True``, ``tie="shared"``; pass it as ``group_logits_source``).
 
   Attributes:
     matrices: how ``A``'s learned matrices are made.
@@ -83,9 +83,9 @@ class TiedFactors(_Tied):
   variable_names: ClassVar[tuple[str, ...]] = ("spatial_source", "group_logits")
 
   @property
-  def sharing(self) -> str:  # type: ignore[override]
-    """The ``sharing`` option this is: ``"tied"`` or ``"tied_shared"``."""
-    return "tied_shared" if self.shared else "tied"
+  def tie(self) -> str:  # type: ignore[override]
+    """The ``tie`` option this is: ``"spatial"`` or ``"shared"``."""
+    return "shared" if self.shared else "spatial"
 
   def create(self, key: jax.Array, spatial_source=None, group_logits_source=None,
              **sources) -> dict:
@@ -94,7 +94,7 @@ class TiedFactors(_Tied):
     self._check_source(spatial_source)
     if self.shared:
       if not isinstance(group_logits_source, RepresentationLogits):
-        raise ValueError(f"sharing='tied_shared' needs group_logits_source, the "
+        raise ValueError(f"tie='shared' needs group_logits_source, the "
                          f"RepresentationLogits [G-1, G, G] shared by the group layers; got "
                          f"{group_logits_source!r}")
       return {"spatial_source": spatial_source, "group_logits": group_logits_source}
@@ -130,7 +130,7 @@ class TiedCayleyFactors(_Tied):
   """
 
   cayley_temperature: float = 0.05
-  sharing: ClassVar[str] = "tied_cayley"
+  tie: ClassVar[str] = "cayley"
   variable_names: ClassVar[tuple[str, ...]] = ("spatial_source",)
 
   def create(self, key: jax.Array, spatial_source=None, **sources) -> dict:
@@ -155,7 +155,7 @@ class TiedCyclicFactors(_Tied):
     kernel_size: ``k``.
   """
 
-  sharing: ClassVar[str] = "tied_cyclic"
+  tie: ClassVar[str] = "cyclic"
   variable_names: ClassVar[tuple[str, ...]] = ("spatial_source",)
 
   def create(self, key: jax.Array, spatial_source=None, **sources) -> dict:
@@ -164,7 +164,7 @@ class TiedCyclicFactors(_Tied):
     del key, sources
     self._check_source(spatial_source)
     if not spatial_source.parameterisation.powers_of_one_generator:
-      raise ValueError("sharing='tied_cyclic' needs a lifting layer whose elements are "
+      raise ValueError("tie='cyclic' needs a lifting layer whose elements are "
                        "powers of one generator (elements='powers' or 'power_blend'); got "
                        f"elements={spatial_source.elements!r}")
     return {"spatial_source": spatial_source}
