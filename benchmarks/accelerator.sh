@@ -3,8 +3,11 @@
 #   1. the device, recorded with every number (the tables' file starts with it);
 #   2. the benchmark tables (step profile, convolutions vs PyTorch, models, App. C.4 layer
 #      scaling, step compile time / memory, Sinkhorn) on that device;
-#   3. with the time left, the paper-protocol wscnn on rotated MNIST (quarter-epoch evaluations,
-#      checkpoints kept), then the same-budget study's provisional best variant.
+#   3. with the time left, the main job: the named recipe (configs/discover.py) on rotated MNIST,
+#      configs/default.py (a subgroup_cnn commits to one of the ten subgroups of the grid's
+#      isometries, C4 expected, then that group's G-CNN trains for the rest of its 750 steps),
+#      then the paper-protocol wscnn on rotated MNIST (quarter-epoch evaluations) until the
+#      budget is spent.
 # A run cut by the budget keeps its checkpoints and metrics (rerunning resumes it).
 #
 #   bash benchmarks/accelerator.sh [OUT_DIR]          # on the accelerator machine
@@ -50,21 +53,18 @@ for name in profile conv_limit models layer_scaling step_cost sinkhorn; do
     || echo "benchmark $name stopped by the budget" | tee -a "$out/benchmarks.txt"
 done
 
-run() {  # NAME, then config overrides; trains until the budget is spent
-  local name=$1; shift
+run() {  # NAME CONFIG, then config overrides; trains until done or the budget is spent
+  local name=$1 config=$2; shift 2
   local remaining
   remaining=$(left)
   if [ "$remaining" -lt 30 ]; then echo "no time left for $name"; return 0; fi
-  timeout "$remaining" "$python" -m ds_symmetry.main --config=configs/rotated_mnist.py:wscnn \
-    --workdir="$out/$name" --config.evals_per_epoch=4 --config.keep_checkpoints=12 \
-    --config.progress_bar=off "$@" "${train_args[@]}" 2>&1 | tail -n 5 \
+  timeout "$remaining" "$python" -m ds_symmetry.main --config="$config" \
+    --workdir="$out/$name" --config.keep_checkpoints=12 --config.progress_bar=off \
+    "$@" "${train_args[@]}" 2>&1 | tail -n 5 \
     || echo "$name stopped by the budget (checkpoints and metrics kept)"
 }
-run wscnn_paper
-# The same-budget study's best variant (experiments/same_budget.py, BEST): the lifting stack is
-# the powers of one learned isometry-blend generator, group layers from its Cayley table.
-run wscnn_best --config.learning_rate=1e-3 --config.logits_learning_rate=1e-1 \
-  --config.model_options.factorise=kronecker --config.model_options.tie=cayley \
-  --config.model_options.elements=powers \
-  --config.model_options.constraint=isometries --config.model_options.logits_init=zeros
+# The main job, as the README's quick start runs it: the recipe's own settings, unchanged.
+run recipe configs/default.py
+# The paper's model and protocol (100 epochs): trains until the budget is spent.
+run wscnn_paper configs/rotated_mnist.py:wscnn --config.evals_per_epoch=4
 echo "results in $out ($(head -n 1 "$out/device.txt"))"
