@@ -9,10 +9,13 @@ makes its text from the committed summaries under the repository root:
 
 * ``identification-table``: ``results/identification/summary.json`` (the table
   ``python -m experiments.identification report`` writes);
+* ``identification-tuning-passes``: the passes of the identification settings search, from
+  ``results/identification/tuning_passes/*/summary.json`` and, for the last (the recipe's
+  settings), the tuning grid's runs in ``results/identification/summary.json``;
 * ``appendix-b-table``: ``docs/appendix_b/scores.json`` (``python -m experiments.appendix_b``);
 * ``same-budget-*``: ``results/same_budget/summary.json`` (``python -m
   experiments.same_budget_report``) and, for the 16-channel rows, the ``results.json`` of runs
-  under ``results/settings_search/``.
+  under ``results/settings_search/``; ``same-budget-headline`` is the README's results table.
 
 The pages are ``README.md`` and every ``docs/**/*.md``; a page holds any of the markers (each
 at most once), and ``tests/test_doc_tables.py`` checks that regenerating reproduces every block
@@ -38,6 +41,7 @@ IDENTIFICATION_SUMMARY = "results/identification/summary.json"
 APPENDIX_B_SCORES = "docs/appendix_b/scores.json"
 SAME_BUDGET_SUMMARY = f"results/{SAME_BUDGET.name}/summary.json"
 SETTINGS_SEARCH = "results/settings_search"
+TUNING_PASSES = "results/identification/tuning_passes"
 
 
 def _load(root: str, relative: str):
@@ -62,6 +66,50 @@ def identification_table(root: str) -> str:
 def identification_headline(root: str) -> str:
   """``experiments.identification.headline`` of the committed per-run records."""
   return identification.headline(_load(root, IDENTIFICATION_SUMMARY))
+
+
+# The passes of the identification settings search, in order: the per-run records of each (its
+# summary), what it scored and the settings it ran with (the records hold the answers, not the
+# settings). The last pass ran the recipe's settings; its runs are the identification summary's
+# tuning grid. The probes before the first pass have no records (a note under the table).
+TUNING_PASS_SETTINGS = (
+    (f"{TUNING_PASSES}/1_readout_b0.02_w100/summary.json", "averaged readout",
+     "β 0.02, warm-up 100"),
+    (f"{TUNING_PASSES}/2_readout_b0.01_w150/summary.json", "averaged readout",
+     "β 0.01, warm-up 150"),
+    (f"{TUNING_PASSES}/3_element_b0.02_w150/summary.json", "per element",
+     "β 0.02, warm-up 150, lr 5e-2"),
+    (IDENTIFICATION_SUMMARY, "per element", "β 0.02, warm-up 300, lr 1e-1"),
+)
+
+
+def _tuning_pass_row(records: Sequence[dict], score: str, settings: str) -> list[str]:
+  """One settings-search pass: its seeds and variants (and any pair not run), how many runs
+  named the data's subgroup exactly, and every other answer."""
+  runs = [r for r in records
+          if r["grid"] == identification.IDENTIFICATION_TUNING.name and r["status"] == "done"]
+  seeds = sorted({r["seed"] for r in runs})
+  data = [d for d in identification.DATA if any(r["data"] == d for r in runs)]
+  variants = f"{len(data)} variants"
+  if len(data) < len(identification.DATA):
+    variants += ": " + ", ".join(data)
+  ran = {(r["data"], r["seed"]) for r in runs}
+  missing = [f"{d} seed {seed}" for d in data for seed in seeds if (d, seed) not in ran]
+  if missing:
+    variants += f"; {', '.join(missing)} not run"
+  exact = sum(r["score"] == "exact" for r in runs)
+  wrong = [f"`{r['data']}`, seed {r['seed']}: {r['answer'] or 'undecided'}"
+           + (f" at step {r['step']}" if r["answer"] and r["step"] is not None else "")
+           for r in runs if r["score"] != "exact"]
+  return [score, settings, f"{', '.join(map(str, seeds))} ({variants})",
+          f"{exact} of {len(runs)}", "; ".join(wrong) or "none"]
+
+
+def identification_tuning_passes(root: str) -> str:
+  """The identification settings search, one row per pass (:data:`TUNING_PASS_SETTINGS`)."""
+  rows = [_tuning_pass_row(_load(root, path), score, settings)
+          for path, score, settings in TUNING_PASS_SETTINGS]
+  return _table(("score", "settings", "seeds", "right", "what went wrong"), rows)
 
 
 APPENDIX_B_LABELS = {
@@ -152,6 +200,73 @@ def _runs(summary: dict, name: str, seeds: Optional[Sequence[str]] = None):
     return []
   return [(row, seed, run) for seed, run in row["seeds"].items()
           if seeds is None or seed in seeds]
+
+
+# The README's headline rows: summary row → (label, in bold: the accuracy and a rounded row's
+# group).
+HEADLINE_ROWS = {
+    "gcnn": ("`gcnn` (exact C4, the reference's mask and init)", True),
+    "power_blend_discover": ("`power_blend_discover`: learned, rounded to its discovered G-CNN "
+                             "once it committed, retrained", True),
+    "power_blend": ("`power_blend`: the same, never rounded", False),
+    "cnn": ("`cnn` (64 channels, no group)", False),
+    "wscnn_paper": ("`wscnn_paper`: the paper's `wscnn` and settings", False),
+}
+
+
+def _headline_lifting(row: dict, runs: Sequence[dict], bold: bool) -> str:
+  """A headline row's lifting stack over its seeds: fixed, none, the group it was rounded to
+  and the step of each seed's rounding, or (learned, never rounded) the group it ended nearest
+  with its mean distance at the end."""
+  model = row["config"].rsplit(":", 1)[-1]
+  if model in ("gcnn", "cnn"):
+    return "C4, fixed" if model == "gcnn" else "—"
+  if all(run.get("rounded_at") is not None for run in runs):
+    groups = {next((p["group"] for p in run["curve"] if p.get("rounded")), None) or "a group"
+              for run in runs}
+    found = f"{' / '.join(sorted(groups))}, found from data"
+    steps = ", ".join(f"{run['rounded_at']:,}" for run in runs)
+    return (f"**{found}**" if bold else found) + f" at step{'s' if len(runs) > 1 else ''} {steps}"
+  measured = [[p for p in run["curve"] if p.get("group_distance") is not None] for run in runs]
+  if not all(measured):
+    return "not measured"
+  ends = [points[-1] for points in measured]
+  groups = {end.get("group") or "none" for end in ends}
+  if groups == {"none"}:
+    distance = sum(end["distance_C4"] for end in ends) / len(ends)
+    return f"no group ({distance:.2f} from C4)"
+  if len(groups) == 1:
+    distance = sum(end["group_distance"] for end in ends) / len(ends)
+    return f"{groups.pop()} (distance {distance:.3f} at the end)"
+  return ", ".join(end.get("group") or "no group" for end in ends)
+
+
+def same_budget_headline(root: str) -> str:
+  """The README's results table (:func:`headline_table`) of the committed summary."""
+  return headline_table(_load(root, SAME_BUDGET_SUMMARY))
+
+
+def headline_table(summary: dict) -> str:
+  """Each :data:`HEADLINE_ROWS` row of a same-budget ``summary``: its seeds with an evaluation
+  at the last epoch, their mean test accuracy there (each seed's in brackets) and the lifting
+  stack."""
+  rows = []
+  for name, (label, bold) in HEADLINE_ROWS.items():
+    row = summary.get(name)
+    if row is None:
+      continue
+    epochs = row["overrides"].get("num_epochs", 2)
+    runs = [run for _, run in sorted(row["seeds"].items(), key=lambda item: int(item[0]))
+            if _at(run["curve"], epochs) is not None]
+    if not runs:
+      continue
+    accuracies = [100 * _at(run["curve"], epochs)["test_accuracy"] for run in runs]
+    mean = f"{sum(accuracies) / len(accuracies):.1f}%"
+    accuracy = f"**{mean}**" if bold else mean
+    if len(runs) > 1:
+      accuracy += " (" + ", ".join(f"{value:.1f}" for value in accuracies) + ")"
+    rows.append([label, str(len(runs)), accuracy, _headline_lifting(row, runs, bold)])
+  return _table(("model", "seeds", "test accuracy", "lifting stack"), rows)
 
 
 def same_budget_accuracy(root: str) -> str:
@@ -298,7 +413,9 @@ def same_budget_gcnn_init(root: str) -> str:
 BLOCKS: dict[str, Callable[[str], str]] = {
     identification.MARKER: identification_table,
     identification.HEADLINE_MARKER: identification_headline,
+    "identification-tuning-passes": identification_tuning_passes,
     "appendix-b-table": appendix_b_table,
+    "same-budget-headline": same_budget_headline,
     "same-budget-accuracy": same_budget_accuracy,
     "same-budget-discovered": same_budget_discovered,
     "same-budget-ablation": same_budget_ablation,

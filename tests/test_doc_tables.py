@@ -65,3 +65,39 @@ def test_write_into_refuses_a_page_without_exactly_one_block_and_leaves_it(tmp_p
   with pytest.raises(ValueError, match="expected one <!-- a-table:start -->"):
     tables.write_into(str(page), "a-table", "x")
   assert page.read_text() == content
+
+
+def _curve(accuracy, group=None, distance=None, rounded=False, epochs=2.0):
+  point = {"epochs": epochs, "step": 1874, "test_accuracy": accuracy, "group": group,
+           "group_distance": distance, "distance_C4": distance}
+  return [dict(point, rounded=True) if rounded else point]
+
+
+def test_same_budget_headline_gives_the_mean_each_seed_and_how_the_stack_ended():
+  """Seeds in numeric order, mean and each seed's accuracy, the rounded row's group and steps
+  in bold, a learned row's mean distance; a seed short of the last epoch is left out."""
+  row = {"overrides": {"num_epochs": 2}}
+  discover = dict(row, config="configs/rotated_mnist.py:wscnn", seeds={
+      "10": {"rounded_at": 300, "curve": _curve(0.93, "C4", 0.0, rounded=True)},
+      "2": {"rounded_at": 125, "curve": _curve(0.91, "C4", 0.0, rounded=True)}})
+  paper = dict(row, config="configs/rotated_mnist.py:wscnn", seeds={
+      "0": {"rounded_at": None, "curve": _curve(0.5, "none", 0.97)},
+      "1": {"rounded_at": None, "curve": _curve(0.6, "none", 0.99)},
+      "2": {"rounded_at": None, "curve": _curve(0.7, "none", 0.9, epochs=1.0)}})
+  lines = doc_tables.headline_table(
+      {"power_blend_discover": discover, "wscnn_paper": paper}).splitlines()
+  assert lines[2].endswith("| 2 | **92.0%** (91.0, 93.0) | **C4, found from data** at steps "
+                           "125, 300 |")
+  assert lines[3].endswith("| 2 | 55.0% (50.0, 60.0) | no group (0.98 from C4) |")
+
+
+def test_tuning_pass_row_counts_exact_answers_and_names_the_rest_and_the_pairs_not_run():
+  records = [{"grid": "identification_tuning", "status": "done", "data": data, "seed": seed,
+              "score": "exact", "answer": "x", "step": 100}
+             for data in ("mirrored", "rotated") for seed in (0, 1)][:-1]
+  records[1].update(score="superset", answer="D4", step=190)
+  records.append(dict(records[0], grid="identification16"))  # another grid: not counted
+  row = doc_tables._tuning_pass_row(records, "per element", "β 0.02")
+  assert row == ["per element", "β 0.02",
+                 "0, 1 (2 variants: mirrored, rotated; rotated seed 1 not run)", "2 of 3",
+                 "`mirrored`, seed 1: D4 at step 190"]
