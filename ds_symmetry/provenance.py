@@ -151,11 +151,16 @@ def numeric_switches(environ: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def _conv_path() -> dict[str, str] | None:
+  """Each piece's requested path (``auto``: chosen per convolution by
+  ``ops.conv_paths.choose_conv_path``) and what ``auto`` does on this machine."""
   from ds_symmetry.ops import conv_paths  # pylint: disable=import-outside-toplevel
   try:
-    return dict(conv_paths.current_conv_path()._asdict())
+    requested = conv_paths.requested_conv_path()
   except ValueError:
     return None
+  record = {piece: path or "auto" for piece, path in requested._asdict().items()}
+  record["auto"] = conv_paths.auto_description()
+  return record
 
 
 def collect() -> dict[str, Any]:

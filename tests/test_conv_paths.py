@@ -165,12 +165,29 @@ def test_a_forced_path_is_the_one_compiled(path, uses_conv):
   assert ("convolution" in text) == uses_conv
 
 
-def test_auto_is_todays_path():
-  assert conv_paths.choose_conv_path() == conv_paths.XLA
-  for flags in (set(), {"avx2", "fma"}, {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"}):
-    for backend in ("cpu", "gpu", "tpu"):
-      assert conv_paths.choose_conv_path(frozenset(flags), backend) == conv_paths.XLA
-  x, w, _ = _operands((2, 8, 8, 2), 3, 2, "VALID")
+AVX512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16"})
+
+
+@pytest.mark.parametrize("x_shape, kernel_shape, expected", [
+    ((64, 28, 28, 1), (5, 5, 1, 128), ConvPath("rows", "xla", "rows")),     # first layer
+    ((64, 24, 24, 128), (5, 5, 128, 128), conv_paths.XLA),                  # inner layers
+    ((64, 12, 12, 64), (5, 5, 64, 64), ConvPath("xla", "rows", "xla")),     # 8x8 outputs
+])
+def test_auto_is_the_measured_choice_on_avx512_and_xla_elsewhere(x_shape, kernel_shape,
+                                                                  expected):
+  choose = conv_paths.choose_conv_path
+  assert choose(AVX512, "cpu", x_shape, kernel_shape) == expected
+  for flags, backend in ((set(), "cpu"), ({"avx2", "fma"}, "cpu"), (AVX512, "gpu"),
+                         (AVX512, "tpu")):
+    assert choose(frozenset(flags), backend, x_shape, kernel_shape) == conv_paths.XLA
+  assert choose(AVX512, "cpu") == conv_paths.XLA      # no shapes: the inner layers' choice
+  # SAME padding keeps the output size: 12x12 outputs are not small.
+  assert choose(AVX512, "cpu", (64, 12, 12, 64), (5, 5, 64, 64),
+                ((2, 2), (2, 2))) == conv_paths.XLA
+
+
+def test_auto_is_todays_path_where_it_chooses_xla():
+  x, w, _ = _operands((2, 12, 12, 2), 3, 2, "VALID")   # 10x10 outputs, 2 input channels
   with conv_paths.conv_path("auto"):
     auto = jax.jit(jax.grad(lambda x, w: jnp.sum(conv2d(x, w) ** 2), (0, 1))).lower(x, w)
   today = jax.jit(jax.grad(lambda x, w: jnp.sum(gradients.conv2d_stride1(x, w) ** 2),
@@ -219,11 +236,12 @@ def test_the_switch_parses_and_a_bad_value_is_one_line(monkeypatch):
 
 def test_provenance_records_the_path(monkeypatch):
   monkeypatch.delenv("DS_SYMMETRY_CONV_PATH", raising=False)
+  auto = conv_paths.auto_description()
   assert provenance.numeric_switches({})["conv_path"] == {
-      "forward": "xla", "input_grad": "xla", "weight_grad": "xla"}
+      "forward": "auto", "input_grad": "auto", "weight_grad": "auto", "auto": auto}
   with conv_paths.conv_path("forward=im2col,weight_grad=rows"):
     assert provenance.numeric_switches({})["conv_path"] == {
-        "forward": "im2col", "input_grad": "xla", "weight_grad": "rows"}
+        "forward": "im2col", "input_grad": "auto", "weight_grad": "rows", "auto": auto}
   monkeypatch.setenv("DS_SYMMETRY_CONV_PATH", "bogus")
   switches = provenance.numeric_switches()
   assert switches["conv_path"] is None

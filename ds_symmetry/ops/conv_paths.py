@@ -45,7 +45,7 @@ import contextvars
 import functools
 import os
 import pathlib
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -145,30 +145,60 @@ def cpu_flags() -> frozenset:
   return frozenset()
 
 
-def choose_conv_path(flags: Optional[frozenset] = None,
-                     backend: Optional[str] = None) -> ConvPath:
-  """The path ``auto`` takes on this machine: the one place where it is decided.
+# What the per-CPU choice was measured on (``python -m benchmarks.run conv_paths``, batch 64,
+# the MNIST models' 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16):
+# XLA's convolution is the fastest of the three paths on every layer with 64 or 128 input
+# channels (im2col 1.5–4.3× and rows 1.2–4.6× slower, worst for the weight gradient), except
+# the input gradient of the last layer (8×8 outputs: rows 0.60× / 0.86× of XLA for 64 / 128
+# channels); on the first layer (one input channel) rows wins the forward (0.68× / 0.73×) and
+# the weight gradient (0.57× / 0.58×). Together a few percent of a step. On an AVX2 CPU the
+# paths were not measured, so XLA's stays (issue 26).
+_MEASURED_CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl"})
+_SMALL_OUTPUT = 8 * 8  # output pixels at or below which rows wins the input gradient
+
+
+def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] = None,
+                     x_shape: Optional[Sequence[int]] = None,
+                     kernel_shape: Optional[Sequence[int]] = None,
+                     padding=None) -> ConvPath:
+  """The path ``auto`` takes on this machine for one convolution: the one place where it is
+  decided (from the measurements above).
 
   Args:
     flags: CPU feature flags (default: :func:`cpu_flags`).
     backend: JAX's backend (default: ``jax.default_backend()``).
+    x_shape: ``[B, H, W, C_in]`` of the convolution, or None (then the choice for a layer
+      with many input channels and a large output: what most of a step is).
+    kernel_shape: ``[kh, kw, C_in, C_out]``, or None.
+    padding: the resolved ``((top, bottom), (left, right))`` padding (None: ``VALID``).
 
   Returns:
-    a :class:`ConvPath` naming a path for every piece. For now :data:`XLA` everywhere, which
-    is exactly what ran before the other paths existed.
+    a :class:`ConvPath` naming a path for every piece: :data:`XLA` except on a CPU with
+    AVX-512 for a convolution with one input channel (forward and weight gradient by rows) or
+    at most 8×8 output pixels (input gradient by rows). GPU and TPU: always :data:`XLA`.
   """
   backend = jax.default_backend() if backend is None else backend
   flags = cpu_flags() if flags is None else frozenset(flags)
-  # ==== THE PER-CPU CHOICE (issue #26, item 1) ==================================
-  # Put the measured choice here (``python -m benchmarks.run conv_paths`` on an idle CPU of
-  # each kind). Choose per piece, e.g. on an AVX-512 EPYC where XLA:CPU's convolutions are
-  # 1.57x oneDNN's:
-  #   if backend == "cpu" and {"avx512f", "avx512bw"} <= flags:
-  #     return ConvPath(forward="im2col", input_grad="xla", weight_grad="im2col")
-  # GPU and TPU: keep XLA's convolutions (cuDNN etc.).
-  # ===============================================================================
-  del backend, flags
-  return XLA
+  if backend != "cpu" or not _MEASURED_CPU_FLAGS <= flags or x_shape is None \
+      or kernel_shape is None:
+    return XLA
+  (top, bottom), (left, right) = padding if padding is not None else ((0, 0), (0, 0))
+  out_pixels = ((x_shape[1] + top + bottom - kernel_shape[0] + 1)
+                * (x_shape[2] + left + right - kernel_shape[1] + 1))
+  one_channel = x_shape[3] == 1
+  return ConvPath(forward="rows" if one_channel else "xla",
+                  input_grad="rows" if out_pixels <= _SMALL_OUTPUT else "xla",
+                  weight_grad="rows" if one_channel else "xla")
+
+
+def auto_description(flags: Optional[frozenset] = None, backend: Optional[str] = None) -> str:
+  """What ``auto`` does on this machine, in words (recorded in a run's provenance)."""
+  backend = jax.default_backend() if backend is None else backend
+  flags = cpu_flags() if flags is None else frozenset(flags)
+  if backend == "cpu" and _MEASURED_CPU_FLAGS <= flags:
+    return ("rows for one input channel (forward, weight_grad) and for at most 8x8 output "
+            "pixels (input_grad), else xla")
+  return "xla"
 
 
 _FORCED = contextvars.ContextVar("ds_symmetry_conv_path", default=None)
@@ -417,12 +447,10 @@ def convolve(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID",
     ``ops.gradients.conv2d_stride1`` (what ran before the other paths existed).
   """
   padding = gradients._resolve_padding(padding, kernel.shape)  # pylint: disable=protected-access
-  if path is None:
-    chosen = current_conv_path()
-  else:
-    requested = _as_path(path, "path")
-    auto = choose_conv_path() if None in requested else XLA
-    chosen = ConvPath(*(a if r is None else r for r, a in zip(requested, auto)))
+  requested = requested_conv_path() if path is None else _as_path(path, "path")
+  auto = (choose_conv_path(x_shape=x.shape, kernel_shape=kernel.shape, padding=padding)
+          if None in requested else XLA)
+  chosen = ConvPath(*(a if r is None else r for r, a in zip(requested, auto)))
   if chosen == XLA:
     return gradients.conv2d_stride1(x, kernel, padding)
   return _conv_by_path(x, kernel, padding, chosen, gradients.custom_gradients_enabled())
