@@ -25,9 +25,9 @@ C_out]``. Each piece can be computed by one of these *paths*:
 The three pieces are chosen independently (:class:`ConvPath`). Which path runs is decided when
 a function is traced, in this order: :func:`conv_path` (a context manager, for tests and
 benchmarks), the environment variable ``DS_SYMMETRY_CONV_PATH``, and for ``auto`` (the
-default) :func:`choose_conv_path` — the one place that picks a path from the CPU's features.
-Today it picks ``xla`` everywhere (what ran before); the measured per-CPU choice goes there
-(issue #26).
+default) :func:`choose_conv_path` — the one place that picks a path from the CPU's features
+and the convolution's shape: ``rows`` where it was measured faster (a CPU with AVX-512: one
+input channel, or an input gradient of at most 8×8 output pixels), ``xla`` everywhere else.
 
 ``DS_SYMMETRY_CONV_PATH`` holds ``auto``, ``xla``, ``im2col`` or ``rows`` (one path for every
 piece), or pieces named one by one, e.g.
