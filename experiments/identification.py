@@ -27,7 +27,9 @@ skipped):
       --write_into README.md docs/study/identification.md
 
 ``report`` writes ``summary.json`` (one record per run), ``table.md`` and
-``identification.png`` under ``--out`` (small: no workdir payloads).
+``identification.png`` under ``--out`` (small: no workdir payloads). ``--keep
+results/identification/summary.json`` keeps the records of runs whose workdirs are not under
+``--root`` (e.g. grids run on another machine), each with the provenance it was recorded with.
 """
 
 from __future__ import annotations
@@ -181,6 +183,22 @@ def collect(root: str, tolerance: float = 0.05) -> list[dict]:
   return records
 
 
+def _run_key(record: dict) -> tuple:
+  return (record["method"], record["grid"], record["data"], record["channels"], record["seed"])
+
+
+def merge(records: Sequence[dict], previous: Sequence[dict]) -> list[dict]:
+  """``records`` plus every finished record of ``previous`` (an earlier ``summary.json``) whose
+  run is not among them: runs whose workdirs are gone stay reported, each with the provenance
+  it was recorded with. A run present in both is taken from ``records``."""
+  present = {_run_key(r) for r in records}
+  kept = [r for r in previous if r.get("status") == "done" and _run_key(r) not in present]
+  order = {grid.name: i for i, grid in enumerate(GRIDS)}
+  return sorted(list(records) + kept,
+                key=lambda r: (order.get(r["grid"], len(order)), r["data"], r["channels"],
+                               r["seed"]))
+
+
 def table(records: Sequence[dict]) -> str:
   """Markdown: per variant, each method's answers with their counts and the success rate."""
   columns = [("identification16", "learned, 16 ch"), ("identification32", "learned, 32 ch"),
@@ -243,10 +261,14 @@ def plot(records: Sequence[dict], path: str) -> None:
 
 
 def report(root: str, out: str, tolerance: float = 0.05,
-           figure: Optional[str] = None) -> list[dict]:
+           figure: Optional[str] = None, keep: Optional[str] = None) -> list[dict]:
   """Writes ``summary.json``, ``table.md`` and ``identification.png`` under ``out`` (the
-  figure also to ``figure`` when given, e.g. the docs' figures folder)."""
+  figure also to ``figure`` when given, e.g. the docs' figures folder). ``keep``: an earlier
+  ``summary.json`` whose records of runs not under ``root`` are kept (:func:`merge`)."""
   records = collect(root, tolerance)
+  if keep:
+    with open(keep, encoding="utf-8") as handle:
+      records = merge(records, json.load(handle))
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as handle:
     json.dump(records, handle, indent=1, sort_keys=True)
@@ -292,12 +314,16 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
   rep.add_argument("--out", default="results/identification")
   rep.add_argument("--tolerance", type=float, default=0.05)
   rep.add_argument("--figure", default=None, help="also draw the figure here")
+  rep.add_argument("--keep", default=None, metavar="SUMMARY_JSON",
+                   help="an earlier summary.json: its records of runs not under --root stay")
   rep.add_argument("--write_into", nargs="*", default=(),
                    help="files whose identification-table markers get the table")
   args = parser.parse_args(list(argv) if argv is not None else None)
   if not os.path.isdir(args.root):
     parser.error(f"--root: {args.root!r} is not a directory")
-  records = report(args.root, args.out, args.tolerance, args.figure)
+  if args.keep and not os.path.isfile(args.keep):
+    parser.error(f"--keep: {args.keep!r} is not a file (expected an earlier summary.json)")
+  records = report(args.root, args.out, args.tolerance, args.figure, args.keep)
   for path in args.write_into:
     write_into(path, table(records))
   print(table(records), end="")

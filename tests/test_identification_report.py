@@ -45,3 +45,13 @@ def test_write_into_replaces_only_the_marked_block(tmp_path):
   page.write_text("no markers\n")
   with pytest.raises(ValueError, match="expected one"):
     identification.write_into(str(page), "x")
+
+
+def test_merge_keeps_earlier_runs_and_prefers_the_new_record():
+  def run(seed, answer, status="done"):
+    return dict(_record("identification32", "rotated", answer, 300, 60.0, seed=seed),
+                method="learned", channels=32, status=status)
+  previous = [run(100, "C4"), run(101, "C2"), run(102, None, status="missing")]
+  merged = identification.merge([run(101, "C4"), run(103, "C4")], previous)
+  assert [(r["seed"], r["answer"]) for r in merged] == [(100, "C4"), (101, "C4"), (103, "C4")]
+  assert identification.merge([], []) == []
