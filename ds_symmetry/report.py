@@ -91,7 +91,7 @@ def format_report(workdir: str) -> str:
     lines.append("no learned weight-sharing layers (exact or plain model)")
   if learned:
     lines += _stack_table(learned, meta["layers"])
-  if learned or discovered is not None:
+  if learned or (discovered is not None and discovered[0]):
     lines.append("nearest: the identified group, or (closest candidate) when none is within "
                  "the threshold; distance ‖R − P‖_F/√d; Cayley err: max error of the "
                  "approximate Cayley table")
@@ -144,18 +144,26 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
                       f"from different runs; rerun the training command")
   how = record.get("trigger", "discovery.at_step")
   weights = "weights re-drawn" if record.get("reinitialized") else "weights kept"
-  distances = ", ".join(f"{d:.3f}" for d in record.get("projection_distances", []))
+  accuracy = (f"test accuracy {_pct(record.get('test_accuracy_before'))} just before, "
+              f"{_pct(record.get('test_accuracy_after'))} after")
+  probabilities = record.get("subgroup_probabilities")
+  if probabilities:  # a subgroup selector: its distribution over subgroups, largest first
+    top = sorted(probabilities.items(), key=lambda item: -item[1])[:3]
+    evidence = "subgroup probabilities " + ", ".join(f"{k} {v:.3f}" for k, v in top)
+  else:
+    evidence = "element distances to their permutations " + ", ".join(
+        f"{d:.3f}" for d in record.get("projection_distances", []))
   lines = [f"rounded to its discovered G-CNN at step {record['step']} ({how}; {weights}): "
-           f"{record['group']}",
-           f"  element distances to their permutations {distances}; test accuracy "
-           f"{_pct(record.get('test_accuracy_before'))} just before, "
-           f"{_pct(record.get('test_accuracy_after'))} after"]
+           f"{record['group']}", f"  {evidence}; {accuracy}"]
   learned = run_files.load_learned_at_discovery(workdir)
   if learned:
     lines.append(f"the learned stacks just before the rounding (step {record['step']}):")
     lines += _stack_table({k: v for k, v in learned.items() if k in layers}, layers)
-  lines.append("the exact stacks it has trained with since:")
-  lines += _stack_table(frozen, layers)
+  if frozen:
+    lines.append("the exact stacks it has trained with since:")
+    lines += _stack_table(frozen, layers)
+  else:  # no learned stacks to freeze: the G-CNN's group layers come from the registry
+    lines.append(f"trained since as the exact {record['group']} G-CNN (no learned stacks)")
   return lines
 
 

@@ -89,3 +89,19 @@ def test_discovered_stacks_from_another_run_are_a_clear_error(tmp_path, capsys):
   assert report.main([str(tmp_path)]) == 1
   err = capsys.readouterr().err
   assert "convs/9" in err and "different runs" in err and "Traceback" not in err
+
+
+def test_a_selector_runs_report_names_its_subgroup_and_the_probabilities(tmp_path):
+  from ds_symmetry.run_files import save_discovered
+  save_stacks(tmp_path, {}, {}, step=6)
+  (tmp_path / "results.json").write_text(json.dumps(dict(RESULTS, model="subgroup_cnn")))
+  save_discovered(tmp_path, {}, {"step": 4, "group": "C4", "trigger": "discovery.when_within",
+                                 "reinitialized": True, "test_accuracy_before": 0.5,
+                                 "test_accuracy_after": 0.1,
+                                 "subgroup_probabilities": {"C2": 0.03, "C4": 0.96,
+                                                            "trivial": 0.01}})
+  text = report.format_report(str(tmp_path))
+  assert "at step 4 (discovery.when_within; weights re-drawn): C4" in text
+  assert "subgroup probabilities C4 0.960, C2 0.030, trivial 0.010;" in text
+  assert "trained since as the exact C4 G-CNN (no learned stacks)" in text
+  assert "layer " not in text and "nearest:" not in text   # no empty stack table
