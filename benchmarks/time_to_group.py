@@ -30,15 +30,10 @@ def time_to_group(channels: int, seed: int, *, quick: bool = False) -> dict:
   # pylint: disable=import-outside-toplevel
   from configs import discover
   from ds_symmetry.train import train_and_evaluate
+  from experiments.identification import IDENTIFY
   config = discover.get_config(f"rotated,{channels}")
   config.seed = seed
-  config.discovery.stop_after = True
-  config.num_train_steps = 500
-  config.limit_test = 500
-  config.evals_per_epoch = 1
-  config.checkpoint_every_steps = 100_000
-  config.progress_bar = "off"
-  config.save_figures = False
+  config.update_from_flattened_dict(IDENTIFY)  # the identification benchmark's settings
   if quick:
     config.limit_train, config.num_train_steps, config.batch_size = 512, 40, 16
     config.model_options.warmup_steps = 20

@@ -442,29 +442,30 @@ def placements(root: str = REPO_ROOT) -> list[tuple[str, str]]:
   return found
 
 
-def stale(root: str = REPO_ROOT) -> list[str]:
-  """``"<page>: <marker>"`` for every generated block whose text differs from what the
-  committed summaries give (empty when every block is as generated)."""
+def _blocks(root: str):
+  """``(page, marker, text)`` for every generated block in the pages, ``text`` what the
+  committed summaries give (each marker's text made once)."""
   texts: dict[str, str] = {}
-  out = []
   for page, marker in placements(root):
     if marker not in texts:
       texts[marker] = BLOCKS[marker](root)
-    if read_between(page, marker) != texts[marker]:
-      out.append(f"{os.path.relpath(page, root)}: {marker}")
-  return out
+    yield page, marker, texts[marker]
+
+
+def stale(root: str = REPO_ROOT) -> list[str]:
+  """``"<page>: <marker>"`` for every generated block whose text differs from what the
+  committed summaries give (empty when every block is as generated)."""
+  return [f"{os.path.relpath(page, root)}: {marker}" for page, marker, text in _blocks(root)
+          if read_between(page, marker) != text]
 
 
 def write_all(root: str = REPO_ROOT) -> list[str]:
   """Rewrites every generated block that differs from what the committed summaries give;
   returns ``"<page>: <marker>"`` for each (pages whose blocks are current are not touched)."""
-  texts: dict[str, str] = {}
   changed = []
-  for page, marker in placements(root):
-    if marker not in texts:
-      texts[marker] = BLOCKS[marker](root)
-    if read_between(page, marker) != texts[marker]:
-      write_into(page, marker, texts[marker])
+  for page, marker, text in _blocks(root):
+    if read_between(page, marker) != text:
+      write_into(page, marker, text)
       changed.append(f"{os.path.relpath(page, root)}: {marker}")
   return changed
 
