@@ -5,15 +5,22 @@ Usage::
   python -m benchmarks.run                 # every benchmark, full size
   python -m benchmarks.run sinkhorn --quick
   python -m benchmarks.run --list
+  python -m benchmarks.run compute_dtype --save results/benchmarks
 
 Each benchmark module in ``BENCHMARKS`` exposes ``run(quick: bool) -> list[dict]`` and an
-optional ``COLUMNS`` list and ``TITLE`` string.
+optional ``COLUMNS`` list and ``TITLE`` string. ``--save DIR`` also writes each benchmark's
+table as ``DIR/<name>.json`` (:func:`save`): its rows, the command, and the provenance of the
+machine that measured it (``ds_symmetry.provenance.collect``: CPU model and flags, package
+versions, commit, switches), so the documentation's tables come from it
+(``python -m experiments.doc_tables``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
 
 import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
@@ -34,11 +41,41 @@ BENCHMARKS = {
 }
 
 
+def save(directory: str, name: str, module, rows: list[dict], quick: bool) -> str:
+  """Writes ``directory/<name>.json``: ``{"benchmark", "title", "columns", "rows", "quick",
+  "command", "provenance"}``; returns its path."""
+  from ds_symmetry import provenance  # pylint: disable=import-outside-toplevel
+  os.makedirs(directory, exist_ok=True)
+  record = {"benchmark": name, "title": getattr(module, "TITLE", name),
+            "columns": list(getattr(module, "COLUMNS", None) or (rows[0] if rows else [])),
+            "rows": rows, "quick": quick,
+            "command": f"python -m benchmarks.run {name}" + (" --quick" if quick else ""),
+            "provenance": provenance.collect()}
+  path = os.path.join(directory, f"{name}.json")
+  with open(path + ".tmp", "w", encoding="utf-8") as handle:
+    json.dump(record, handle, indent=1, sort_keys=True, default=float)
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def markdown_table(record: dict) -> str:
+  """A saved benchmark (:func:`save`) as a markdown table, floats to 4 significant digits."""
+  def cell(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+  columns = record["columns"]
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |"
+            for row in record["rows"]]
+  return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("names", nargs="*", help=f"subset of {sorted(BENCHMARKS)}")
   parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
   parser.add_argument("--list", action="store_true")
+  parser.add_argument("--save", default=None, metavar="DIR",
+                      help="also write each table as DIR/<name>.json with its provenance")
   args = parser.parse_args(argv)
   if args.list:
     print("\n".join(sorted(BENCHMARKS)))
@@ -52,6 +89,8 @@ def main(argv=None) -> int:
     rows = module.run(quick=args.quick)
     print(f"\n== {getattr(module, 'TITLE', name)} ==")
     print(common.format_table(rows, getattr(module, "COLUMNS", None)))
+    if args.save:
+      print(f"saved {save(args.save, name, module, rows, args.quick)}")
     sys.stdout.flush()
   return 0
 
