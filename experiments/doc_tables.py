@@ -42,6 +42,7 @@ APPENDIX_B_SCORES = "docs/appendix_b/scores.json"
 SAME_BUDGET_SUMMARY = f"results/{SAME_BUDGET.name}/summary.json"
 SETTINGS_SEARCH = "results/settings_search"
 TUNING_PASSES = "results/identification/tuning_passes"
+BENCHMARK_RESULTS = "results/benchmarks"
 
 
 def _load(root: str, relative: str):
@@ -63,6 +64,28 @@ def identification_table(root: str) -> str:
   return identification.table(_load(root, IDENTIFICATION_SUMMARY))
 
 
+def _machine(provenance: dict) -> str:
+  machine = provenance.get("machine", {})
+  flags = [f for f in machine.get("cpu_flags", []) if f.startswith(("avx512", "amx"))]
+  kind = "AVX-512 (" + ", ".join(flags) + ")" if flags else "no AVX-512"
+  return (f"{machine.get('cpu_model', '?')}, {kind}; jax "
+          f"{provenance.get('packages', {}).get('jax', '?')}, commit "
+          f"{(provenance.get('git', {}).get('commit') or '?')[:7]}")
+
+
+def benchmark_table(name: str) -> Callable[[str], str]:
+  """The table of ``results/benchmarks/<name>.json`` (``benchmarks.run --save``), with the
+  command and the machine that measured it."""
+  from benchmarks.run import markdown_table  # pylint: disable=import-outside-toplevel
+
+  def make(root: str) -> str:
+    record = _load(root, f"{BENCHMARK_RESULTS}/{name}.json")
+    return (markdown_table(record) + f"\n*`{record['command']}` on "
+            f"{_machine(record['provenance'])}.*\n")
+  make.__doc__ = f"The saved ``{name}`` benchmark's table."
+  return make
+
+
 def identification_headline(root: str) -> str:
   """``experiments.identification.headline`` of the committed per-run records."""
   return identification.headline(_load(root, IDENTIFICATION_SUMMARY))
@@ -71,23 +94,32 @@ def identification_headline(root: str) -> str:
 # The passes of the identification settings search, in order: the per-run records of each (its
 # summary), what it scored and the settings it ran with (the records hold the answers, not the
 # settings). The last pass ran the recipe's settings; its runs are the identification summary's
-# tuning grid. The probes before the first pass have no records (a note under the table).
+# tuning grid: seeds 0 and 1 chose them; seeds 2-4 ran with them after the choice (a check
+# on the rest of the tuning split, its own row). None: every seed of the summary. The probes
+# before the first pass have no records (a note under the table).
+_CHOSEN = "β 0.02, warm-up 300, lr 1e-1"
 TUNING_PASS_SETTINGS = (
     (f"{TUNING_PASSES}/1_readout_b0.02_w100/summary.json", "averaged readout",
-     "β 0.02, warm-up 100"),
+     "β 0.02, warm-up 100", None),
     (f"{TUNING_PASSES}/2_readout_b0.01_w150/summary.json", "averaged readout",
-     "β 0.01, warm-up 150"),
+     "β 0.01, warm-up 150", None),
     (f"{TUNING_PASSES}/3_element_b0.02_w150/summary.json", "per element",
-     "β 0.02, warm-up 150, lr 5e-2"),
-    (IDENTIFICATION_SUMMARY, "per element", "β 0.02, warm-up 300, lr 1e-1"),
+     "β 0.02, warm-up 150, lr 5e-2", None),
+    (IDENTIFICATION_SUMMARY, "per element", _CHOSEN, (0, 1)),
+    (IDENTIFICATION_SUMMARY, "per element", f"{_CHOSEN} (run after the choice)", (2, 3, 4)),
 )
 
 
-def _tuning_pass_row(records: Sequence[dict], score: str, settings: str) -> list[str]:
-  """One settings-search pass: its seeds and variants (and any pair not run), how many runs
-  named the data's subgroup exactly, and every other answer."""
+def _tuning_pass_row(records: Sequence[dict], score: str, settings: str,
+                     only_seeds: Optional[Sequence[int]] = None) -> Optional[list[str]]:
+  """One settings-search pass (its runs of ``only_seeds``, or all): its seeds and variants
+  (and any pair not run), how many runs named the data's subgroup exactly, and every other
+  answer; None when it has no run."""
   runs = [r for r in records
-          if r["grid"] == identification.IDENTIFICATION_TUNING.name and r["status"] == "done"]
+          if r["grid"] == identification.IDENTIFICATION_TUNING.name and r["status"] == "done"
+          and (only_seeds is None or r["seed"] in only_seeds)]
+  if not runs:
+    return None
   seeds = sorted({r["seed"] for r in runs})
   data = [d for d in identification.DATA if any(r["data"] == d for r in runs)]
   variants = f"{len(data)} variants"
@@ -107,9 +139,10 @@ def _tuning_pass_row(records: Sequence[dict], score: str, settings: str) -> list
 
 def identification_tuning_passes(root: str) -> str:
   """The identification settings search, one row per pass (:data:`TUNING_PASS_SETTINGS`)."""
-  rows = [_tuning_pass_row(_load(root, path), score, settings)
-          for path, score, settings in TUNING_PASS_SETTINGS]
-  return _table(("score", "settings", "seeds", "right", "what went wrong"), rows)
+  rows = [_tuning_pass_row(_load(root, path), score, settings, seeds)
+          for path, score, settings, seeds in TUNING_PASS_SETTINGS]
+  return _table(("score", "settings", "seeds", "right", "what went wrong"),
+                [row for row in rows if row is not None])
 
 
 APPENDIX_B_LABELS = {

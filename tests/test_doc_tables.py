@@ -101,3 +101,7 @@ def test_tuning_pass_row_counts_exact_answers_and_names_the_rest_and_the_pairs_n
   assert row == ["per element", "β 0.02",
                  "0, 1 (2 variants: mirrored, rotated; rotated seed 1 not run)", "2 of 3",
                  "`mirrored`, seed 1: D4 at step 190"]
+  # Only the seeds that chose the settings, or none of them: no row.
+  assert doc_tables._tuning_pass_row(records, "s", "b", only_seeds=(0,))[2:4] == [
+      "0 (2 variants: mirrored, rotated)", "2 of 2"]
+  assert doc_tables._tuning_pass_row(records, "s", "b", only_seeds=(7,)) is None
