@@ -61,11 +61,17 @@ def collect(root: str) -> list[dict]:
   return records
 
 
-def _cell(values: Sequence[float]) -> str:
+def _cell(runs: Sequence[dict], seeds: Sequence[int]) -> str:
+  """Mean (bold) and each seed's accuracy; the seeds named when some did not finish."""
+  values = [r["accuracy"] for r in runs]
   if not values:
     return "–"
   text = " / ".join(f"{v:.1f}" for v in values)
-  return f"**{statistics.mean(values):.1f}** ({text})" if len(values) > 1 else text
+  cell = f"**{statistics.mean(values):.1f}** ({text})" if len(values) > 1 else text
+  ran = [r["seed"] for r in runs]
+  if sorted(ran) != sorted(seeds):
+    cell += f" (seed{'s' if len(ran) > 1 else ''} {', '.join(map(str, ran))} only)"
+  return cell
 
 
 def table(records: Sequence[dict]) -> str:
@@ -93,9 +99,10 @@ def table(records: Sequence[dict]) -> str:
       within = "yes" if ours >= max(fixed_means) - 1.0 else "no"
       if acc["C4"]:
         above = "yes" if ours > statistics.mean(acc["C4"]) else "no"
-    lines.append(f"| {data} | {_cell(acc['cnn'])} | {_cell(acc['C4'])} | "
-                 f"{_cell(acc[true]) + f' ({true})' if true else 'none exact'} | "
-                 f"{_cell(acc['discovered'])} ({found or '–'}) | {within} | {above} |")
+    cell = {model: _cell(runs, seeds) for model, runs in rows.items()}
+    lines.append(f"| {data} | {cell['cnn']} | {cell['C4']} | "
+                 f"{cell[true] + f' ({true})' if true else 'none exact'} | "
+                 f"{cell['discovered']} ({found or '–'}) | {within} | {above} |")
   missing = [r for r in records if r["status"] != "done"]
   if missing:
     lines += ["", "Not finished: " + ", ".join(

@@ -38,3 +38,11 @@ def test_collect_reads_finished_runs_and_marks_the_rest(tmp_path):
       ("discovered", 100, "done"), ("cnn", 101, "missing")}
   done = next(r for r in records if r["status"] == "done")
   assert (done["accuracy"], done["group"], done["discovered_at"]) == (96.12, "flip", 290)
+
+
+def test_a_cell_names_its_seeds_when_some_did_not_run():
+  records = [_run("mirrored", "cnn", 100, 90.0), _run("mirrored", "cnn", 101, 92.0),
+             _run("mirrored", "flip", 100, 91.0)]
+  row = next(line for line in group_benefit.table(records).splitlines()
+             if line.startswith("| mirrored |"))
+  assert "| **91.0** (90.0 / 92.0) |" in row and "| 91.0 (seed 100 only) (flip) |" in row
