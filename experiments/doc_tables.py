@@ -12,6 +12,8 @@ makes its text from the committed summaries under the repository root:
 * ``identification-tuning-passes``: the passes of the identification settings search, from
   ``results/identification/tuning_passes/*/summary.json`` and, for the last (the recipe's
   settings), the tuning grid's runs in ``results/identification/summary.json``;
+* ``benefit-table``: ``results/group_benefit/summary.json`` (``python -m
+  experiments.group_benefit``);
 * ``appendix-b-table``: ``docs/appendix_b/scores.json`` (``python -m experiments.appendix_b``);
 * ``same-budget-*``: ``results/same_budget/summary.json`` (``python -m
   experiments.same_budget_report``) and, for the 16-channel rows, the ``results.json`` of runs
@@ -32,12 +34,13 @@ import os
 import sys
 from typing import Callable, Iterable, Optional, Sequence
 
-from experiments import identification
+from experiments import group_benefit, identification
 from experiments.same_budget import SAME_BUDGET
 from experiments.spec import REPO_ROOT
 from experiments.tables import markers, read_between, write_into
 
 IDENTIFICATION_SUMMARY = "results/identification/summary.json"
+GROUP_BENEFIT_SUMMARY = "results/group_benefit/summary.json"
 APPENDIX_B_SCORES = "docs/appendix_b/scores.json"
 SAME_BUDGET_SUMMARY = f"results/{SAME_BUDGET.name}/summary.json"
 SETTINGS_SEARCH = "results/settings_search"
@@ -62,6 +65,11 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def identification_table(root: str) -> str:
   """``experiments.identification.table`` of the committed per-run records."""
   return identification.table(_load(root, IDENTIFICATION_SUMMARY))
+
+
+def benefit_table(root: str) -> str:
+  """``experiments.group_benefit.table`` of the committed per-run records."""
+  return group_benefit.table(_load(root, GROUP_BENEFIT_SUMMARY))
 
 
 def _machine(provenance: dict) -> str:
@@ -447,6 +455,7 @@ BLOCKS: dict[str, Callable[[str], str]] = {
     identification.MARKER: identification_table,
     identification.HEADLINE_MARKER: identification_headline,
     "identification-tuning-passes": identification_tuning_passes,
+    group_benefit.MARKER: benefit_table,
     "appendix-b-table": appendix_b_table,
     "same-budget-headline": same_budget_headline,
     "same-budget-accuracy": same_budget_accuracy,
