@@ -14,6 +14,8 @@ makes its text from the committed summaries under the repository root:
   settings), the tuning grid's runs in ``results/identification/summary.json``;
 * ``benefit-table``: ``results/group_benefit/summary.json`` (``python -m
   experiments.group_benefit``);
+* ``benchmark-<name>``: ``results/benchmarks/<name>.json`` (``python -m benchmarks.run <name>
+  --save results/benchmarks``), with the command and the machine that measured it;
 * ``appendix-b-table``: ``docs/appendix_b/scores.json`` (``python -m experiments.appendix_b``);
 * ``same-budget-*``: ``results/same_budget/summary.json`` (``python -m
   experiments.same_budget_report``) and, for the 16-channel rows, the ``results.json`` of runs
@@ -456,6 +458,8 @@ BLOCKS: dict[str, Callable[[str], str]] = {
     identification.HEADLINE_MARKER: identification_headline,
     "identification-tuning-passes": identification_tuning_passes,
     group_benefit.MARKER: benefit_table,
+    "benchmark-compute_dtype": benchmark_table("compute_dtype"),
+    "benchmark-time_to_group": benchmark_table("time_to_group"),
     "appendix-b-table": appendix_b_table,
     "same-budget-headline": same_budget_headline,
     "same-budget-accuracy": same_budget_accuracy,
