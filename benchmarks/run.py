@@ -60,13 +60,13 @@ def save(directory: str, name: str, module, rows: list[dict], quick: bool) -> st
 
 def markdown_table(record: dict) -> str:
   """A saved benchmark (:func:`save`) as a markdown table, floats to 4 significant digits."""
+  from experiments.tables import markdown_rows  # pylint: disable=import-outside-toplevel
+
   def cell(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
   columns = record["columns"]
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |"
-            for row in record["rows"]]
-  return "\n".join(lines) + "\n"
+  return markdown_rows(columns, [[cell(row.get(c, "")) for c in columns]
+                                 for row in record["rows"]])
 
 
 def main(argv=None) -> int:

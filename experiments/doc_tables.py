@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from experiments import group_benefit, identification
 from experiments.same_budget import SAME_BUDGET
 from experiments.spec import REPO_ROOT
-from experiments.tables import markers, read_between, write_into
+from experiments.tables import markdown_rows as _table, markers, read_between, write_into
 
 IDENTIFICATION_SUMMARY = "results/identification/summary.json"
 GROUP_BENEFIT_SUMMARY = "results/group_benefit/summary.json"
@@ -55,10 +55,6 @@ def _load(root: str, relative: str):
     return json.load(handle)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(row) + " |" for row in rows]
-  return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------

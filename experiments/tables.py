@@ -69,6 +69,13 @@ class RowResult:
 # --------------------------------------------------------------------------------------------
 # Reading runs
 # --------------------------------------------------------------------------------------------
+def markdown_rows(header: Sequence[str], rows) -> str:
+  """A markdown table: ``header`` and ``rows`` (each a sequence of cell strings)."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
 def read_json(path: str) -> dict | None:
   """A JSON file's content; None if it is missing or unreadable (a lock file, a cache)."""
   return run_files.read_json(path, strict=False)
