@@ -16,6 +16,11 @@ Learned stacks are soft. :func:`discover_gcnn` rounds a network to the nearest e
 
 The report names the group when it is one of ``ops.GROUP_NAMES`` (acting as on a kernel grid)
 and says how far each learned layer was from what replaced it.
+
+A :class:`~ds_symmetry.nn.SubgroupSelector` has no stack to round: its answer is the most
+probable subgroup, and the model it points to is either that subgroup's exact G-CNN, fresh
+(``build``), or, with ``keep_backbone``, its own trained backbone averaged over the answer
+(``nn.GroupAveraged``), exactly invariant to it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from flax import nnx
 
 from ds_symmetry.analysis import cayley_error, identify_group, nearest_permutations
 from ds_symmetry.analysis.permutations import pairwise_distances
+from ds_symmetry.nn.group_averaging import GroupAveraged
 from ds_symmetry.nn.introspection import weight_sharing_layers
 from ds_symmetry.nn.subgroup_selection import SubgroupSelector
 from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
@@ -180,11 +186,14 @@ class DiscoveredModel:
       stack and the exact one that replaced it (empty for a rebuilt model).
     rebuilt: whether ``model`` is a new model from ``build`` (fresh weights) rather than the
       input model with frozen stacks.
+    kept_backbone: whether ``model`` is a selector's trained backbone averaged over the
+      answer (``nn.GroupAveraged``).
   """
   model: nnx.Module
   discovery: Union[Discovery, SubgroupChoice]
   layer_distances: Dict[str, float]
   rebuilt: bool = False
+  kept_backbone: bool = False
 
   def record(self) -> Dict[str, object]:
     """A JSON-serialisable summary: ``group``, ``order``, ``is_group``, and the rounding's
@@ -192,6 +201,7 @@ class DiscoveredModel:
     found = self.discovery
     out: Dict[str, object] = {"group": found.group, "order": found.order,
                               "is_group": found.is_group, "rebuilt": self.rebuilt,
+                              "kept_backbone": self.kept_backbone,
                               "layer_distances": dict(self.layer_distances)}
     if isinstance(found, SubgroupChoice):
       out["subgroup_probabilities"] = dict(found.probabilities)
@@ -202,25 +212,38 @@ class DiscoveredModel:
 
 
 def discover_subgroup_gcnn(selector: SubgroupSelector,
-                           build: Callable[[str], nnx.Module]) -> DiscoveredModel:
-  """The exact G-CNN of the subgroup a ``SubgroupSelector`` finds most probable.
+                           build: Optional[Callable[[str], nnx.Module]] = None, *,
+                           keep_backbone: bool = False) -> DiscoveredModel:
+  """The exactly invariant model of the subgroup a ``SubgroupSelector`` finds most probable.
 
   Args:
-    selector: the learned model.
+    selector: the learned model (not changed).
     build: ``build(group_name)`` returns a fresh exact G-CNN of that group (e.g.
       ``create_model("gcnn", group=name, ...)``): ``|H|`` distinct elements, whatever the
-      selector's backbone was.
+      selector's backbone was. Required unless ``keep_backbone``.
+    keep_backbone: instead of a fresh G-CNN, keep the selector's trained backbone (a copy)
+      and average it over the answer: ``nn.GroupAveraged(backbone, answer)``, the selector's
+      own readout ``y_H`` of that subgroup (``rebuilt`` is then False).
   """
   q = np.asarray(selector.probabilities(), dtype=np.float64)
   choice = SubgroupChoice(group=selector.candidates[int(np.argmax(q))],
                           probabilities={name: float(p)
                                          for name, p in zip(selector.candidates, q)})
+  if keep_backbone:
+    backbone = nnx.clone(selector.backbone)  # a deep copy: the selector is unchanged
+    return DiscoveredModel(model=GroupAveraged(backbone, choice.group), discovery=choice,
+                           layer_distances={}, kept_backbone=True)
+  if build is None:
+    raise ValueError("build: None is not accepted for a SubgroupSelector without "
+                     "keep_backbone; expected a callable build(group_name) returning the exact "
+                     "G-CNN")
   return DiscoveredModel(model=build(choice.group), discovery=choice, layer_distances={},
                          rebuilt=True)
 
 
 def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
-                  build: Optional[Callable[[str], nnx.Module]] = None) -> DiscoveredModel:
+                  build: Optional[Callable[[str], nnx.Module]] = None,
+                  keep_backbone: bool = False) -> DiscoveredModel:
   """Replaces a network's learned stacks by the exact G-CNN of the group they point to.
 
   Args:
@@ -232,7 +255,10 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
       with repeated slots when no ``build`` is given.
     build: ``build(group_name)`` returns a fresh exact G-CNN of a named group. Needed when
       the answer has fewer distinct elements than the stack has slots (its group layers
-      cannot keep their ``n``-slot weights) and for a ``SubgroupSelector``.
+      cannot keep their ``n``-slot weights) and for a ``SubgroupSelector`` (unless
+      ``keep_backbone``).
+    keep_backbone: for a ``SubgroupSelector`` only: keep its trained backbone, averaged over
+      the answer (:func:`discover_subgroup_gcnn`), instead of a fresh G-CNN.
 
   Returns:
     :class:`DiscoveredModel`.
@@ -242,11 +268,11 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
       group; or a collapsed answer (or a selector) without ``build``.
   """
   if isinstance(model, SubgroupSelector):
-    if build is None:
-      raise ValueError("build: None is not accepted for a SubgroupSelector; expected a "
-                       "callable build(group_name) returning the exact G-CNN")
-    return discover_subgroup_gcnn(model, build)
-  copy = nnx.merge(*nnx.split(model))
+    return discover_subgroup_gcnn(model, build, keep_backbone=keep_backbone)
+  if keep_backbone:
+    raise ValueError(f"keep_backbone: True is not accepted for a {type(model).__name__}; "
+                     "expected a SubgroupSelector (a learned stack is rounded in place)")
+  copy = nnx.clone(model)  # a deep copy (merge(split(model)) would share its Variables)
   layers = [(path, layer) for path, layer in weight_sharing_layers(copy) if layer.is_learned]
   lifting = [(path, layer) for path, layer in layers if isinstance(layer, WSLiftConv)]
   if not lifting:

@@ -153,7 +153,9 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
   else:
     evidence = "element distances to their permutations " + ", ".join(
         f"{d:.3f}" for d in record.get("projection_distances", []))
-  lines = [f"rounded to its discovered G-CNN at step {record['step']} ({how}; {weights}): "
+  model = ("its backbone averaged over the discovered group" if record.get("kept_backbone")
+           else "its discovered G-CNN")
+  lines = [f"rounded to {model} at step {record['step']} ({how}; {weights}): "
            f"{record['group']}", f"  {evidence}; {accuracy}"]
   learned = run_files.load_learned_at_discovery(workdir)
   if learned:
@@ -162,6 +164,9 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
   if frozen:
     lines.append("the exact stacks it has trained with since:")
     lines += _stack_table(frozen, layers)
+  elif record.get("kept_backbone"):  # discovery.keep_backbone: the selector's own backbone
+    lines.append(f"trained since as the selector's backbone averaged over {record['group']} "
+                 f"(nn.GroupAveraged, exactly {record['group']}-invariant)")
   else:  # no learned stacks to freeze: the G-CNN's group layers come from the registry
     lines.append(f"trained since as the exact {record['group']} G-CNN (no learned stacks)")
   return lines

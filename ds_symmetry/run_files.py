@@ -480,11 +480,17 @@ LEGACY_DISCOVERY = {"discover_at_step": "at_step", "discover_when_within": "when
                     "discover_reinitialize": "reinitialize", "stop_after_discovery": "stop_after"}
 
 
+# Discovery fields added since, with the value that gives the behaviour of runs recorded
+# before them.
+ADDED_DISCOVERY = {"keep_backbone": False}
+
+
 def upgrade_config(config: dict) -> dict:
   """``config`` (a recorded config dict) with the fields renamed since translated to today's
-  (:data:`LEGACY_SHARING`, :data:`LEGACY_DISCOVERY`); a copy, the input unchanged. A config
-  already in today's names, or one that is not a dict of this library's fields, comes back
-  equal."""
+  (:data:`LEGACY_SHARING`, :data:`LEGACY_DISCOVERY`) and the discovery fields added since
+  given their earlier behaviour (:data:`ADDED_DISCOVERY`); a copy, the input unchanged. A
+  config already in today's names, or one that is not a dict of this library's fields, comes
+  back equal."""
   config = json.loads(json.dumps(config))  # a deep copy of plain JSON data
   options = config.get("model_options")
   if isinstance(options, dict) and options.get("sharing") in LEGACY_SHARING:
@@ -492,6 +498,9 @@ def upgrade_config(config: dict) -> dict:
   old = [name for name in LEGACY_DISCOVERY if name in config]
   if old and not isinstance(config.get("discovery"), dict):
     config["discovery"] = {LEGACY_DISCOVERY[name]: config.pop(name) for name in old}
+  if isinstance(config.get("discovery"), dict):
+    for name, value in ADDED_DISCOVERY.items():
+      config["discovery"].setdefault(name, value)
   return config
 
 

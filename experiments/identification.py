@@ -80,8 +80,9 @@ INVARIANCE_TEST = Grid(
               overrides={"progress_bar": "off"}) for data in DATA),
     seeds=tuple(range(100, 105)))
 # What the discovered group buys (item 5 of issue 24): the recipe's whole run (identify, round,
-# train the discovered G-CNN for the rest of the 750 steps) beside fixed priors trained the same
-# way (configs/fixed_group.py), on the variants where C4 is the wrong prior or no group is exact.
+# train the discovered G-CNN for the rest of the 750 steps; or, "kept", train the selector's own
+# backbone averaged over the answer) beside fixed priors trained the same way
+# (configs/fixed_group.py), on the variants where C4 is the wrong prior or no group is exact.
 BENEFIT_DATA = {"mirrored": ("cnn", "C4", "flip"), "rotated_mirrored": ("cnn", "C4", "D4"),
                 "partial180": ("cnn", "C4")}
 BENEFIT = {"progress_bar": "off", "save_figures": False, "checkpoint_every_steps": 250}
@@ -96,6 +97,9 @@ def _benefit_rows(channels: int) -> tuple[Row, ...]:
                       f"{label} ({channels} ch)", data, overrides=BENEFIT))
     rows.append(Row(f"{data}_discovered", f"configs/discover.py:{data},{channels}",
                     f"discovered G-CNN ({channels} ch)", data, overrides=BENEFIT))
+    rows.append(Row(f"{data}_kept", f"configs/discover.py:{data},{channels}",
+                    f"discovered, backbone kept ({channels} ch)", data,
+                    overrides=dict(BENEFIT, **{"discovery.keep_backbone": True})))
   return tuple(rows)
 
 

@@ -115,6 +115,16 @@ def test_unknown_override_is_an_error():
      "set discovery.when_within"),
     ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
       "discovery.require_group": False}, "would be ignored by a subgroup_cnn"),
+    ({"discovery.keep_backbone": True}, "discovery.keep_backbone: True would be ignored"),
+    ({"model": "wscnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.keep_backbone": True},
+     "discovery.keep_backbone: True is not accepted for model 'wscnn'"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.keep_backbone": True, "discovery.stop_after": True},
+     r"keep_backbone: True contradicts discovery.stop_after=True"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.keep_backbone": True, "discovery.reinitialize": True},
+     r"keep_backbone: True contradicts discovery.reinitialize=True"),
 ])
 def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
   from ds_symmetry.train import base_config, validate_config

@@ -16,13 +16,17 @@ def test_the_table_compares_the_discovered_model_with_every_fixed_prior():
              _run("mirrored", "flip", 100, 97.0), _run("mirrored", "flip", 101, 97.2),
              _run("mirrored", "discovered", 100, 96.5, "flip", 280),
              _run("mirrored", "discovered", 101, 95.0, "D2", 300),
+             _run("mirrored", "kept", 100, 96.8, "flip", 280),
+             _run("mirrored", "kept", 101, 96.6, "flip", 290),
              {"data": "partial180", "model": "C4", "seed": 100, "status": "diverged"}]
   text = group_benefit.table(records)
   row = next(line for line in text.splitlines() if line.startswith("| mirrored |"))
   assert "**97.1** (97.0 / 97.2) (flip)" in row          # the data's group's G-CNN
-  assert "**95.8** (96.5 / 95.0) (flip @ 280, D2 @ 300)" in row
-  assert row.endswith("| no | yes |")                    # 95.75 < 97.1 - 1; above C4's 90.5
-  assert "| partial180 | – | – | none exact |" in text
+  assert "| **95.8** (96.5 / 95.0) (flip @ 280, D2 @ 300) |" in row
+  assert "| **96.7** (96.8 / 96.6) (flip @ 280, flip @ 290) |" in row
+  # fresh: 95.75 < 97.1 - 1; kept: 96.7 >= 96.1; both above C4's 90.5
+  assert row.endswith("| no / yes | yes / yes |")
+  assert "| partial180 | – | – | none exact | – | – | – / – | – / – |" in text
   assert "Not finished: partial180/C4/seed100 (diverged)" in text
 
 

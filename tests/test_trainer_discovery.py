@@ -144,11 +144,11 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   assert "just before the rounding (step 2)" in text
 
 
-def _selector_config(mnist_dir, stop_after=False):
+def _selector_config(mnist_dir, stop_after=False, keep_backbone=False):
   from ds_symmetry.train.variants import model_options
   config = tiny_config(mnist_dir, num_epochs=2, limit_train=256, save_figures=False,
                        discovery={"when_within": 0.5, "check_every_steps": 2,
-                                  "stop_after": stop_after},
+                                  "stop_after": stop_after, "keep_backbone": keep_backbone},
                        logits_learning_rate=1.0)
   config.unlock()
   config.model = "subgroup_cnn"
@@ -176,3 +176,44 @@ def test_a_selector_run_commits_stops_and_resumes_as_the_exact_gcnn(tmp_path, mn
   # without the stop, the same workdir trains the exact G-CNN on to the end of its budget
   resumed = train_and_evaluate(_selector_config(mnist_dir), str(tmp_path))
   assert resumed["step"] == 8 and resumed["discovery"]["step"] == found["step"]
+
+
+def test_a_selector_run_that_keeps_its_backbone_trains_it_averaged_over_the_answer(
+    tmp_path, mnist_dir, monkeypatch):
+  """discovery.keep_backbone: at the commitment the model becomes the selector's backbone
+  averaged over the answer, with the backbone's weights as they were (its readout of the
+  answer unchanged), trains on to the end, and a resumed run rebuilds the same model."""
+  from ds_symmetry import discovery as discovery_lib
+  from ds_symmetry.nn import GroupAveraged
+  from ds_symmetry.train import restore
+  kept = {}
+  real = discovery_lib.discover_subgroup_gcnn
+
+  def spy(selector, build=None, *, keep_backbone=False):
+    found = real(selector, build, keep_backbone=keep_backbone)
+    images = np.random.default_rng(0).normal(size=(3, 28, 28, 1)).astype(np.float32)
+    selector.eval()
+    found.model.eval()
+    kept["before"], kept["after"] = np.asarray(selector(images)), np.asarray(found.model(images))
+    selector.train()
+    found.model.train()
+    return found
+
+  monkeypatch.setattr(discovery_lib, "discover_subgroup_gcnn", spy)
+  summary = train_and_evaluate(_selector_config(mnist_dir, keep_backbone=True), str(tmp_path))
+  found = summary["discovery"]
+  assert found["group"] == "D4" and found["kept_backbone"] and not found["rebuilt"]
+  assert not found["reinitialized"] and summary["step"] == 8 and found["step"] < 8
+  np.testing.assert_allclose(kept["after"], kept["before"], rtol=1e-5, atol=1e-5)
+  model, _, step = restore.load_model(str(tmp_path))
+  assert isinstance(model, GroupAveraged) and model.group == "D4" and step == 8
+  images = np.random.default_rng(1).normal(size=(2, 28, 28, 1)).astype(np.float32)
+  np.testing.assert_allclose(model(np.rot90(images, 1, axes=(1, 2))), model(images),
+                             rtol=1e-4, atol=1e-5)
+  # the finished run, run again, resumes at its end with the same averaged model
+  again = train_and_evaluate(_selector_config(mnist_dir, keep_backbone=True), str(tmp_path))
+  assert again["step"] == 8 and again["discovery"]["kept_backbone"]
+  assert again["final_test_accuracy"] == summary["final_test_accuracy"]
+  text = report.format_report(str(tmp_path))
+  assert "rounded to its backbone averaged over the discovered group at step" in text
+  assert "averaged over D4 (nn.GroupAveraged, exactly D4-invariant)" in text

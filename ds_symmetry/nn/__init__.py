@@ -5,6 +5,7 @@ from ds_symmetry.nn.introspection import (REGULARIZERS, StackInfo, count_paramet
                                           regularizer_loss, regularizer_terms,
                                           representation_stacks, weight_sharing_layers)
 from ds_symmetry.nn.plain import ChannelLinear, torch_conv, torch_linear
+from ds_symmetry.nn.group_averaging import GroupAveraged
 from ds_symmetry.nn.norms import ChannelBatchNorm, ChannelLayerNorm, GroupLayerNorm
 from ds_symmetry.nn.pooling import GroupPool
 from ds_symmetry.nn.subgroup_selection import SubgroupLogits, SubgroupSelector

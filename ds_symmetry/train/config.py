@@ -42,6 +42,11 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
                                  initialisation (``seed``) instead of keeping the learned ones:
                                  "discover, then retrain" (the learned weights can be a worse
                                  start than a fresh draw; docs/learning_the_group.md)
+    keep_backbone                (subgroup_cnn) at the commitment, keep the selector's trained
+                                 backbone f and train on its average over the answer H,
+                                 y_H(x) = mean_{h∈H} f(h·x) (``nn.GroupAveraged``: exactly
+                                 H-invariant, |H| backbone passes per image), instead of H's
+                                 exact G-CNN from fresh weights
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
@@ -121,6 +126,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.discovery.require_group = True
   config.discovery.reinitialize = False
   config.discovery.stop_after = False
+  config.discovery.keep_backbone = False
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -221,7 +227,7 @@ def _check_discovery_fields(discovery) -> None:
                      f"{sorted(_DISCOVERY_FIELDS)} (start from base_config().discovery)")
   if not isinstance(discovery.check_every_steps, int) or discovery.check_every_steps < 1:
     _fail("discovery.check_every_steps", discovery.check_every_steps, "a positive int")
-  for name in ("require_group", "reinitialize", "stop_after"):
+  for name in ("require_group", "reinitialize", "stop_after", "keep_backbone"):
     if not isinstance(discovery[name], bool):
       _fail(f"discovery.{name}", discovery[name], "True or False")
   if not isinstance(discovery.at_step, int) or discovery.at_step < 0:
@@ -274,10 +280,21 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
         f"which has nothing to discover; expected a model with a learned stack or the "
         f"selector, one of {list(_DISCOVERABLE)} (or set both to 0)")
   if not discovering:
-    for name in ("stop_after", "reinitialize"):
+    for name in ("stop_after", "reinitialize", "keep_backbone"):
       if discovery[name]:
         raise ValueError(f"config.discovery.{name}: True would be ignored: no discovery is "
                          f"set (discovery.at_step and discovery.when_within are 0)")
+  if discovery.keep_backbone:
+    if config.model != "subgroup_cnn":
+      raise ValueError(f"config.discovery.keep_backbone: True is not accepted for model "
+                       f"{config.model!r}; expected 'subgroup_cnn' (a learned stack keeps its "
+                       f"weights when rounded anyway)")
+    for name in ("reinitialize", "stop_after"):
+      if discovery[name]:
+        raise ValueError(f"config.discovery.keep_backbone: True contradicts discovery.{name}"
+                         f"=True (" + ("fresh weights" if name == "reinitialize" else
+                                       "the run ends at the commitment") + "); set one of them"
+                         " to False")
   if config.model == "subgroup_cnn":
     if config.protocol not in _MNIST_PROTOCOLS:
       raise ValueError(f"config.model: 'subgroup_cnn' needs square single-channel images; "

@@ -18,6 +18,7 @@ from flax import nnx
 from ds_symmetry import run_files
 from ds_symmetry.models import create_model
 from ds_symmetry.models.factory import exact_model_options
+from ds_symmetry.nn.group_averaging import GroupAveraged
 from ds_symmetry.nn.introspection import weight_sharing_layers
 
 # Every protocol of ``ds_symmetry.data`` has ten classes.
@@ -51,11 +52,16 @@ def exact_model(config: ml_collections.ConfigDict, num_classes: int, group: str)
 def build_model(config: ml_collections.ConfigDict, num_classes: int,
                 discovered: tuple[dict, dict] | None = None) -> nnx.Module:
   """``create_model(config.model, **config.model_options)`` seeded by ``config.seed``; with
-  ``discovered`` (``run_files.load_discovered``'s ``(stacks, record)``) its stacks frozen."""
+  ``discovered`` (``run_files.load_discovered``'s ``(stacks, record)``) its stacks frozen, or
+  the discovered model the record names (a fresh exact G-CNN; a selector's backbone averaged
+  over its answer)."""
   if discovered is not None and discovered[1].get("rebuilt"):
     return exact_model(config, num_classes, discovered[1]["group"])
   model = create_model(config.model, num_classes=num_classes, rngs=nnx.Rngs(config.seed),
                        **config.model_options.to_dict())
+  if discovered is not None and discovered[1].get("kept_backbone"):
+    # A selector's answer with discovery.keep_backbone: its backbone averaged over the group.
+    return GroupAveraged(model.backbone, discovered[1]["group"])
   if discovered is not None:
     freeze(model, discovered[0])
   return model

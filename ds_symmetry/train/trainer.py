@@ -622,8 +622,9 @@ class _Run:
 
   def _discover(self) -> None:
     """Rounds the model to its discovered G-CNN (``ds_symmetry.discovery``) and trains that on:
-    same weights (or, with ``discovery.reinitialize``, the model's initial ones), batch
-    statistics, step and running metrics; a fresh optimizer."""
+    same weights (or, with ``discovery.reinitialize``, the model's initial ones; a selector's
+    answer gets a fresh G-CNN, or with ``discovery.keep_backbone`` its backbone averaged over
+    the answer), batch statistics, step and running metrics; a fresh optimizer."""
     from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
     self._check_pending()
     before = self._test_accuracy()
@@ -633,7 +634,8 @@ class _Run:
     settings = self.config.discovery
     found = discover_gcnn(current.model, require_group=settings.require_group,
                           build=functools.partial(restore.exact_model, self.config,
-                                                  self.protocol.num_classes))
+                                                  self.protocol.num_classes),
+                          keep_backbone=settings.keep_backbone)
     record = dict(found.record(), step=self.step, test_accuracy_before=before,
                   wall_s=time.time() - self.start_time,
                   trigger=("discovery.at_step" if self.step == settings.at_step
@@ -651,8 +653,9 @@ class _Run:
       run_files.save_discovered(self.workdir, restore.frozen_stacks(model), record, learned)
     self.discovery = record
     self.writer.write(dict(record, type="discovered"))
-    logging.info("step %d: rounded to the discovered G-CNN (%s); test accuracy %.4f -> %.4f",
-                 self.step, record["group"], before, record["test_accuracy_after"])
+    logging.info("step %d: rounded to the discovered %s (%s); test accuracy %.4f -> %.4f",
+                 self.step, "backbone averaged over" if found.kept_backbone else "G-CNN",
+                 record["group"], before, record["test_accuracy_after"])
 
   # -- finish --------------------------------------------------------------------------------
   def close(self) -> None:
