@@ -1,4 +1,4 @@
-"""The main job: learn which symmetry rotated MNIST has, then train that group's G-CNN.
+"""The main job: learn which symmetry rotated MNIST has, then train a model invariant to it.
 
   python -m ds_symmetry.main --config=configs/default.py --workdir=runs/default
 
@@ -6,8 +6,8 @@ This is the named recipe, ``configs/discover.py`` (read it for what the model is
 it decides), on rotated MNIST at 16 channels: the first 24k training images, 2 epochs at batch
 64 (750 steps). Phase 1, a ``subgroup_cnn``, commits to one of the ten subgroups of the kernel
 grid's isometries (C4 is the expected answer: reflections are not symmetries of digits); phase
-2 trains the exact G-CNN of that subgroup for the remaining steps. The report names the group
-and the step at which it was found.
+2 trains phase 1's backbone averaged over that subgroup (exactly invariant to it) for the
+remaining steps. The report names the group and the step at which it was found.
 """
 
 from configs import discover

@@ -39,6 +39,7 @@ def get_config(arg=None):
   # The discovery recipe's protocol and optimisation; only the model changes.
   config.logits_learning_rate = 1e-2  # base_config's; these models have no logits
   config.discovery.when_within = 0.0
+  config.discovery.keep_backbone = False
   if model == "cnn":
     config.model = "cnn"
     config.model_options = model_options("cnn", channels)

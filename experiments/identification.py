@@ -49,11 +49,13 @@ EXPECTED = {"upright": "trivial", "mirrored": "flip", "rotated_c2": "C2", "rotat
 DATA = tuple(EXPECTED)
 # Every identification run: stop at the rounding or at 500 steps; a small frozen test set
 # (only the answer and its step are read).
-IDENTIFY = {"discovery.stop_after": True, "num_train_steps": 500, "limit_test": 500,
+IDENTIFY = {"discovery.stop_after": True, "discovery.keep_backbone": False,
+            "num_train_steps": 500, "limit_test": 500,
             "evals_per_epoch": 1, "checkpoint_every_steps": 100_000, "progress_bar": "off",
             "save_figures": False}
 # The settings search: the same, evaluated on 2,000 of the 5,000 held-out training images.
-TUNING = {"discovery.stop_after": True, "num_train_steps": 500, "limit_test": 2000,
+TUNING = {"discovery.stop_after": True, "discovery.keep_backbone": False,
+          "num_train_steps": 500, "limit_test": 2000,
           "evals_per_epoch": 1, "checkpoint_every_steps": 100_000, "progress_bar": "off",
           "protocol_options.validation_examples": 5000}
 
@@ -96,7 +98,8 @@ def _benefit_rows(channels: int) -> tuple[Row, ...]:
       rows.append(Row(f"{data}_{model}", f"configs/fixed_group.py:{data},{model},{channels}",
                       f"{label} ({channels} ch)", data, overrides=BENEFIT))
     rows.append(Row(f"{data}_discovered", f"configs/discover.py:{data},{channels}",
-                    f"discovered G-CNN ({channels} ch)", data, overrides=BENEFIT))
+                    f"discovered G-CNN ({channels} ch)", data,
+                    overrides=dict(BENEFIT, **{"discovery.keep_backbone": False})))
     rows.append(Row(f"{data}_kept", f"configs/discover.py:{data},{channels}",
                     f"discovered, backbone kept ({channels} ch)", data,
                     overrides=dict(BENEFIT, **{"discovery.keep_backbone": True})))
