@@ -12,7 +12,7 @@ makes its text from the committed summaries under the repository root:
 * ``identification-tuning-passes``: the passes of the identification settings search, from
   ``results/identification/tuning_passes/*/summary.json`` and, for the last (the recipe's
   settings), the tuning grid's runs in ``results/identification/summary.json``;
-* ``benefit-table``: ``results/group_benefit/summary.json`` (``python -m
+* ``benefit-table``, ``benefit-curves``: ``results/group_benefit/summary.json`` (``python -m
   experiments.group_benefit``);
 * ``benchmark-<name>``: ``results/benchmarks/<name>.json`` (``python -m benchmarks.run <name>
   --save results/benchmarks``), with the command and the machine that measured it;
@@ -68,6 +68,11 @@ def identification_table(root: str) -> str:
 def benefit_table(root: str) -> str:
   """``experiments.group_benefit.table`` of the committed per-run records."""
   return group_benefit.table(_load(root, GROUP_BENEFIT_SUMMARY))
+
+
+def benefit_curves(root: str) -> str:
+  """``experiments.group_benefit.curves_table`` of the committed per-run records."""
+  return group_benefit.curves_table(_load(root, GROUP_BENEFIT_SUMMARY))
 
 
 def _machine(provenance: dict) -> str:
@@ -454,6 +459,7 @@ BLOCKS: dict[str, Callable[[str], str]] = {
     identification.HEADLINE_MARKER: identification_headline,
     "identification-tuning-passes": identification_tuning_passes,
     group_benefit.MARKER: benefit_table,
+    group_benefit.CURVES_MARKER: benefit_curves,
     "benchmark-compute_dtype": benchmark_table("compute_dtype"),
     "benchmark-time_to_group": benchmark_table("time_to_group"),
     "appendix-b-table": appendix_b_table,

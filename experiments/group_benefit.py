@@ -55,10 +55,12 @@ def collect(root: str) -> list[dict]:
         records.append(dict(record, status=(results or {}).get("status", "missing")))
         continue
       discovery = results.get("discovery") or {}
+      curve = [[r["step"], round(100 * r["test_accuracy"], 2)]
+               for r in run_files.read_metrics(workdir, "eval") if "test_accuracy" in r]
       record.update(status="done", accuracy=round(100 * results["final_test_accuracy"], 2),
                     step=results["step"], wall_s=round(results["wall_time_s"], 1),
                     group=discovery.get("group"), discovered_at=discovery.get("step"),
-                    provenance=results.get("provenance"))
+                    curve=curve, provenance=results.get("provenance"))
       records.append(record)
   return records
 
@@ -127,6 +129,34 @@ def table(records: Sequence[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+CURVES_MARKER = "benefit-curves"  # the block of :func:`curves_table`
+_LABELS = {"cnn": "CNN", "C4": "C4 G-CNN", "flip": "flip G-CNN", "D4": "D4 G-CNN",
+           "discovered": "discovered, fresh G-CNN", "kept": "discovered, backbone kept"}
+
+
+def curves_table(records: Sequence[dict], seed: int = 100,
+                 data: Sequence[str] = ("mirrored", "rotated_mirrored")) -> str:
+  """Markdown: one seed's test accuracy at every evaluation (``curve``) of each run on
+  ``data``, with the step of the commitment. (No wall times: the runs were not timed side by
+  side, and some shared the cores with other jobs.)"""
+  runs = [r for r in records if r["status"] == "done" and r["seed"] == seed
+          and r["data"] in data and r.get("curve")]
+  if not runs:
+    return f"No evaluation curves of seed {seed} in the records.\n"
+  steps = sorted({step for r in runs for step, _ in r["curve"]})
+  lines = [f"Seed {seed}: test accuracy (%) at each evaluation step.", "",
+           "| run | " + " | ".join(map(str, steps)) + " |", "|---|" + "---|" * len(steps)]
+  order = {model: i for i, model in enumerate(_LABELS)}
+  for r in sorted(runs, key=lambda r: (data.index(r["data"]), order.get(r["model"], 99))):
+    at = dict(r["curve"])
+    label = f"{r['data']}: {_LABELS.get(r['model'], r['model'])}"
+    if r.get("discovered_at"):
+      label += f" ({r['group']} from step {r['discovered_at']})"
+    lines.append(f"| {label} | " + " | ".join(
+        f"{at[s]:.1f}" if s in at else "–" for s in steps) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True)
@@ -145,6 +175,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     handle.write(text)
   for path in args.write_into:
     write_into(path, MARKER, text)
+    write_into(path, CURVES_MARKER, curves_table(records))
   print(text, end="")
   print(f"{len(records)} runs; wrote {args.out}/summary.json, table.md")
   return 0

@@ -5,9 +5,9 @@ import json
 from experiments import group_benefit
 
 
-def _run(data, model, seed, accuracy, group=None, step=None):
+def _run(data, model, seed, accuracy, group=None, step=None, curve=None, wall_s=60.0):
   return {"data": data, "model": model, "seed": seed, "status": "done", "accuracy": accuracy,
-          "group": group, "discovered_at": step}
+          "group": group, "discovered_at": step, "curve": curve or [], "wall_s": wall_s}
 
 
 def test_the_table_compares_the_discovered_model_with_every_fixed_prior():
@@ -36,12 +36,18 @@ def test_collect_reads_finished_runs_and_marks_the_rest(tmp_path):
   (workdir / "results.json").write_text(json.dumps({
       "status": "finished", "final_test_accuracy": 0.9612, "step": 750, "wall_time_s": 300.0,
       "discovery": {"group": "flip", "step": 290}}))
+  (workdir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in (
+      {"type": "train", "step": 50, "accuracy": 0.5},
+      {"type": "eval", "step": 375, "test_accuracy": 0.8},
+      {"type": "discovered", "step": 290, "group": "flip"},
+      {"type": "eval", "step": 750, "test_accuracy": 0.9612})) + "\n")
   (tmp_path / "group_benefit" / "mirrored_cnn" / "seed101").mkdir(parents=True)
   records = group_benefit.collect(str(tmp_path))
   assert {(r["model"], r["seed"], r["status"]) for r in records} == {
       ("discovered", 100, "done"), ("cnn", 101, "missing")}
   done = next(r for r in records if r["status"] == "done")
   assert (done["accuracy"], done["group"], done["discovered_at"]) == (96.12, "flip", 290)
+  assert done["curve"] == [[375, 80.0], [750, 96.12]]                  # the eval records only
 
 
 def test_a_cell_names_its_seeds_when_some_did_not_run():
@@ -50,3 +56,15 @@ def test_a_cell_names_its_seeds_when_some_did_not_run():
   row = next(line for line in group_benefit.table(records).splitlines()
              if line.startswith("| mirrored |"))
   assert "| **91.0** (90.0 / 92.0) |" in row and "| 91.0 (seed 100 only) (flip) |" in row
+
+
+def test_the_curves_table_has_one_row_per_run_of_the_seed_and_a_column_per_step():
+  records = [_run("mirrored", "kept", 100, 91.0, "flip", 390, [[375, 84.0], [750, 91.0]], 112),
+             _run("mirrored", "cnn", 100, 90.0, curve=[[375, 83.5], [750, 90.0]], wall_s=55),
+             _run("mirrored", "cnn", 101, 89.0, curve=[[375, 83.0], [750, 89.0]]),
+             _run("partial180", "cnn", 100, 88.0, curve=[[750, 88.0]])]
+  lines = group_benefit.curves_table(records).splitlines()
+  assert lines[2] == "| run | 375 | 750 |"
+  assert lines[4:] == ["| mirrored: CNN | 83.5 | 90.0 |",
+                       "| mirrored: discovered, backbone kept (flip from step 390) | 84.0 | 91.0 |"]
+  assert "No evaluation curves of seed 7" in group_benefit.curves_table(records, seed=7)
