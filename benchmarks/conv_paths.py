@@ -11,14 +11,15 @@ timed under every path of ``ds_symmetry.ops.conv_paths`` (``xla``, ``im2col``, `
 ``convolve(..., path=…)`` jitted, gradients from ``jax.vjp``), calls alternating between the
 paths and PyTorch/oneDNN (``benchmarks.conv_limit``'s pieces, 2 threads, the faster of NCHW and
 channels-last; when torch is importable), medians of the repeats. ``current`` is the path the
-piece takes now (``DS_SYMMETRY_CONV_PATH``, else ``choose_conv_path``); ``<path>/current`` > 1:
-slower than now; ``<path>/torch`` > 1: slower than oneDNN; ``best``: the fastest path. Per stack,
-``all layers`` rows sum each piece over the layers (what one choice per piece costs) and
-``all pieces`` sums everything.
+piece of that layer takes now (``DS_SYMMETRY_CONV_PATH``; its ``auto`` pieces as
+``choose_conv_path`` picks them for the layer's shape); ``<path>/current`` > 1: slower than now;
+``<path>/torch`` > 1: slower than oneDNN; ``best``: the fastest path. Per stack, ``all layers``
+rows sum each piece over the layers (``<path>``: that path on every layer; ``current``: each
+layer's own) and ``all pieces`` sums everything.
 
 Then the trainer's whole step (augmentation, forward, backward, AdamW) of ``cnn`` and ``gcnn``
-(default widths) traced under each path forced for every piece (``conv_path(…)``), steps
-alternating; ``torch_ms`` there is the authors' PyTorch step at the same batch when
+(default widths) traced under each path forced for every piece (``conv_path(…)``) and under the
+current one, steps alternating; ``torch_ms`` there is the authors' PyTorch step at the same batch when
 ``DS_SYMMETRY_REFERENCE_REPO`` points at a checkout of it (``benchmarks.reference``), else
 empty. Quick mode: batch 8, 3 repeats.
 """
@@ -113,7 +114,15 @@ def _ratios(row, seconds, current, torch_seconds):
   return row
 
 
-def _layer_rows(stack, width_in, width, batch, repeats, layers, torch, now):
+def _resolved(requested, batch, size, c_in, c_out, k=5):
+  """The path each piece of one layer takes: ``requested``'s, ``auto`` pieces resolved for
+  that layer's shape (``choose_conv_path``)."""
+  chosen = conv_paths.choose_conv_path(x_shape=(batch, size, size, c_in),
+                                       kernel_shape=(k, k, c_in, c_out))
+  return conv_paths.ConvPath(*(c if r is None else r for r, c in zip(requested, chosen)))
+
+
+def _layer_rows(stack, width_in, width, batch, repeats, layers, torch, requested):
   rows = []
   for layer, (size, c_in, c_out) in enumerate(conv_limit.layer_shapes(width_in, width)):
     if layers is not None and layer not in layers:
@@ -131,7 +140,7 @@ def _layer_rows(stack, width_in, width, batch, repeats, layers, torch, now):
       functions.update({f"torch {layout}": pieces[piece] for layout, pieces in theirs.items()})
       seconds = dict(zip(functions, alternating_medians(list(functions.values()),
                                                         repeats=repeats)))
-      current = getattr(now, _PIECE_FIELD[piece])
+      current = getattr(_resolved(requested, batch, size, c_in, c_out), _PIECE_FIELD[piece])
       row = {"stack": stack, "layer": layer, "piece": piece, "current": current,
              "shape": f"{batch}x{size}x{size}x{c_in}->{c_out}", "torch_ms": "",
              "torch_layout": ""}
@@ -144,8 +153,9 @@ def _layer_rows(stack, width_in, width, batch, repeats, layers, torch, now):
   return rows
 
 
-def _totals(rows, stack, now) -> list[dict]:
-  """Per piece over the layers (one choice per piece), then every piece together."""
+def _totals(rows, stack) -> list[dict]:
+  """Per piece over the layers, then every piece together; ``current`` sums each layer's
+  own path."""
   totals = []
   groups = [(piece, [r for r in rows if r["piece"] == piece]) for piece in PIECES]
   groups.append(("all pieces", rows))
@@ -153,12 +163,8 @@ def _totals(rows, stack, now) -> list[dict]:
     if not mine:
       continue
     seconds = {p: sum(r[f"{p}_ms"] for r in mine) / 1e3 for p in PATHS}
-    if piece == "all pieces":  # the current path of each row, summed
-      current_s = sum(r[f"{r['current']}_ms"] for r in mine) / 1e3
-      current = "per piece"
-    else:
-      current = getattr(now, _PIECE_FIELD[piece])
-      current_s = seconds[current]
+    current_s = sum(r[f"{r['current']}_ms"] for r in mine) / 1e3  # each row's own path
+    current = "per layer"
     torch_s = (sum(r["torch_ms"] for r in mine) / 1e3
                if all(r["torch_ms"] != "" for r in mine) else None)
     row = {"stack": stack, "layer": "all layers", "shape": "", "piece": piece,
@@ -170,18 +176,17 @@ def _totals(rows, stack, now) -> list[dict]:
   return totals
 
 
-def _step_rows(models, batch, repeats, model_options, now):
+def _step_rows(models, batch, repeats, model_options, requested):
   if not models:
     return []
   from benchmarks import reference, training  # pylint: disable=import-outside-toplevel
   protocol = training.synthetic_protocol(False)
   rows = []
   for name in models:
-    mixed = len(set(now)) > 1
     functions = {}
-    for path in PATHS + (("__current__",) if mixed else ()):
+    for path in PATHS + ("__current__",):  # the current path: auto pieces chosen per layer
       setup = training.StepSetup(name, protocol, batch, dict(model_options or {}))
-      with conv_paths.conv_path(now if path == "__current__" else path):
+      with conv_paths.conv_path(requested if path == "__current__" else path):
         block(setup.one())  # traced and compiled now, under the path
       functions[path] = setup.one
     if reference.available() and name in reference.RECORDED_MS:
@@ -189,12 +194,12 @@ def _step_rows(models, batch, repeats, model_options, now):
     seconds = dict(zip(functions, alternating_medians(list(functions.values()),
                                                       repeats=repeats)))
     row = {"stack": name, "layer": "step", "piece": "train step (path on every piece)",
-           "shape": f"batch {batch}", "current": now.describe(), "torch_ms": "",
+           "shape": f"batch {batch}", "current": requested.describe(), "torch_ms": "",
            "torch_layout": ""}
     torch_seconds = seconds.get("reference")
     if torch_seconds:
       row.update(torch_ms=1e3 * torch_seconds, torch_layout="reference step")
-    rows.append(_ratios(row, seconds, "__current__" if mixed else now.forward, torch_seconds))
+    rows.append(_ratios(row, seconds, "__current__", torch_seconds))
   return rows
 
 
@@ -213,17 +218,17 @@ def run(quick: bool = False, stacks=None, layers=None, models=None, repeats=None
   """
   batch, default_repeats = (8, 3) if quick else (64, 7)
   repeats = repeats or default_repeats
-  now = conv_paths.current_conv_path()
+  requested = conv_paths.requested_conv_path()
   print(cpu_summary())
-  print(f"conv path now: {now.describe()} (DS_SYMMETRY_CONV_PATH, else "
-        f"ops.conv_paths.choose_conv_path); backend {jax.default_backend()}")
+  print(f"conv path asked for: {requested.describe()} (DS_SYMMETRY_CONV_PATH; auto: "
+        f"{conv_paths.auto_description()}); backend {jax.default_backend()}")
   torch = _torch_setup()
   rows = []
   for stack, (width_in, width) in (conv_limit.STACKS if stacks is None else stacks).items():
-    mine = _layer_rows(stack, width_in, width, batch, repeats, layers, torch, now)
-    rows.extend(mine + _totals(mine, stack, now))
+    mine = _layer_rows(stack, width_in, width, batch, repeats, layers, torch, requested)
+    rows.extend(mine + _totals(mine, stack))
   rows.extend(_step_rows(STEP_MODELS if models is None else models, batch, repeats,
-                         model_options, now))
+                         model_options, requested))
   return rows
 
 

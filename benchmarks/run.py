@@ -41,6 +41,14 @@ BENCHMARKS = {
 }
 
 
+def command(name: str, quick: bool) -> str:
+  """The command line that reruns benchmark ``name``, with the reference checkout's variable
+  when it is set (``benchmarks.reference``: the reference is then timed, not quoted)."""
+  from benchmarks.reference import ENV  # pylint: disable=import-outside-toplevel
+  prefix = f"{ENV}=<checkout> " if os.environ.get(ENV) else ""
+  return f"{prefix}python -m benchmarks.run {name}" + (" --quick" if quick else "")
+
+
 def save(directory: str, name: str, module, rows: list[dict], quick: bool) -> str:
   """Writes ``directory/<name>.json``: ``{"benchmark", "title", "columns", "rows", "quick",
   "command", "provenance"}``; returns its path."""
@@ -49,7 +57,7 @@ def save(directory: str, name: str, module, rows: list[dict], quick: bool) -> st
   record = {"benchmark": name, "title": getattr(module, "TITLE", name),
             "columns": list(getattr(module, "COLUMNS", None) or (rows[0] if rows else [])),
             "rows": rows, "quick": quick,
-            "command": f"python -m benchmarks.run {name}" + (" --quick" if quick else ""),
+            "command": command(name, quick),
             "provenance": provenance.collect()}
   path = os.path.join(directory, f"{name}.json")
   with open(path + ".tmp", "w", encoding="utf-8") as handle:

@@ -39,7 +39,8 @@ from typing import Callable, Iterable, Optional, Sequence
 from experiments import group_benefit, identification
 from experiments.same_budget import SAME_BUDGET
 from experiments.spec import REPO_ROOT
-from experiments.tables import markdown_rows as _table, markers, read_between, write_into
+from experiments.tables import (markdown_rows as _table, markers, read_between, read_records,
+                               write_into)
 
 IDENTIFICATION_SUMMARY = "results/identification/summary.json"
 GROUP_BENEFIT_SUMMARY = "results/group_benefit/summary.json"
@@ -55,6 +56,11 @@ def _load(root: str, relative: str):
     return json.load(handle)
 
 
+def _records(root: str, relative: str) -> list[dict]:
+  """The per-run records of a study's ``summary.json`` (``tables.read_records``)."""
+  return read_records(os.path.join(root, relative))
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,17 +68,17 @@ def _load(root: str, relative: str):
 # --------------------------------------------------------------------------------------------
 def identification_table(root: str) -> str:
   """``experiments.identification.table`` of the committed per-run records."""
-  return identification.table(_load(root, IDENTIFICATION_SUMMARY))
+  return identification.table(_records(root, IDENTIFICATION_SUMMARY))
 
 
 def benefit_table(root: str) -> str:
   """``experiments.group_benefit.table`` of the committed per-run records."""
-  return group_benefit.table(_load(root, GROUP_BENEFIT_SUMMARY))
+  return group_benefit.table(_records(root, GROUP_BENEFIT_SUMMARY))
 
 
 def benefit_curves(root: str) -> str:
   """``experiments.group_benefit.curves_table`` of the committed per-run records."""
-  return group_benefit.curves_table(_load(root, GROUP_BENEFIT_SUMMARY))
+  return group_benefit.curves_table(_records(root, GROUP_BENEFIT_SUMMARY))
 
 
 def _machine(provenance: dict) -> str:
@@ -99,7 +105,7 @@ def benchmark_table(name: str) -> Callable[[str], str]:
 
 def identification_headline(root: str) -> str:
   """``experiments.identification.headline`` of the committed per-run records."""
-  return identification.headline(_load(root, IDENTIFICATION_SUMMARY))
+  return identification.headline(_records(root, IDENTIFICATION_SUMMARY))
 
 
 # The passes of the identification settings search, in order: the per-run records of each (its
@@ -150,7 +156,7 @@ def _tuning_pass_row(records: Sequence[dict], score: str, settings: str,
 
 def identification_tuning_passes(root: str) -> str:
   """The identification settings search, one row per pass (:data:`TUNING_PASS_SETTINGS`)."""
-  rows = [_tuning_pass_row(_load(root, path), score, settings, seeds)
+  rows = [_tuning_pass_row(_records(root, path), score, settings, seeds)
           for path, score, settings, seeds in TUNING_PASS_SETTINGS]
   return _table(("score", "settings", "seeds", "right", "what went wrong"),
                 [row for row in rows if row is not None])

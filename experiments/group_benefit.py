@@ -24,7 +24,6 @@ the fixed rows: the same total budget. The kept backbone has trained since step 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ from typing import Iterable, Optional, Sequence
 
 from experiments.identification import BENEFIT_DATA, GROUP_BENEFIT
 from experiments.spec import run_path
-from experiments.tables import write_into
+from experiments.tables import write_into, write_records
 
 MARKER = "benefit-table"  # the block experiments.tables.write_into fills
 # The subgroup each variant's data has (None: no subgroup of D4 is an exact symmetry).
@@ -168,8 +167,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     parser.error(f"--root: {args.root!r} is not a directory")
   records = collect(args.root)
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as handle:
-    json.dump(records, handle, indent=1, sort_keys=True)
+  write_records(os.path.join(args.out, "summary.json"), records)
   text = table(records)
   with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as handle:
     handle.write(text)

@@ -35,13 +35,12 @@ results/identification/summary.json`` keeps the records of runs whose workdirs a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Iterable, Optional, Sequence
 
 from experiments.spec import Grid, Row, run_path
-from experiments.tables import markers, write_into as write_marked
+from experiments.tables import markers, read_records, write_into as write_marked, write_records
 
 # The data variants with an expected answer, in table order (configs/discover.py: VARIANTS).
 EXPECTED = {"upright": "trivial", "mirrored": "flip", "rotated_c2": "C2", "rotated_c4": "C4",
@@ -274,11 +273,9 @@ def report(root: str, out: str, tolerance: float = 0.05,
   ``summary.json`` whose records of runs not under ``root`` are kept (:func:`merge`)."""
   records = collect(root, tolerance)
   if keep:
-    with open(keep, encoding="utf-8") as handle:
-      records = merge(records, json.load(handle))
+    records = merge(records, read_records(keep))
   os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as handle:
-    json.dump(records, handle, indent=1, sort_keys=True)
+  write_records(os.path.join(out, "summary.json"), records)
   with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as handle:
     handle.write(table(records))
   plot(records, os.path.join(out, "identification.png"))

@@ -486,3 +486,34 @@ def write_into(path: str, marker: str, text: str) -> None:
   start, end = markers(marker)
   with open(path, "w", encoding="utf-8") as handle:
     handle.write(f"{head}{start}\n{text}{end}{tail}")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-run summaries (``summary.json`` of a study): each distinct provenance stored once
+# --------------------------------------------------------------------------------------------
+def write_records(path: str, records: Sequence[dict]) -> None:
+  """Writes per-run ``records`` (dicts, each with its ``provenance``) as
+  ``{"provenances": [distinct provenances], "records": [record with "provenance": index]}``:
+  a grid's runs share one or two machines, so each provenance is stored once, not per run."""
+  provenances, index, stored = [], {}, []
+  for record in records:
+    key = json.dumps(record.get("provenance"), sort_keys=True)
+    if key not in index:
+      index[key] = len(provenances)
+      provenances.append(record.get("provenance"))
+    stored.append(dict(record, provenance=index[key]))
+  with open(path, "w", encoding="utf-8") as handle:
+    json.dump({"provenances": provenances, "records": stored}, handle, indent=1,
+              sort_keys=True)
+
+
+def read_records(path: str) -> list[dict]:
+  """The records :func:`write_records` wrote, each with its provenance back in place; a plain
+  list of records (a summary written before provenances were stored once) reads as it is."""
+  with open(path, encoding="utf-8") as handle:
+    data = json.load(handle)
+  if isinstance(data, list):
+    return data
+  provenances = data["provenances"]
+  return [dict(record, provenance=provenances[record["provenance"]])
+          for record in data["records"]]

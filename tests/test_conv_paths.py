@@ -293,11 +293,24 @@ def test_the_benchmark_runs_in_quick_mode(capsys):
   assert run.BENCHMARKS["conv_paths"] == "benchmarks.conv_paths"
 
 
+def test_the_benchmarks_current_path_is_the_one_each_layer_takes():
+  """``current`` of a layer's row is ``auto``'s choice for that layer's shape (rows for a
+  1-channel first layer on an AVX-512 CPU, XLA elsewhere), not one path for the whole stack."""
+  from benchmarks import conv_paths as bench  # pylint: disable=import-outside-toplevel
+  rows = bench.run(quick=True, stacks={"tiny": (1, 4)}, layers=(0,), models=(), repeats=1)
+  chosen = conv_paths.choose_conv_path(x_shape=(8, 28, 28, 1), kernel_shape=(5, 5, 1, 4))
+  by_piece = {row["piece"]: row["current"] for row in rows if row["layer"] == 0}
+  assert by_piece == {"forward": chosen.forward, "weight-grad": chosen.weight_grad}
+  with conv_paths.conv_path("im2col"):  # a forced path is every layer's current path
+    forced = bench.run(quick=True, stacks={"tiny": (1, 4)}, layers=(0,), models=(), repeats=1)
+  assert {row["current"] for row in forced if row["layer"] == 0} == {"im2col"}
+
+
 @pytest.mark.slow  # compiles three training steps
 def test_the_benchmarks_training_step_rows():
   from benchmarks import conv_paths as bench  # pylint: disable=import-outside-toplevel
   rows = bench.run(quick=True, stacks={}, models=("cnn",), repeats=1,
                    model_options={"channels": 4, "num_blocks": 2})
   (row,) = rows
-  assert row["stack"] == "cnn" and row["current"] == "xla" and row["xla/current"] == 1.0
-  assert all(row[f"{path}_ms"] > 0 for path in conv_paths.PATHS)
+  assert row["stack"] == "cnn" and row["current"] == conv_paths.requested_conv_path().describe()
+  assert all(row[f"{path}_ms"] > 0 and row[f"{path}/current"] > 0 for path in conv_paths.PATHS)

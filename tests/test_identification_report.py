@@ -55,3 +55,20 @@ def test_merge_keeps_earlier_runs_and_prefers_the_new_record():
   merged = identification.merge([run(101, "C4"), run(103, "C4")], previous)
   assert [(r["seed"], r["answer"]) for r in merged] == [(100, "C4"), (101, "C4"), (103, "C4")]
   assert identification.merge([], []) == []
+
+
+def test_a_summary_stores_each_provenance_once_and_reads_back_the_same_records(tmp_path):
+  import json
+  from experiments.tables import read_records, write_records
+  here = {"machine": {"cpu_model": "A"}, "git": {"commit": "1"}}
+  there = {"machine": {"cpu_model": "B"}, "git": {"commit": "2"}}
+  records = [{"seed": s, "answer": "C4", "provenance": p}
+             for s, p in ((100, here), (101, here), (102, there), (103, None))]
+  path = tmp_path / "summary.json"
+  write_records(str(path), records)
+  stored = json.loads(path.read_text())
+  assert stored["provenances"] == [here, there, None]
+  assert [r["provenance"] for r in stored["records"]] == [0, 0, 1, 2]
+  assert read_records(str(path)) == records
+  path.write_text(json.dumps(records))          # an older summary: a plain list of records
+  assert read_records(str(path)) == records
