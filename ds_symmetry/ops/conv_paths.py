@@ -26,8 +26,9 @@ The three pieces are chosen independently (:class:`ConvPath`). Which path runs i
 a function is traced, in this order: :func:`conv_path` (a context manager, for tests and
 benchmarks), the environment variable ``DS_SYMMETRY_CONV_PATH``, and for ``auto`` (the
 default) :func:`choose_conv_path` — the one place that picks a path from the CPU's features
-and the convolution's shape: ``rows`` where it was measured faster (a CPU with AVX-512: one
-input channel, or an input gradient of at most 8×8 output pixels), ``xla`` everywhere else.
+and the convolution's shape. Today it picks ``xla`` everywhere: ``rows`` beats it on some
+pieces timed alone on an AVX-512 CPU, but a whole training step with those pieces by rows was
+slower (the measurements are above :func:`choose_conv_path`).
 
 ``DS_SYMMETRY_CONV_PATH`` holds ``auto``, ``xla``, ``im2col`` or ``rows`` (one path for every
 piece), or pieces named one by one, e.g.
@@ -145,16 +146,16 @@ def cpu_flags() -> frozenset:
   return frozenset()
 
 
-# What the per-CPU choice was measured on (``python -m benchmarks.run conv_paths``, batch 64,
-# the MNIST models' 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16):
-# XLA's convolution is the fastest of the three paths on every layer with 64 or 128 input
-# channels (im2col 1.5–4.3× and rows 1.2–4.6× slower, worst for the weight gradient), except
-# the input gradient of the last layer (8×8 outputs: rows 0.60× / 0.86× of XLA for 64 / 128
-# channels); on the first layer (one input channel) rows wins the forward (0.68× / 0.73×) and
-# the weight gradient (0.57× / 0.58×). Together a few percent of a step. On an AVX2 CPU the
-# paths were not measured, so XLA's stays (issue 26).
-_MEASURED_CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl"})
-_SMALL_OUTPUT = 8 * 8  # output pixels at or below which rows wins the input gradient
+# What the choice rests on (``python -m benchmarks.run conv_paths``, batch 64, the MNIST models'
+# 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16). Timed piece by piece,
+# XLA's convolution is the fastest path on every layer with 64 or 128 input channels (im2col
+# and rows 1.1–4.6× slower), and rows wins the first layer's forward and weight gradient (one
+# input channel: 0.56–0.84× of XLA) and the input gradient of the last layer (8×8 outputs:
+# 0.71–0.89×). But a whole training step with exactly those pieces by rows is *slower* than
+# with XLA's convolution everywhere (cnn 1.12×, gcnn 1.06–1.07×; two runs, 7 and 15
+# alternating repeats): what the pieces gain alone is lost in the compiled step. So ``auto`` is
+# XLA's convolution everywhere; the other paths stay selectable (``DS_SYMMETRY_CONV_PATH``).
+# On an AVX2 CPU the paths were not measured. Issue 26.
 
 
 def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] = None,
@@ -167,37 +168,22 @@ def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] =
   Args:
     flags: CPU feature flags (default: :func:`cpu_flags`).
     backend: JAX's backend (default: ``jax.default_backend()``).
-    x_shape: ``[B, H, W, C_in]`` of the convolution, or None (then the choice for a layer
-      with many input channels and a large output: what most of a step is).
+    x_shape: ``[B, H, W, C_in]`` of the convolution, or None.
     kernel_shape: ``[kh, kw, C_in, C_out]``, or None.
     padding: the resolved ``((top, bottom), (left, right))`` padding (None: ``VALID``).
 
   Returns:
-    a :class:`ConvPath` naming a path for every piece: :data:`XLA` except on a CPU with
-    AVX-512 for a convolution with one input channel (forward and weight gradient by rows) or
-    at most 8×8 output pixels (input gradient by rows). GPU and TPU: always :data:`XLA`.
+    a :class:`ConvPath` naming a path for every piece: today :data:`XLA` for every CPU,
+    backend and shape (the measurements above); the arguments are what a per-shape choice
+    would read, and every convolution passes them.
   """
-  backend = jax.default_backend() if backend is None else backend
-  flags = cpu_flags() if flags is None else frozenset(flags)
-  if backend != "cpu" or not _MEASURED_CPU_FLAGS <= flags or x_shape is None \
-      or kernel_shape is None:
-    return XLA
-  (top, bottom), (left, right) = padding if padding is not None else ((0, 0), (0, 0))
-  out_pixels = ((x_shape[1] + top + bottom - kernel_shape[0] + 1)
-                * (x_shape[2] + left + right - kernel_shape[1] + 1))
-  one_channel = x_shape[3] == 1
-  return ConvPath(forward="rows" if one_channel else "xla",
-                  input_grad="rows" if out_pixels <= _SMALL_OUTPUT else "xla",
-                  weight_grad="rows" if one_channel else "xla")
+  del flags, backend, x_shape, kernel_shape, padding  # no measured case beats XLA in a step
+  return XLA
 
 
 def auto_description(flags: Optional[frozenset] = None, backend: Optional[str] = None) -> str:
   """What ``auto`` does on this machine, in words (recorded in a run's provenance)."""
-  backend = jax.default_backend() if backend is None else backend
-  flags = cpu_flags() if flags is None else frozenset(flags)
-  if backend == "cpu" and _MEASURED_CPU_FLAGS <= flags:
-    return ("rows for one input channel (forward, weight_grad) and for at most 8x8 output "
-            "pixels (input_grad), else xla")
+  del flags, backend  # the same everywhere today (choose_conv_path)
   return "xla"
 
 
