@@ -44,6 +44,10 @@ from experiments.tables import (markdown_rows as _table, markers, read_between, 
 
 IDENTIFICATION_SUMMARY = "results/identification/summary.json"
 GROUP_BENEFIT_SUMMARY = "results/group_benefit/summary.json"
+# The benchmarks whose saved tables (results/benchmarks/<name>.json) the docs show.
+SAVED_BENCHMARKS = ("sinkhorn", "models", "training", "profile", "conv_limit", "step_cost",
+                    "augmentation", "layer_scaling", "conv_paths", "compute_dtype",
+                    "time_to_group")
 APPENDIX_B_SCORES = "docs/appendix_b/scores.json"
 SAME_BUDGET_SUMMARY = f"results/{SAME_BUDGET.name}/summary.json"
 SETTINGS_SEARCH = "results/settings_search"
@@ -466,8 +470,7 @@ BLOCKS: dict[str, Callable[[str], str]] = {
     "identification-tuning-passes": identification_tuning_passes,
     group_benefit.MARKER: benefit_table,
     group_benefit.CURVES_MARKER: benefit_curves,
-    "benchmark-compute_dtype": benchmark_table("compute_dtype"),
-    "benchmark-time_to_group": benchmark_table("time_to_group"),
+    **{f"benchmark-{name}": benchmark_table(name) for name in SAVED_BENCHMARKS},
     "appendix-b-table": appendix_b_table,
     "same-budget-headline": same_budget_headline,
     "same-budget-accuracy": same_budget_accuracy,
