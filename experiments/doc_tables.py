@@ -14,6 +14,8 @@ makes its text from the committed summaries under the repository root:
   settings), the tuning grid's runs in ``results/identification/summary.json``;
 * ``benefit-table``, ``benefit-curves``: ``results/group_benefit/summary.json`` (``python -m
   experiments.group_benefit``);
+* ``speed-headline`` (README): ``results/benchmarks/training.json``'s speed against the
+  reference;
 * ``benchmark-<name>``: ``results/benchmarks/<name>.json`` (``python -m benchmarks.run <name>
   --save results/benchmarks``), with the command and the machine that measured it;
 * ``appendix-b-table``: ``docs/appendix_b/scores.json`` (``python -m experiments.appendix_b``);
@@ -105,6 +107,20 @@ def benchmark_table(name: str) -> Callable[[str], str]:
             f"{_machine(record['provenance'])}.*\n")
   make.__doc__ = f"The saved ``{name}`` benchmark's table."
   return make
+
+
+def speed_headline(root: str) -> str:
+  """The README's speed row: each MNIST model's step against the reference's
+  (``results/benchmarks/training.json``), with the measuring CPU and the command."""
+  record = _load(root, f"{BENCHMARK_RESULTS}/training.json")
+  speed = {row["model"]: row.get("speedup") for row in record["rows"] if row.get("augment")}
+  machine = record["provenance"].get("machine", {})
+  avx512 = any(f.startswith("avx512") for f in machine.get("cpu_flags", []))
+  cpu = f"{machine.get('cpu_model', '?')}, {'AVX-512' if avx512 else 'no AVX-512'}"
+  cells = [f"{speed[m]:.2f}×" if isinstance(speed.get(m), float) else "–"
+           for m in ("cnn", "gcnn", "wscnn")]
+  return (_table(("CPU (2 cores)", "cnn", "gcnn", "wscnn"), [[cpu, *cells]])
+          + f"\n*`{record['command']}` (its provenance: `{BENCHMARK_RESULTS}/training.json`)*\n")
 
 
 def identification_headline(root: str) -> str:
@@ -471,6 +487,7 @@ BLOCKS: dict[str, Callable[[str], str]] = {
     group_benefit.MARKER: benefit_table,
     group_benefit.CURVES_MARKER: benefit_curves,
     **{f"benchmark-{name}": benchmark_table(name) for name in SAVED_BENCHMARKS},
+    "speed-headline": speed_headline,
     "appendix-b-table": appendix_b_table,
     "same-budget-headline": same_budget_headline,
     "same-budget-accuracy": same_budget_accuracy,

@@ -105,3 +105,19 @@ def test_tuning_pass_row_counts_exact_answers_and_names_the_rest_and_the_pairs_n
   assert doc_tables._tuning_pass_row(records, "s", "b", only_seeds=(0,))[2:4] == [
       "0 (2 variants: mirrored, rotated)", "2 of 2"]
   assert doc_tables._tuning_pass_row(records, "s", "b", only_seeds=(7,)) is None
+
+
+def test_the_speed_headline_reads_each_models_speedup_and_the_cpu_kind(tmp_path):
+  import json
+  from experiments import doc_tables
+  rows = [{"model": "cnn", "augment": True, "speedup": 0.6654},
+          {"model": "gcnn", "augment": True, "speedup": 1.1},
+          {"model": "wscnn", "augment": False, "speedup": 9.0},   # the no-augmentation twin
+          {"model": "wscnn", "augment": True, "speedup": 0.8791}]
+  (tmp_path / "results" / "benchmarks").mkdir(parents=True)
+  (tmp_path / "results" / "benchmarks" / "training.json").write_text(json.dumps({
+      "rows": rows, "command": "python -m benchmarks.run training",
+      "provenance": {"machine": {"cpu_model": "EPYC", "cpu_flags": ["avx2", "fma"]}}}))
+  text = doc_tables.speed_headline(str(tmp_path))
+  assert "| EPYC, no AVX-512 | 0.67× | 1.10× | 0.88× |" in text
+  assert "`python -m benchmarks.run training`" in text
