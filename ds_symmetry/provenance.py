@@ -36,6 +36,10 @@ ENVIRONMENT_PREFIXES = ("DS_SYMMETRY_", "JAX_")
 ENVIRONMENT_NAMES = ("XLA_FLAGS", "DS_SYMMETRY_CUSTOM_GRADIENTS")
 """Environment variables always listed, as ``None`` when unset."""
 
+PATH_VARIABLES = ("DS_SYMMETRY_DATA", "DS_SYMMETRY_CACHE", "DS_SYMMETRY_REFERENCE_REPO")
+"""Recorded variables that hold a location on the machine: recorded as ``"<set>"``, not their
+path (which says nothing about the numbers and would put a machine's layout into results)."""
+
 CPU_FLAG_PREFIXES = ("avx", "fma", "sse", "ssse", "amx", "f16c", "vnni", "neon", "asimd", "sve")
 """The CPU feature flags kept: the vector instruction sets XLA:CPU's kernels dispatch on."""
 
@@ -125,7 +129,8 @@ def numeric_switches(environ: dict[str, str] | None = None) -> dict[str, Any]:
     ``{"environment": {name: value}, "custom_gradients": bool | None, "jax_enable_x64": bool,
     "jax_default_matmul_precision": str | None, "conv_path": dict | None}``. ``environment``
     lists every variable named in :data:`ENVIRONMENT_NAMES` (``None`` when unset) and every
-    set variable starting with one of :data:`ENVIRONMENT_PREFIXES`. ``custom_gradients`` is whether the hand-written CPU
+    set variable starting with one of :data:`ENVIRONMENT_PREFIXES` (:data:`PATH_VARIABLES` as
+    ``"<set>"``). ``custom_gradients`` is whether the hand-written CPU
     backward passes are in use (``ds_symmetry.ops.gradients``), ``None`` when
     ``DS_SYMMETRY_CUSTOM_GRADIENTS`` holds an invalid value. ``conv_path`` is the path of
     each piece of every convolution (``ds_symmetry.ops.conv_paths``:
@@ -137,8 +142,8 @@ def numeric_switches(environ: dict[str, str] | None = None) -> dict[str, Any]:
   from ds_symmetry.ops import gradients  # pylint: disable=import-outside-toplevel
   environ = os.environ if environ is None else environ
   recorded = {name: environ.get(name) for name in ENVIRONMENT_NAMES}
-  recorded.update({name: value for name, value in environ.items()
-                   if name.startswith(ENVIRONMENT_PREFIXES)})
+  recorded.update({name: "<set>" if name in PATH_VARIABLES else value
+                   for name, value in environ.items() if name.startswith(ENVIRONMENT_PREFIXES)})
   try:
     custom = bool(gradients.custom_gradients_enabled())
   except ValueError:

@@ -89,6 +89,13 @@ def test_numeric_switches_list_the_named_and_prefixed_variables():
   assert isinstance(switches["custom_gradients"], bool)
 
 
+def test_a_variable_that_names_a_location_is_recorded_as_set_not_its_path():
+  environ = {"DS_SYMMETRY_REFERENCE_REPO": "/home/someone/learnable-weight-sharing",
+             "DS_SYMMETRY_DATA": "/data/mnist"}
+  recorded = provenance.numeric_switches(environ)["environment"]
+  assert recorded["DS_SYMMETRY_REFERENCE_REPO"] == recorded["DS_SYMMETRY_DATA"] == "<set>"
+
+
 def test_numeric_switches_see_x64(enable_x64):
   assert provenance.numeric_switches({})["jax_enable_x64"] is True
 
