@@ -133,6 +133,7 @@ def _layer_rows(stack, width_in, width, batch, repeats, layers, torch, requested
       theirs = {layout: conv_limit._torch_pieces(  # pylint: disable=protected-access
           torch, batch, size, c_in, c_out, 5, layout == "channels_last")
                 for layout in ("nchw", "channels_last")}
+    now = _resolved(requested, batch, size, c_in, c_out)  # this layer's path of each piece
     for piece in PIECES:
       if piece == "input-grad" and layer == 0:
         continue
@@ -140,7 +141,7 @@ def _layer_rows(stack, width_in, width, batch, repeats, layers, torch, requested
       functions.update({f"torch {layout}": pieces[piece] for layout, pieces in theirs.items()})
       seconds = dict(zip(functions, alternating_medians(list(functions.values()),
                                                         repeats=repeats)))
-      current = getattr(_resolved(requested, batch, size, c_in, c_out), _PIECE_FIELD[piece])
+      current = getattr(now, _PIECE_FIELD[piece])
       row = {"stack": stack, "layer": layer, "piece": piece, "current": current,
              "shape": f"{batch}x{size}x{size}x{c_in}->{c_out}", "torch_ms": "",
              "torch_layout": ""}

@@ -67,8 +67,6 @@ def _records(root: str, relative: str) -> list[dict]:
   return read_records(os.path.join(root, relative))
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # The group-identification table and the App. B table
 # --------------------------------------------------------------------------------------------
@@ -87,9 +85,14 @@ def benefit_curves(root: str) -> str:
   return group_benefit.curves_table(_records(root, GROUP_BENEFIT_SUMMARY))
 
 
+def _wide_vector_flags(machine: dict) -> list[str]:
+  """A recorded machine's AVX-512 and AMX flags (``provenance.cpu_description``)."""
+  return [f for f in machine.get("cpu_flags") or [] if f.startswith(("avx512", "amx"))]
+
+
 def _machine(provenance: dict) -> str:
   machine = provenance.get("machine", {})
-  flags = [f for f in machine.get("cpu_flags", []) if f.startswith(("avx512", "amx"))]
+  flags = _wide_vector_flags(machine)
   kind = "AVX-512 (" + ", ".join(flags) + ")" if flags else "no AVX-512"
   return (f"{machine.get('cpu_model', '?')}, {kind}; jax "
           f"{provenance.get('packages', {}).get('jax', '?')}, commit "
@@ -115,8 +118,8 @@ def speed_headline(root: str) -> str:
   record = _load(root, f"{BENCHMARK_RESULTS}/training.json")
   speed = {row["model"]: row.get("speedup") for row in record["rows"] if row.get("augment")}
   machine = record["provenance"].get("machine", {})
-  avx512 = any(f.startswith("avx512") for f in machine.get("cpu_flags", []))
-  cpu = f"{machine.get('cpu_model', '?')}, {'AVX-512' if avx512 else 'no AVX-512'}"
+  cpu = (f"{machine.get('cpu_model', '?')}, "
+         f"{'AVX-512' if _wide_vector_flags(machine) else 'no AVX-512'}")
   cells = [f"{speed[m]:.2f}×" if isinstance(speed.get(m), float) else "–"
            for m in ("cnn", "gcnn", "wscnn")]
   return (_table(("CPU (2 cores)", "cnn", "gcnn", "wscnn"), [[cpu, *cells]])

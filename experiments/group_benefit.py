@@ -31,7 +31,7 @@ from typing import Iterable, Optional, Sequence
 
 from experiments.identification import BENEFIT_DATA, GROUP_BENEFIT
 from experiments.spec import run_path
-from experiments.tables import write_into, write_records
+from experiments.tables import markdown_rows, write_into, write_records
 
 MARKER = "benefit-table"  # the block experiments.tables.write_into fills
 # The subgroup each variant's data has (None: no subgroup of D4 is an exact symmetry).
@@ -99,12 +99,10 @@ def table(records: Sequence[dict]) -> str:
   backbone)."""
   done = [r for r in records if r["status"] == "done"]
   seeds = sorted({r["seed"] for r in done})
-  lines = [f"Test accuracy (%) after 750 steps, 16 channels, seeds {', '.join(map(str, seeds))} "
-           "(mean, then each seed).", "",
-           "| data | CNN | C4 G-CNN | G-CNN of the data's group | discovered, fresh G-CNN "
-           "(found at step) | discovered, backbone kept (found at step) | within 1 pt of the "
-           "best fixed (fresh / kept) | above C4 (fresh / kept) |",
-           "|---|---|---|---|---|---|---|---|"]
+  header = ("data", "CNN", "C4 G-CNN", "G-CNN of the data's group",
+            "discovered, fresh G-CNN (found at step)", "discovered, backbone kept (found at step)",
+            "within 1 pt of the best fixed (fresh / kept)", "above C4 (fresh / kept)")
+  body = []
   for data in BENEFIT_DATA:
     rows = {model: sorted((r for r in done if r["data"] == data and r["model"] == model),
                           key=lambda r: r["seed"]) for model in (*BENEFIT_DATA[data],
@@ -117,15 +115,17 @@ def table(records: Sequence[dict]) -> str:
                         for r in rows[model])
       cell[model] += f" ({found})" if found else ""
     verdicts = [_verdicts(acc, model) for model in DISCOVERED]
-    lines.append(f"| {data} | {cell['cnn']} | {cell['C4']} | "
-                 f"{cell[true] + f' ({true})' if true else 'none exact'} | "
-                 f"{cell['discovered']} | {cell['kept']} | "
-                 f"{' / '.join(v[0] for v in verdicts)} | {' / '.join(v[1] for v in verdicts)} |")
+    body.append([data, cell["cnn"], cell["C4"],
+                 f"{cell[true]} ({true})" if true else "none exact", cell["discovered"],
+                 cell["kept"], " / ".join(v[0] for v in verdicts),
+                 " / ".join(v[1] for v in verdicts)])
+  text = (f"Test accuracy (%) after 750 steps, 16 channels, seeds {', '.join(map(str, seeds))} "
+          f"(mean, then each seed).\n\n" + markdown_rows(header, body))
   missing = [r for r in records if r["status"] != "done"]
   if missing:
-    lines += ["", "Not finished: " + ", ".join(
-        f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing)]
-  return "\n".join(lines) + "\n"
+    text += "\nNot finished: " + ", ".join(
+        f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing) + "\n"
+  return text
 
 
 CURVES_MARKER = "benefit-curves"  # the block of :func:`curves_table`
@@ -143,17 +143,16 @@ def curves_table(records: Sequence[dict], seed: int = 100,
   if not runs:
     return f"No evaluation curves of seed {seed} in the records.\n"
   steps = sorted({step for r in runs for step, _ in r["curve"]})
-  lines = [f"Seed {seed}: test accuracy (%) at each evaluation step.", "",
-           "| run | " + " | ".join(map(str, steps)) + " |", "|---|" + "---|" * len(steps)]
+  body = []
   order = {model: i for i, model in enumerate(_LABELS)}
   for r in sorted(runs, key=lambda r: (data.index(r["data"]), order.get(r["model"], 99))):
     at = dict(r["curve"])
     label = f"{r['data']}: {_LABELS.get(r['model'], r['model'])}"
     if r.get("discovered_at"):
       label += f" ({r['group']} from step {r['discovered_at']})"
-    lines.append(f"| {label} | " + " | ".join(
-        f"{at[s]:.1f}" if s in at else "–" for s in steps) + " |")
-  return "\n".join(lines) + "\n"
+    body.append([label, *(f"{at[s]:.1f}" if s in at else "–" for s in steps)])
+  return (f"Seed {seed}: test accuracy (%) at each evaluation step.\n\n"
+          + markdown_rows(("run", *map(str, steps)), body))
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
