@@ -45,6 +45,4 @@ class GroupAveraged(nnx.Module):
 
   def __call__(self, x):
     """``[B, H, W, C]`` → ``[B, K]`` float32, the mean of the backbone's logits over ``H``."""
-    if self.elements == (0,):
-      return self.backbone(x).astype("float32")
     return element_logits(self.backbone, x, self.elements).mean(axis=0)
