@@ -18,9 +18,11 @@ The report names the group when it is one of ``ops.GROUP_NAMES`` (acting as on a
 and says how far each learned layer was from what replaced it.
 
 A :class:`~ds_symmetry.nn.SubgroupSelector` has no stack to round: its answer is the most
-probable subgroup, and the model it points to is either that subgroup's exact G-CNN, fresh
-(``build``), or, with ``keep_backbone``, its own trained backbone averaged over the answer
-(``nn.GroupAveraged``), exactly invariant to it.
+probable subgroup, and the model it points to is that subgroup's exact G-CNN, fresh
+(``build``); or, with ``keep_backbone``, its own trained backbone averaged over the answer
+(``nn.GroupAveraged``), exactly invariant to it; or, with ``keep_backbone`` and
+``expand_backbone``, the answer's exact G-CNN started from the backbone's filters
+(``models.gcnn_from_cnn``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from flax import nnx
 
 from ds_symmetry.analysis import cayley_error, identify_group, nearest_permutations
 from ds_symmetry.analysis.permutations import pairwise_distances
+from ds_symmetry.models.expansion import gcnn_from_cnn
 from ds_symmetry.nn.group_averaging import GroupAveraged
 from ds_symmetry.nn.introspection import weight_sharing_layers
 from ds_symmetry.nn.subgroup_selection import SubgroupSelector
@@ -186,14 +189,17 @@ class DiscoveredModel:
       stack and the exact one that replaced it (empty for a rebuilt model).
     rebuilt: whether ``model`` is a new model from ``build`` (fresh weights) rather than the
       input model with frozen stacks.
-    kept_backbone: whether ``model`` is a selector's trained backbone averaged over the
-      answer (``nn.GroupAveraged``).
+    kept_backbone: whether ``model`` is built from a selector's trained backbone: averaged
+      over the answer (``nn.GroupAveraged``), or expanded into its G-CNN.
+    expanded_backbone: whether that backbone was expanded into the answer's exact G-CNN
+      (``models.gcnn_from_cnn``) rather than averaged.
   """
   model: nnx.Module
   discovery: Union[Discovery, SubgroupChoice]
   layer_distances: Dict[str, float]
   rebuilt: bool = False
   kept_backbone: bool = False
+  expanded_backbone: bool = False
 
   def record(self) -> Dict[str, object]:
     """A JSON-serialisable summary: ``group``, ``order``, ``is_group``, and the rounding's
@@ -202,6 +208,7 @@ class DiscoveredModel:
     out: Dict[str, object] = {"group": found.group, "order": found.order,
                               "is_group": found.is_group, "rebuilt": self.rebuilt,
                               "kept_backbone": self.kept_backbone,
+                              "expanded_backbone": self.expanded_backbone,
                               "layer_distances": dict(self.layer_distances)}
     if isinstance(found, SubgroupChoice):
       out["subgroup_probabilities"] = dict(found.probabilities)
@@ -213,7 +220,8 @@ class DiscoveredModel:
 
 def discover_subgroup_gcnn(selector: SubgroupSelector,
                            build: Optional[Callable[[str], nnx.Module]] = None, *,
-                           keep_backbone: bool = False) -> DiscoveredModel:
+                           keep_backbone: bool = False,
+                           expand_backbone: bool = False) -> DiscoveredModel:
   """The exactly invariant model of the subgroup a ``SubgroupSelector`` finds most probable.
 
   Args:
@@ -224,15 +232,22 @@ def discover_subgroup_gcnn(selector: SubgroupSelector,
     keep_backbone: instead of a fresh G-CNN, keep the selector's trained backbone (a copy)
       and average it over the answer: ``nn.GroupAveraged(backbone, answer)``, the selector's
       own readout ``y_H`` of that subgroup (``rebuilt`` is then False).
+    expand_backbone: with ``keep_backbone``, expand the backbone (a plain ``ConvNet``) into
+      the answer's exact G-CNN with its filters on the identity slices
+      (``models.gcnn_from_cnn``) instead of averaging it.
   """
   q = np.asarray(selector.probabilities(), dtype=np.float64)
   choice = SubgroupChoice(group=selector.candidates[int(np.argmax(q))],
                           probabilities={name: float(p)
                                          for name, p in zip(selector.candidates, q)})
+  if expand_backbone and not keep_backbone:
+    raise ValueError("expand_backbone: True is not accepted without keep_backbone=True")
   if keep_backbone:
     backbone = nnx.clone(selector.backbone)  # a deep copy: the selector is unchanged
-    return DiscoveredModel(model=GroupAveraged(backbone, choice.group), discovery=choice,
-                           layer_distances={}, kept_backbone=True)
+    model = (gcnn_from_cnn(backbone, choice.group) if expand_backbone
+             else GroupAveraged(backbone, choice.group))
+    return DiscoveredModel(model=model, discovery=choice, layer_distances={},
+                           kept_backbone=True, expanded_backbone=bool(expand_backbone))
   if build is None:
     raise ValueError("build: None is not accepted for a SubgroupSelector without "
                      "keep_backbone; expected a callable build(group_name) returning the exact "
@@ -243,7 +258,8 @@ def discover_subgroup_gcnn(selector: SubgroupSelector,
 
 def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
                   build: Optional[Callable[[str], nnx.Module]] = None,
-                  keep_backbone: bool = False) -> DiscoveredModel:
+                  keep_backbone: bool = False,
+                  expand_backbone: bool = False) -> DiscoveredModel:
   """Replaces a network's learned stacks by the exact G-CNN of the group they point to.
 
   Args:
@@ -259,6 +275,8 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
       ``keep_backbone``).
     keep_backbone: for a ``SubgroupSelector`` only: keep its trained backbone, averaged over
       the answer (:func:`discover_subgroup_gcnn`), instead of a fresh G-CNN.
+    expand_backbone: with ``keep_backbone``: expand the backbone into the answer's G-CNN
+      (:func:`discover_subgroup_gcnn`).
 
   Returns:
     :class:`DiscoveredModel`.
@@ -268,9 +286,10 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
       group; or a collapsed answer (or a selector) without ``build``.
   """
   if isinstance(model, SubgroupSelector):
-    return discover_subgroup_gcnn(model, build, keep_backbone=keep_backbone)
-  if keep_backbone:
-    raise ValueError(f"keep_backbone: True is not accepted for a {type(model).__name__}; "
+    return discover_subgroup_gcnn(model, build, keep_backbone=keep_backbone,
+                                  expand_backbone=expand_backbone)
+  if keep_backbone or expand_backbone:
+    raise ValueError(f"keep_backbone / expand_backbone: True is not accepted for a {type(model).__name__}; "
                      "expected a SubgroupSelector (a learned stack is rounded in place)")
   copy = nnx.clone(model)  # a deep copy (merge(split(model)) would share its Variables)
   layers = [(path, layer) for path, layer in weight_sharing_layers(copy) if layer.is_learned]

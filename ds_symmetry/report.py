@@ -153,7 +153,9 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
   else:
     evidence = "element distances to their permutations " + ", ".join(
         f"{d:.3f}" for d in record.get("projection_distances", []))
-  model = ("its backbone averaged over the discovered group" if record.get("kept_backbone")
+  model = ("its backbone expanded into the discovered group's G-CNN"
+           if record.get("expanded_backbone") else
+           "its backbone averaged over the discovered group" if record.get("kept_backbone")
            else "its discovered G-CNN")
   lines = [f"rounded to {model} at step {record['step']} ({how}; {weights}): "
            f"{record['group']}", f"  {evidence}; {accuracy}"]
@@ -164,6 +166,10 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
   if frozen:
     lines.append("the exact stacks it has trained with since:")
     lines += _stack_table(frozen, layers)
+  elif record.get("expanded_backbone"):  # discovery.expand_backbone
+    lines.append(f"trained since as the exact {record['group']} G-CNN started from the "
+                 "selector's backbone (models.gcnn_from_cnn: its filters on the identity "
+                 "slices)")
   elif record.get("kept_backbone"):  # discovery.keep_backbone: the selector's own backbone
     lines.append(f"trained since as the selector's backbone averaged over {record['group']} "
                  f"(nn.GroupAveraged, exactly {record['group']}-invariant)")

@@ -101,15 +101,41 @@ def _benefit_rows(channels: int) -> tuple[Row, ...]:
                     overrides=dict(BENEFIT, **{"discovery.keep_backbone": False})))
     rows.append(Row(f"{data}_kept", f"configs/discover.py:{data},{channels}",
                     f"discovered, backbone kept ({channels} ch)", data,
-                    overrides=dict(BENEFIT, **{"discovery.keep_backbone": True})))
+                    overrides=dict(BENEFIT, **KEPT)))
+    rows.append(Row(f"{data}_expanded", f"configs/discover.py:{data},{channels}",
+                    f"discovered, backbone expanded ({channels} ch)", data,
+                    overrides=dict(BENEFIT, **EXPANDED)))
   return tuple(rows)
+
+
+# How the selector's backbone goes on after the commitment: averaged over the answer, or
+# expanded into the answer's G-CNN (models.gcnn_from_cnn).
+KEPT = {"discovery.keep_backbone": True, "discovery.expand_backbone": False}
+EXPANDED = {"discovery.keep_backbone": True, "discovery.expand_backbone": True}
+# Choosing between them: tuning seeds, validation split (5,000 held-out training images, 2,000
+# of them evaluated), on the variants whose answer is not the trivial group (there both are
+# the backbone itself).
+BENEFIT_TUNING_DATA = ("mirrored", "rotated_mirrored")
+BENEFIT_VALIDATION = {"protocol_options.validation_examples": 5000, "limit_test": 2000}
+
+
+def _benefit_tuning_rows(channels: int) -> tuple[Row, ...]:
+  return tuple(
+      Row(f"{data}_{name}", f"configs/discover.py:{data},{channels}",
+          f"discovered, backbone {name} ({channels} ch)", data,
+          overrides=dict(BENEFIT, **BENEFIT_VALIDATION, **how))
+      for data in BENEFIT_TUNING_DATA for name, how in (("kept", KEPT), ("expanded", EXPANDED)))
 
 
 GROUP_BENEFIT = Grid(
     "group_benefit", "What the discovered group buys: 2 epochs of 24k images, 16 channels",
     _benefit_rows(16), seeds=(100, 101))
+BENEFIT_TUNING = Grid(
+    "benefit_tuning", "Averaged or expanded backbone, chosen on a validation split",
+    _benefit_tuning_rows(16), seeds=(0, 1),
+    notes=("tuning seeds on the validation split; never reported as results",))
 GRIDS = (IDENTIFICATION_TUNING, IDENTIFICATION16, IDENTIFICATION32, INVARIANCE_TEST,
-         GROUP_BENEFIT)
+         GROUP_BENEFIT, BENEFIT_TUNING)
 
 
 def score(answer: Optional[str], expected: str) -> str:

@@ -125,6 +125,10 @@ def test_unknown_override_is_an_error():
     ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
       "discovery.keep_backbone": True, "discovery.reinitialize": True},
      r"keep_backbone: True contradicts discovery.reinitialize=True"),
+    ({"discovery.expand_backbone": True}, "discovery.expand_backbone: True would be ignored"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.expand_backbone": True},
+     r"discovery.expand_backbone: True needs discovery.keep_backbone=True"),
 ])
 def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
   from ds_symmetry.train import base_config, validate_config

@@ -81,7 +81,7 @@ def test_bad_input_is_refused_in_one_line():
     GroupAveraged(_mlp(), "C8")
   with pytest.raises(ValueError, match="expected square images"):
     GroupAveraged(_mlp(), "C4")(jnp.zeros((1, 7, 6, 1)))
-  with pytest.raises(ValueError, match="keep_backbone: True is not accepted for a Sequential"):
+  with pytest.raises(ValueError, match="keep_backbone / expand_backbone: True is not accepted for a Sequential"):
     discover_gcnn(_mlp(), keep_backbone=True)
   with pytest.raises(ValueError, match="build: None is not accepted"):
     discover_gcnn(SubgroupSelector(_mlp()))

@@ -144,11 +144,12 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   assert "just before the rounding (step 2)" in text
 
 
-def _selector_config(mnist_dir, stop_after=False, keep_backbone=False):
+def _selector_config(mnist_dir, stop_after=False, keep_backbone=False, expand_backbone=False):
   from ds_symmetry.train.variants import model_options
   config = tiny_config(mnist_dir, num_epochs=2, limit_train=256, save_figures=False,
                        discovery={"when_within": 0.5, "check_every_steps": 2,
-                                  "stop_after": stop_after, "keep_backbone": keep_backbone},
+                                  "stop_after": stop_after, "keep_backbone": keep_backbone,
+                                  "expand_backbone": expand_backbone},
                        logits_learning_rate=1.0)
   config.unlock()
   config.model = "subgroup_cnn"
@@ -189,8 +190,8 @@ def test_a_selector_run_that_keeps_its_backbone_trains_it_averaged_over_the_answ
   kept = {}
   real = discovery_lib.discover_subgroup_gcnn
 
-  def spy(selector, build=None, *, keep_backbone=False):
-    found = real(selector, build, keep_backbone=keep_backbone)
+  def spy(selector, build=None, *, keep_backbone=False, expand_backbone=False):
+    found = real(selector, build, keep_backbone=keep_backbone, expand_backbone=expand_backbone)
     images = np.random.default_rng(0).normal(size=(3, 28, 28, 1)).astype(np.float32)
     selector.eval()
     found.model.eval()
@@ -217,3 +218,33 @@ def test_a_selector_run_that_keeps_its_backbone_trains_it_averaged_over_the_answ
   text = report.format_report(str(tmp_path))
   assert "rounded to its backbone averaged over the discovered group at step" in text
   assert "averaged over D4 (nn.GroupAveraged, exactly D4-invariant)" in text
+
+
+def test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_its_filters(
+    tmp_path, mnist_dir):
+  """discovery.expand_backbone: at the commitment the model becomes the answer's exact G-CNN
+  carrying the backbone's filters (models.gcnn_from_cnn), trains on to the end, a resumed run
+  rebuilds it from the checkpoint, and the report says what it is."""
+  from ds_symmetry.models.networks import ConvNet
+  from ds_symmetry.nn import weight_sharing_layers
+  from ds_symmetry.train import restore
+  config = _selector_config(mnist_dir, keep_backbone=True, expand_backbone=True)
+  summary = train_and_evaluate(config, str(tmp_path))
+  found = summary["discovery"]
+  assert found["group"] == "D4" and found["kept_backbone"] and found["expanded_backbone"]
+  assert not found["rebuilt"] and not found["reinitialized"] and summary["step"] == 8
+  model, _, step = restore.load_model(str(tmp_path))
+  assert isinstance(model, ConvNet) and step == 8
+  layers = [layer for _, layer in weight_sharing_layers(model)]
+  assert {layer.group for layer in layers} == {"D4"}
+  assert {layer.kernel_mask for layer in layers} == {"none"}
+  # trained after the expansion: the zero group slices have moved
+  hidden = np.asarray(layers[1].weight[...])
+  assert np.count_nonzero(hidden) > hidden.size // 8
+  images = np.random.default_rng(1).normal(size=(2, 28, 28, 1)).astype(np.float32)
+  np.testing.assert_allclose(model(np.rot90(images, 1, axes=(1, 2))), model(images),
+                             rtol=1e-4, atol=1e-5)
+  again = train_and_evaluate(config, str(tmp_path))
+  assert again["step"] == 8 and again["final_test_accuracy"] == summary["final_test_accuracy"]
+  text = report.format_report(str(tmp_path))
+  assert "rounded to its backbone expanded into the discovered group's G-CNN at step" in text

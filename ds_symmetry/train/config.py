@@ -47,6 +47,11 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
                                  y_H(x) = mean_{h∈H} f(h·x) (``nn.GroupAveraged``: exactly
                                  H-invariant, |H| backbone passes per image), instead of H's
                                  exact G-CNN from fresh weights
+    expand_backbone              (with keep_backbone) the kept backbone becomes H's exact G-CNN
+                                 started from its own filters (``models.gcnn_from_cnn``: every
+                                 group channel carries f's kernels, the other group slices
+                                 zero; no disk mask), so it starts as f averaged over H (up to
+                                 the layer norm's joint statistics) with a G-CNN's capacity
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
@@ -127,6 +132,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.discovery.reinitialize = False
   config.discovery.stop_after = False
   config.discovery.keep_backbone = False
+  config.discovery.expand_backbone = False
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -227,7 +233,8 @@ def _check_discovery_fields(discovery) -> None:
                      f"{sorted(_DISCOVERY_FIELDS)} (start from base_config().discovery)")
   if not isinstance(discovery.check_every_steps, int) or discovery.check_every_steps < 1:
     _fail("discovery.check_every_steps", discovery.check_every_steps, "a positive int")
-  for name in ("require_group", "reinitialize", "stop_after", "keep_backbone"):
+  for name in ("require_group", "reinitialize", "stop_after", "keep_backbone",
+               "expand_backbone"):
     if not isinstance(discovery[name], bool):
       _fail(f"discovery.{name}", discovery[name], "True or False")
   if not isinstance(discovery.at_step, int) or discovery.at_step < 0:
@@ -280,10 +287,13 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
         f"which has nothing to discover; expected a model with a learned stack or the "
         f"selector, one of {list(_DISCOVERABLE)} (or set both to 0)")
   if not discovering:
-    for name in ("stop_after", "reinitialize", "keep_backbone"):
+    for name in ("stop_after", "reinitialize", "keep_backbone", "expand_backbone"):
       if discovery[name]:
         raise ValueError(f"config.discovery.{name}: True would be ignored: no discovery is "
                          f"set (discovery.at_step and discovery.when_within are 0)")
+  if discovery.expand_backbone and not discovery.keep_backbone:
+    raise ValueError("config.discovery.expand_backbone: True needs discovery.keep_backbone=True "
+                     "(it says what the kept backbone becomes); set both, or neither")
   if discovery.keep_backbone:
     if config.model != "subgroup_cnn":
       raise ValueError(f"config.discovery.keep_backbone: True is not accepted for model "

@@ -17,6 +17,7 @@ from flax import nnx
 
 from ds_symmetry import run_files
 from ds_symmetry.models import create_model
+from ds_symmetry.models.expansion import gcnn_from_cnn
 from ds_symmetry.models.factory import exact_model_options
 from ds_symmetry.nn.group_averaging import GroupAveraged
 from ds_symmetry.nn.introspection import weight_sharing_layers
@@ -60,7 +61,10 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   model = create_model(config.model, num_classes=num_classes, rngs=nnx.Rngs(config.seed),
                        **config.model_options.to_dict())
   if discovered is not None and discovered[1].get("kept_backbone"):
-    # A selector's answer with discovery.keep_backbone: its backbone averaged over the group.
+    # A selector's answer with discovery.keep_backbone: its backbone averaged over the group,
+    # or (expand_backbone) expanded into the group's G-CNN (weights: the checkpoint's).
+    if discovered[1].get("expanded_backbone"):
+      return gcnn_from_cnn(model.backbone, discovered[1]["group"])
     return GroupAveraged(model.backbone, discovered[1]["group"])
   if discovered is not None:
     freeze(model, discovered[0])

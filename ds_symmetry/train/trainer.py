@@ -624,7 +624,7 @@ class _Run:
     """Rounds the model to its discovered G-CNN (``ds_symmetry.discovery``) and trains that on:
     same weights (or, with ``discovery.reinitialize``, the model's initial ones; a selector's
     answer gets a fresh G-CNN, or with ``discovery.keep_backbone`` its backbone averaged over
-    the answer), batch statistics, step and running metrics; a fresh optimizer."""
+    the answer or, with ``discovery.expand_backbone`` too, expanded into its G-CNN), batch statistics, step and running metrics; a fresh optimizer."""
     from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
     self._check_pending()
     before = self._test_accuracy()
@@ -635,7 +635,8 @@ class _Run:
     found = discover_gcnn(current.model, require_group=settings.require_group,
                           build=functools.partial(restore.exact_model, self.config,
                                                   self.protocol.num_classes),
-                          keep_backbone=settings.keep_backbone)
+                          keep_backbone=settings.keep_backbone,
+                          expand_backbone=settings.expand_backbone)
     record = dict(found.record(), step=self.step, test_accuracy_before=before,
                   wall_s=time.time() - self.start_time,
                   trigger=("discovery.at_step" if self.step == settings.at_step
