@@ -38,6 +38,7 @@ BENCHMARKS = {
     "step_cost": "benchmarks.step_cost",
     "compute_dtype": "benchmarks.compute_dtype",
     "time_to_group": "benchmarks.time_to_group",
+    "xla_cpu_flags": "benchmarks.xla_cpu_flags",
 }
 
 

@@ -8,13 +8,18 @@ trains, on the same 24k images for 750 steps (2 epochs, batch 64, learning rate 
 
 * the plain CNN, the C4 G-CNN and the G-CNN of the variant's group (``configs/fixed_group.py``);
 * the recipe (``configs/discover.py``): the subgroup selector until one subgroup holds
-  ``q ≥ 0.95``, then, for the steps left, either the exact G-CNN of that subgroup from fresh
-  weights (row ``discovered``) or the selector's trained backbone averaged over that subgroup
-  (row ``kept``, ``discovery.keep_backbone``).
+  ``q ≥ 0.95``, then, for the steps left, the exact G-CNN of that subgroup from fresh
+  weights (row ``discovered``), the selector's trained backbone averaged over that subgroup
+  (row ``kept``, ``discovery.keep_backbone``), or that backbone expanded into the subgroup's
+  exact G-CNN (row ``expanded``, ``discovery.expand_backbone``: ``models.gcnn_from_cnn``).
 
   python -m experiments.grid run --grid=group_benefit --root=runs
   python -m experiments.group_benefit --root=runs --out=results/group_benefit \\
       --write_into docs/study/identification.md
+
+Which of ``kept`` and ``expanded`` the recipe uses is chosen on the grid ``benefit_tuning``
+(seeds 0 and 1, accuracy on a validation split of the training images; ``--tuning`` prints
+and writes its table, block ``benefit-tuning``).
 
 Test accuracy on the full frozen test set (10k) at the last step. The discovered rows spend
 their first few hundred steps on the selector, so a fresh G-CNN trains for fewer steps than
@@ -29,7 +34,8 @@ import statistics
 import sys
 from typing import Iterable, Optional, Sequence
 
-from experiments.identification import BENEFIT_DATA, GROUP_BENEFIT
+from experiments.identification import BENEFIT_DATA, BENEFIT_TUNING, GROUP_BENEFIT
+from experiments.spec import Grid
 from experiments.spec import run_path
 from experiments.tables import markdown_rows, write_into, write_records
 
@@ -38,14 +44,15 @@ MARKER = "benefit-table"  # the block experiments.tables.write_into fills
 TRUE_GROUP = {"mirrored": "flip", "rotated_mirrored": "D4", "partial180": None}
 
 
-def collect(root: str) -> list[dict]:
-  """One record per run of the ``group_benefit`` grid found under ``root``."""
+def collect(root: str, grid: Grid = GROUP_BENEFIT) -> list[dict]:
+  """One record per run of ``grid`` (``group_benefit`` or ``benefit_tuning``) found under
+  ``root``."""
   from ds_symmetry import run_files  # pylint: disable=import-outside-toplevel
   records = []
-  for row in GROUP_BENEFIT.rows:
+  for row in grid.rows:
     data, model = row.name.rsplit("_", 1)
-    for seed in GROUP_BENEFIT.seeds:
-      workdir = run_path(root, GROUP_BENEFIT.name, row.name, seed)
+    for seed in grid.seeds:
+      workdir = run_path(root, grid.name, row.name, seed)
       if not os.path.isdir(workdir):
         continue
       record = {"data": data, "model": model, "seed": seed}
@@ -77,9 +84,10 @@ def _cell(runs: Sequence[dict], seeds: Sequence[int]) -> str:
   return cell
 
 
-# The recipe's two ways on after the commitment: a fresh G-CNN of the answer ("discovered"),
-# or the selector's backbone averaged over the answer ("kept", discovery.keep_backbone).
-DISCOVERED = ("discovered", "kept")
+# The recipe's ways on after the commitment: a fresh G-CNN of the answer ("discovered"), the
+# selector's backbone averaged over the answer ("kept", discovery.keep_backbone) or expanded
+# into its G-CNN ("expanded", discovery.expand_backbone).
+DISCOVERED = ("discovered", "kept", "expanded")
 
 
 def _verdicts(acc: dict, model: str) -> tuple[str, str]:
@@ -96,12 +104,14 @@ def _verdicts(acc: dict, model: str) -> tuple[str, str]:
 def table(records: Sequence[dict]) -> str:
   """Markdown: per variant, each model's test accuracy (mean, then each seed), the groups the
   recipe found and where, and whether the targets hold (for the fresh G-CNN / the kept
-  backbone)."""
+  backbone / the expanded backbone)."""
   done = [r for r in records if r["status"] == "done"]
   seeds = sorted({r["seed"] for r in done})
   header = ("data", "CNN", "C4 G-CNN", "G-CNN of the data's group",
             "discovered, fresh G-CNN (found at step)", "discovered, backbone kept (found at step)",
-            "within 1 pt of the best fixed (fresh / kept)", "above C4 (fresh / kept)")
+            "discovered, backbone expanded (found at step)",
+            "within 1 pt of the best fixed (fresh / kept / expanded)",
+            "above C4 (fresh / kept / expanded)")
   body = []
   for data in BENEFIT_DATA:
     rows = {model: sorted((r for r in done if r["data"] == data and r["model"] == model),
@@ -117,7 +127,7 @@ def table(records: Sequence[dict]) -> str:
     verdicts = [_verdicts(acc, model) for model in DISCOVERED]
     body.append([data, cell["cnn"], cell["C4"],
                  f"{cell[true]} ({true})" if true else "none exact", cell["discovered"],
-                 cell["kept"], " / ".join(v[0] for v in verdicts),
+                 cell["kept"], cell["expanded"], " / ".join(v[0] for v in verdicts),
                  " / ".join(v[1] for v in verdicts)])
   text = (f"Test accuracy (%) after 750 steps, 16 channels, seeds {', '.join(map(str, seeds))} "
           f"(mean, then each seed).\n\n" + markdown_rows(header, body))
@@ -130,7 +140,8 @@ def table(records: Sequence[dict]) -> str:
 
 CURVES_MARKER = "benefit-curves"  # the block of :func:`curves_table`
 _LABELS = {"cnn": "CNN", "C4": "C4 G-CNN", "flip": "flip G-CNN", "D4": "D4 G-CNN",
-           "discovered": "discovered, fresh G-CNN", "kept": "discovered, backbone kept"}
+           "discovered": "discovered, fresh G-CNN", "kept": "discovered, backbone kept",
+           "expanded": "discovered, backbone expanded"}
 
 
 def curves_table(records: Sequence[dict], seed: int = 100,
@@ -155,15 +166,62 @@ def curves_table(records: Sequence[dict], seed: int = 100,
           + markdown_rows(("run", *map(str, steps)), body))
 
 
+TUNING_MARKER = "benefit-tuning"  # the block of :func:`tuning_table`
+
+
+def tuning_table(records: Sequence[dict]) -> str:
+  """Markdown: the ``benefit_tuning`` grid, validation accuracy of the kept and the expanded
+  backbone per variant (mean, then each seed), the groups found, and the difference."""
+  done = [r for r in records if r["status"] == "done"]
+  seeds = sorted({r["seed"] for r in done})
+  body = []
+  for data in dict.fromkeys(r["data"] for r in records):
+    runs = {model: sorted((r for r in done if r["data"] == data and r["model"] == model),
+                          key=lambda r: r["seed"]) for model in ("kept", "expanded")}
+    cells = []
+    for model in ("kept", "expanded"):
+      found = ", ".join(f"{r['group'] or 'none'} @ {r['discovered_at'] or '–'}"
+                        for r in runs[model])
+      cells.append(_cell(runs[model], seeds) + (f" ({found})" if found else ""))
+    gap = "–"
+    if runs["kept"] and runs["expanded"]:
+      means = [statistics.mean(r["accuracy"] for r in runs[m]) for m in ("expanded", "kept")]
+      gap = f"{means[0] - means[1]:+.1f}"
+    body.append([data, *cells, gap])
+  text = (f"Validation accuracy (%) after 750 steps (2,000 of 5,000 training images held out), "
+          f"16 channels, tuning seeds {', '.join(map(str, seeds))} (mean, then each seed).\n\n"
+          + markdown_rows(("data", "backbone kept (found at step)",
+                           "backbone expanded (found at step)", "expanded − kept"), body))
+  missing = [r for r in records if r["status"] != "done"]
+  if missing:
+    text += "\nNot finished: " + ", ".join(
+        f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing) + "\n"
+  return text
+
+
 def main(argv: Optional[Iterable[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True)
   parser.add_argument("--out", default="results/group_benefit")
   parser.add_argument("--write_into", nargs="*", default=(),
                       help="files whose benefit-table markers get the table")
+  parser.add_argument("--tuning", action="store_true",
+                      help="the benefit_tuning grid instead (summary.json and table.md under "
+                           "--out, block benefit-tuning)")
   args = parser.parse_args(list(argv) if argv is not None else None)
   if not os.path.isdir(args.root):
     parser.error(f"--root: {args.root!r} is not a directory")
+  if args.tuning:
+    records = collect(args.root, BENEFIT_TUNING)
+    os.makedirs(args.out, exist_ok=True)
+    write_records(os.path.join(args.out, "summary.json"), records)
+    text = tuning_table(records)
+    with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as handle:
+      handle.write(text)
+    for path in args.write_into:
+      write_into(path, TUNING_MARKER, text)
+    print(text, end="")
+    return 0
   records = collect(args.root)
   os.makedirs(args.out, exist_ok=True)
   write_records(os.path.join(args.out, "summary.json"), records)

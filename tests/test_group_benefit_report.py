@@ -18,15 +18,18 @@ def test_the_table_compares_the_discovered_model_with_every_fixed_prior():
              _run("mirrored", "discovered", 101, 95.0, "D2", 300),
              _run("mirrored", "kept", 100, 96.8, "flip", 280),
              _run("mirrored", "kept", 101, 96.6, "flip", 290),
+             _run("mirrored", "expanded", 100, 97.4, "flip", 280),
+             _run("mirrored", "expanded", 101, 97.0, "flip", 290),
              {"data": "partial180", "model": "C4", "seed": 100, "status": "diverged"}]
   text = group_benefit.table(records)
   row = next(line for line in text.splitlines() if line.startswith("| mirrored |"))
   assert "**97.1** (97.0 / 97.2) (flip)" in row          # the data's group's G-CNN
   assert "| **95.8** (96.5 / 95.0) (flip @ 280, D2 @ 300) |" in row
   assert "| **96.7** (96.8 / 96.6) (flip @ 280, flip @ 290) |" in row
-  # fresh: 95.75 < 97.1 - 1; kept: 96.7 >= 96.1; both above C4's 90.5
-  assert row.endswith("| no / yes | yes / yes |")
-  assert "| partial180 | – | – | none exact | – | – | – / – | – / – |" in text
+  assert "| **97.2** (97.4 / 97.0) (flip @ 280, flip @ 290) |" in row
+  # fresh: 95.75 < 97.1 - 1; kept: 96.7 >= 96.1; expanded 97.2; all above C4's 90.5
+  assert row.endswith("| no / yes / yes | yes / yes / yes |")
+  assert "| partial180 | – | – | none exact | – | – | – | – / – / – | – / – / – |" in text
   assert "Not finished: partial180/C4/seed100 (diverged)" in text
 
 
@@ -68,3 +71,19 @@ def test_the_curves_table_has_one_row_per_run_of_the_seed_and_a_column_per_step(
   assert lines[4:] == ["| mirrored: CNN | 83.5 | 90.0 |",
                        "| mirrored: discovered, backbone kept (flip from step 390) | 84.0 | 91.0 |"]
   assert "No evaluation curves of seed 7" in group_benefit.curves_table(records, seed=7)
+
+
+def test_the_tuning_table_compares_kept_and_expanded_on_the_validation_split():
+  records = [_run("rotated_mirrored", "kept", 0, 70.0, "D4", 320),
+             _run("rotated_mirrored", "kept", 1, 72.0, "D4", 330),
+             _run("rotated_mirrored", "expanded", 0, 73.5, "D4", 320),
+             _run("rotated_mirrored", "expanded", 1, 74.5, "D4", 330),
+             _run("mirrored", "kept", 0, 90.0, "flip", 390),
+             {"data": "mirrored", "model": "expanded", "seed": 0, "status": "running"}]
+  text = group_benefit.tuning_table(records)
+  assert "tuning seeds 0, 1" in text
+  row = next(line for line in text.splitlines() if line.startswith("| rotated_mirrored |"))
+  assert row == ("| rotated_mirrored | **71.0** (70.0 / 72.0) (D4 @ 320, D4 @ 330) | "
+                 "**74.0** (73.5 / 74.5) (D4 @ 320, D4 @ 330) | +3.0 |")
+  assert "| mirrored | 90.0 (seed 0 only) (flip @ 390) | – | – |" in text
+  assert "Not finished: mirrored/expanded/seed0 (running)" in text
