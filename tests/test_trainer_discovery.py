@@ -233,6 +233,7 @@ def test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_i
   found = summary["discovery"]
   assert found["group"] == "D4" and found["kept_backbone"] and found["expanded_backbone"]
   assert not found["rebuilt"] and not found["reinitialized"] and summary["step"] == 8
+  assert found["learning_rate"] == pytest.approx(config.learning_rate / 8)  # 1/|D4|
   model, _, step = restore.load_model(str(tmp_path))
   assert isinstance(model, ConvNet) and step == 8
   layers = [layer for _, layer in weight_sharing_layers(model)]
@@ -248,3 +249,12 @@ def test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_i
   assert again["step"] == 8 and again["final_test_accuracy"] == summary["final_test_accuracy"]
   text = report.format_report(str(tmp_path))
   assert "rounded to its backbone expanded into the discovered group's G-CNN at step" in text
+
+
+def test_the_learning_rate_after_an_expansion_is_divided_by_the_groups_order():
+  from ds_symmetry.train.trainer import learning_rate_scale
+  assert learning_rate_scale(None) == 1.0
+  assert learning_rate_scale({"kept_backbone": True, "expanded_backbone": False,
+                              "order": 8}) == 1.0
+  assert learning_rate_scale({"kept_backbone": True, "expanded_backbone": True,
+                              "order": 4}) == 0.25

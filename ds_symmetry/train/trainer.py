@@ -309,6 +309,19 @@ def _coordinator(config) -> str | None:
       dist.process_id, int) else None
 
 
+def learning_rate_scale(discovery: dict[str, Any] | None) -> float:
+  """The weights' learning rate after a discovery, as a multiple of ``config.learning_rate``:
+  ``1/|H|`` for a selector's backbone expanded into the G-CNN of ``H``
+  (``discovery.expand_backbone``), else 1. Its group layers' fan-in is ``|H|`` times the
+  backbone's, and Adam moves every weight by about the learning rate whatever its gradient's
+  size, so at the backbone's rate each output would move ``|H|`` times as far per step (the
+  1/fan-in rule of muP for Adam); on a tuning seed, D4 at the full rate lost what the backbone
+  had learned within 5 steps (``docs/study/identification.md``)."""
+  if discovery and discovery.get("expanded_backbone"):
+    return 1.0 / float(discovery["order"])
+  return 1.0
+
+
 class _Run:
   """One invocation of a run: set up by the constructor, then :meth:`train`, :meth:`close` and
   :meth:`finish`. ``state`` is the train state of ``steps`` (``steps.Steps``) at ``step``."""
@@ -371,7 +384,7 @@ class _Run:
                         else config.num_epochs * self.steps_per_epoch)
     self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
     self.parameters = count_parameters(model)
-    self._build(model)
+    self._build(model, learning_rate_scale=learning_rate_scale(self.discovery))
     if (config.discovery.when_within and self.discovery is None
         and not isinstance(model, SubgroupSelector)):
       self._lifting_stack_name()  # a model without one fails here, not at the first check
@@ -407,11 +420,16 @@ class _Run:
     self.progress = _Progress(config.progress_bar, self.total_steps, self.step,
                               config.log_every_steps)
 
-  def _build(self, model, carried: steps_lib.TrainState | None = None) -> None:
+  def _build(self, model, carried: steps_lib.TrainState | None = None,
+             learning_rate_scale: float = 1.0) -> None:
     """``steps`` and the initial ``state`` for ``model``. ``carried``: the train state before a
     discovery, whose step count and running metrics go on (its optimizer does not: the logits
-    are gone)."""
+    are gone). ``learning_rate_scale``: the weights' learning rate is
+    ``config.learning_rate`` times it (:func:`learning_rate_scale`)."""
     config = self.config
+    if learning_rate_scale != 1.0:
+      config = ml_collections.ConfigDict(config.to_dict())
+      config.learning_rate = config.learning_rate * learning_rate_scale
     tx = steps_lib.make_optimizer(config, parameter_groups(model), self.total_steps)
     train_state = steps_lib.TrainState(model, tx)
     if carried is not None:
@@ -647,7 +665,9 @@ class _Run:
       model = restore.build_model(self.config, self.protocol.num_classes,
                                   (restore.frozen_stacks(found.model), record))
     record["reinitialized"] = bool(settings.reinitialize or found.rebuilt)
-    self._build(model, carried=current)
+    scale = learning_rate_scale(record)
+    record["learning_rate"] = self.config.learning_rate * scale
+    self._build(model, carried=current, learning_rate_scale=scale)
     record["test_accuracy_after"] = self._test_accuracy()
     self._save_checkpoint()
     if self.is_main:  # after the checkpoint: a run killed in between redoes the discovery
