@@ -9,8 +9,8 @@ the candidate's flags are set). Each times ``lax.conv_general_dilated`` alone (j
 gradients by ``jax.vjp``, JAX's own, not the hand-written input gradient) on the MNIST models'
 convolution shapes, batch 64, kernel 5, 'VALID': the forward and the forward with both
 gradients, medians of repeated calls, summed over the shapes. The candidates run in turn,
-``rounds`` times, and each keeps its median round, so that load from elsewhere falls on all
-alike. ``/ours`` > 1: slower than the flag ``import ds_symmetry`` sets.
+twice, and each keeps the median (the mean) of its two rounds, so that load from elsewhere
+falls on all alike. ``/ours`` > 1: slower than the flag ``import ds_symmetry`` sets.
 
 Candidates: XLA's default CPU convolution (Eigen); the YNN fusion of dots, which also takes
 the convolutions (ours); YNN's and XNNPACK's per-convolution fusions; oneDNN through XLA's
@@ -98,7 +98,7 @@ def _measure(flags: str, layout: str, quick: bool) -> dict:
 
 
 def run(quick: bool) -> list[dict]:
-  rounds = 1 if quick else 3
+  rounds = 1 if quick else 2
   measured = {name: [] for name, _, _ in CANDIDATES}
   for _ in range(rounds):
     for name, flags, layout in CANDIDATES:

@@ -289,8 +289,9 @@ def discover_gcnn(model: nnx.Module, require_group: bool = True, *,
     return discover_subgroup_gcnn(model, build, keep_backbone=keep_backbone,
                                   expand_backbone=expand_backbone)
   if keep_backbone or expand_backbone:
-    raise ValueError(f"keep_backbone / expand_backbone: True is not accepted for a {type(model).__name__}; "
-                     "expected a SubgroupSelector (a learned stack is rounded in place)")
+    raise ValueError(f"keep_backbone / expand_backbone: True is not accepted for a "
+                     f"{type(model).__name__}; expected a SubgroupSelector (a learned stack is "
+                     "rounded in place)")
   copy = nnx.clone(model)  # a deep copy (merge(split(model)) would share its Variables)
   layers = [(path, layer) for path, layer in weight_sharing_layers(copy) if layer.is_learned]
   lifting = [(path, layer) for path, layer in layers if isinstance(layer, WSLiftConv)]

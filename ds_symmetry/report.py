@@ -167,9 +167,10 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
     lines.append("the exact stacks it has trained with since:")
     lines += _stack_table(frozen, layers)
   elif record.get("expanded_backbone"):  # discovery.expand_backbone
+    rate = record.get("learning_rate")
     lines.append(f"trained since as the exact {record['group']} G-CNN started from the "
                  "selector's backbone (models.gcnn_from_cnn: its filters on the identity "
-                 "slices)")
+                 "slices)" + (f", learning rate {rate:g}" if rate else ""))
   elif record.get("kept_backbone"):  # discovery.keep_backbone: the selector's own backbone
     lines.append(f"trained since as the selector's backbone averaged over {record['group']} "
                  f"(nn.GroupAveraged, exactly {record['group']}-invariant)")

@@ -249,6 +249,7 @@ def test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_i
   assert again["step"] == 8 and again["final_test_accuracy"] == summary["final_test_accuracy"]
   text = report.format_report(str(tmp_path))
   assert "rounded to its backbone expanded into the discovered group's G-CNN at step" in text
+  assert f"its filters on the identity slices), learning rate {config.learning_rate / 8:g}" in text
 
 
 def test_the_learning_rate_after_an_expansion_is_divided_by_the_groups_order():
