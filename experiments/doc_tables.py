@@ -13,7 +13,8 @@ makes its text from the committed summaries under the repository root:
   ``results/identification/tuning_passes/*/summary.json`` and, for the last (the recipe's
   settings), the tuning grid's runs in ``results/identification/summary.json``;
 * ``benefit-table``, ``benefit-curves``: ``results/group_benefit/summary.json`` (``python -m
-  experiments.group_benefit``);
+  experiments.group_benefit``); ``benefit-tuning``: ``results/benefit_tuning/summary.json``
+  (``python -m experiments.group_benefit --tuning``);
 * ``speed-headline`` (README): ``results/benchmarks/training.json``'s speed against the
   reference;
 * ``benchmark-<name>``: ``results/benchmarks/<name>.json`` (``python -m benchmarks.run <name>
@@ -46,6 +47,7 @@ from experiments.tables import (markdown_rows as _table, markers, read_between, 
 
 IDENTIFICATION_SUMMARY = "results/identification/summary.json"
 GROUP_BENEFIT_SUMMARY = "results/group_benefit/summary.json"
+BENEFIT_TUNING_SUMMARY = "results/benefit_tuning/summary.json"
 # The benchmarks whose saved tables (results/benchmarks/<name>.json) the docs show.
 SAVED_BENCHMARKS = ("sinkhorn", "models", "training", "profile", "conv_limit", "step_cost",
                     "augmentation", "layer_scaling", "conv_paths", "compute_dtype",
@@ -78,6 +80,11 @@ def identification_table(root: str) -> str:
 def benefit_table(root: str) -> str:
   """``experiments.group_benefit.table`` of the committed per-run records."""
   return group_benefit.table(_records(root, GROUP_BENEFIT_SUMMARY))
+
+
+def benefit_tuning(root: str) -> str:
+  """``experiments.group_benefit.tuning_table`` of the committed per-run records."""
+  return group_benefit.tuning_table(_records(root, BENEFIT_TUNING_SUMMARY))
 
 
 def benefit_curves(root: str) -> str:
@@ -489,6 +496,7 @@ BLOCKS: dict[str, Callable[[str], str]] = {
     "identification-tuning-passes": identification_tuning_passes,
     group_benefit.MARKER: benefit_table,
     group_benefit.CURVES_MARKER: benefit_curves,
+    group_benefit.TUNING_MARKER: benefit_tuning,
     **{f"benchmark-{name}": benchmark_table(name) for name in SAVED_BENCHMARKS},
     "speed-headline": speed_headline,
     "appendix-b-table": appendix_b_table,
