@@ -202,7 +202,8 @@ def tuning_table(records: Sequence[dict]) -> str:
 def main(argv: Optional[Iterable[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True)
-  parser.add_argument("--out", default="results/group_benefit")
+  parser.add_argument("--out", default=None,
+                      help="default: results/<grid> (group_benefit or benefit_tuning)")
   parser.add_argument("--write_into", nargs="*", default=(),
                       help="files whose benefit-table markers get the table")
   parser.add_argument("--tuning", action="store_true",
@@ -211,26 +212,19 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
   args = parser.parse_args(list(argv) if argv is not None else None)
   if not os.path.isdir(args.root):
     parser.error(f"--root: {args.root!r} is not a directory")
-  if args.tuning:
-    records = collect(args.root, BENEFIT_TUNING)
-    os.makedirs(args.out, exist_ok=True)
-    write_records(os.path.join(args.out, "summary.json"), records)
-    text = tuning_table(records)
-    with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as handle:
-      handle.write(text)
-    for path in args.write_into:
-      write_into(path, TUNING_MARKER, text)
-    print(text, end="")
-    return 0
-  records = collect(args.root)
+  grid = BENEFIT_TUNING if args.tuning else GROUP_BENEFIT
+  records = collect(args.root, grid)
+  args.out = args.out or os.path.join("results", grid.name)
   os.makedirs(args.out, exist_ok=True)
   write_records(os.path.join(args.out, "summary.json"), records)
-  text = table(records)
+  blocks = ({TUNING_MARKER: tuning_table(records)} if args.tuning else
+            {MARKER: table(records), CURVES_MARKER: curves_table(records)})
+  text = next(iter(blocks.values()))
   with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as handle:
     handle.write(text)
   for path in args.write_into:
-    write_into(path, MARKER, text)
-    write_into(path, CURVES_MARKER, curves_table(records))
+    for marker, block in blocks.items():
+      write_into(path, marker, block)
   print(text, end="")
   print(f"{len(records)} runs; wrote {args.out}/summary.json, table.md")
   return 0

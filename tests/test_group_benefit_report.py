@@ -87,3 +87,22 @@ def test_the_tuning_table_compares_kept_and_expanded_on_the_validation_split():
                  "**74.0** (73.5 / 74.5) (D4 @ 320, D4 @ 330) | +3.0 |")
   assert "| mirrored | 90.0 (seed 0 only) (flip @ 390) | – | – |" in text
   assert "Not finished: mirrored/expanded/seed0 (running)" in text
+
+
+def test_main_with_tuning_writes_the_tuning_summary_table_and_block(tmp_path):
+  workdir = tmp_path / "runs" / "benefit_tuning" / "mirrored_expanded" / "seed1"
+  workdir.mkdir(parents=True)
+  (workdir / "results.json").write_text(json.dumps({
+      "status": "finished", "final_test_accuracy": 0.878, "step": 750, "wall_time_s": 74.0,
+      "discovery": {"group": "flip", "step": 380}}))
+  (workdir / "metrics.jsonl").write_text("")
+  page = tmp_path / "page.md"
+  page.write_text("before\n<!-- benefit-tuning:start -->\n<!-- benefit-tuning:end -->\nafter\n")
+  out = tmp_path / "out"
+  assert group_benefit.main(["--tuning", "--root", str(tmp_path / "runs"), "--out", str(out),
+                             "--write_into", str(page)]) == 0
+  table = (out / "table.md").read_text()
+  assert "tuning seeds 1 " in table and "| mirrored | – | 87.8 (flip @ 380) | – |" in table
+  assert table in page.read_text() and page.read_text().endswith("after\n")
+  assert [r["model"] for r in json.loads((out / "summary.json").read_text())["records"]] == [
+      "expanded"]
