@@ -16,6 +16,9 @@ subgroup holds ``q ≥ 1 − discovery.when_within`` (checked every 10 steps) th
 Phase 2 (the discovered model): the selector's trained backbone ``f``, averaged over the
 answer ``H``, ``y_H(x) = mean_{h∈H} f(h·x)`` (``nn.GroupAveraged``: exactly ``H``-invariant;
 ``discovery.keep_backbone``), trained for the rest of the budget. With
+``--config.discovery.expand_backbone=True`` the backbone is instead expanded into that
+subgroup's exact G-CNN carrying its filters (``models.gcnn_from_cnn``; not the default: on
+the tuning seeds it was not better on every variant, ``docs/study/identification.md``). With
 ``--config.discovery.keep_backbone=False`` it is instead the exact G-CNN of that subgroup
 (``gcnn`` with ``group=<answer>``, same width and depth, the reference G-CNN's disk mask and
 init) from fresh weights; in a 750-step budget that trails the best fixed prior by 7–21 points,
