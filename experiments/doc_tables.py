@@ -51,7 +51,7 @@ BENEFIT_TUNING_SUMMARY = "results/benefit_tuning/summary.json"
 # The benchmarks whose saved tables (results/benchmarks/<name>.json) the docs show.
 SAVED_BENCHMARKS = ("sinkhorn", "models", "training", "profile", "conv_limit", "step_cost",
                     "augmentation", "layer_scaling", "conv_paths", "compute_dtype",
-                    "time_to_group")
+                    "time_to_group", "xla_cpu_flags")
 APPENDIX_B_SCORES = "docs/appendix_b/scores.json"
 SAME_BUDGET_SUMMARY = f"results/{SAME_BUDGET.name}/summary.json"
 SETTINGS_SEARCH = "results/settings_search"
