@@ -7,6 +7,13 @@ WSCNN convolution). XLA aborts the whole process on an unknown flag, so it is on
 jaxlib versions where it is known to exist, and only if the backend has not started yet
 (XLA reads ``XLA_FLAGS`` once, when the first backend initialises).
 
+Why this flag and no other, on every CPU kind: ``python -m benchmarks.run xla_cpu_flags`` times
+each of XLA's CPU convolution back ends in its own process. On the AVX-512 CPU kind every
+alternative (XLA's default Eigen convolution, YNN's and XNNPACK's per-convolution fusions,
+oneDNN by custom call or by fusion) was 2.7-2.8x slower with gradients, NCHW operands 1.05x,
+512-bit vectors no change (``docs/benchmarks.md``); on the AVX2 kind the default was about 4x
+slower. So the choice does not depend on the CPU's features.
+
 Turn it off with ``DS_SYMMETRY_FAST_CPU_CONV=0``; force it with ``DS_SYMMETRY_FAST_CPU_CONV=1``.
 """
 
