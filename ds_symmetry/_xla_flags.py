@@ -11,8 +11,9 @@ Why this flag and no other, on every CPU kind: ``python -m benchmarks.run xla_cp
 each of XLA's CPU convolution back ends in its own process. On the AVX-512 CPU kind every
 alternative (XLA's default Eigen convolution, YNN's and XNNPACK's per-convolution fusions,
 oneDNN by custom call or by fusion) was 2.7-2.8x slower with gradients, NCHW operands 1.05x,
-512-bit vectors no change (``docs/benchmarks.md``); on the AVX2 kind the default was about 4x
-slower. So the choice does not depend on the CPU's features.
+512-bit vectors no change (``docs/benchmarks.md``); on an earlier 2-core EPYC whose flags were
+not recorded the default was about 4x slower (above). Nothing measured favours another back
+end on any CPU, so the choice does not depend on the CPU's features.
 
 Turn it off with ``DS_SYMMETRY_FAST_CPU_CONV=0``; force it with ``DS_SYMMETRY_FAST_CPU_CONV=1``.
 """
