@@ -101,7 +101,7 @@ def test_gradients_reach_every_group_slice():
 
 @pytest.mark.parametrize("make, message", [
     (lambda: create_model("gcnn", num_classes=10, rngs=nnx.Rngs(0), channels=2, num_blocks=2,
-                          kernel_size=3), "cnn: a ConvNet is not accepted; expected a plain"),
+                          kernel_size=3), "cnn: a ConvNet of WSLiftConv layers is not accepted; expected a plain"),
     (lambda: nnx.Linear(2, 2, rngs=nnx.Rngs(0)), "cnn: a Linear is not accepted"),
 ])
 def test_a_model_that_is_not_a_plain_cnn_is_refused_in_one_line(make, message):

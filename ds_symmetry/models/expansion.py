@@ -49,8 +49,9 @@ from ds_symmetry.ops.normalization import standardize
 def _plain_layers(cnn: nnx.Module) -> list:
   """The ``nnx.Conv`` layers of a plain ``ConvNet``; raises for anything else."""
   if not isinstance(cnn, ConvNet) or not all(isinstance(c, nnx.Conv) for c in cnn.convs):
-    raise ValueError(f"cnn: a {type(cnn).__name__} is not accepted; expected a plain ConvNet "
-                     "(create_model('cnn', ...): nnx.Conv blocks)")
+    layers = (f" of {type(cnn.convs[0]).__name__} layers" if isinstance(cnn, ConvNet) else "")
+    raise ValueError(f"cnn: a {type(cnn).__name__}{layers} is not accepted; expected a plain "
+                     "ConvNet (create_model('cnn', ...): nnx.Conv blocks)")
   for index, conv in enumerate(cnn.convs):
     k = tuple(conv.kernel_size)
     strides = conv.strides if isinstance(conv.strides, (tuple, list)) else (conv.strides or 1,)
