@@ -51,7 +51,8 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
                                  started from its own filters (``models.gcnn_from_cnn``: every
                                  group channel carries f's kernels, the other group slices
                                  zero; no disk mask), so it starts as f averaged over H (up to
-                                 the layer norm's joint statistics) with a G-CNN's capacity
+                                 the layer norm's joint statistics) with a G-CNN's capacity;
+                                 its weights then train at learning_rate / |H|
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"

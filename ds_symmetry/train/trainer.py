@@ -642,7 +642,8 @@ class _Run:
     """Rounds the model to its discovered G-CNN (``ds_symmetry.discovery``) and trains that on:
     same weights (or, with ``discovery.reinitialize``, the model's initial ones; a selector's
     answer gets a fresh G-CNN, or with ``discovery.keep_backbone`` its backbone averaged over
-    the answer or, with ``discovery.expand_backbone`` too, expanded into its G-CNN), batch statistics, step and running metrics; a fresh optimizer."""
+    the answer or, with ``discovery.expand_backbone`` too, expanded into its G-CNN), batch
+    statistics, step and running metrics; a fresh optimizer (:func:`learning_rate_scale`)."""
     from ds_symmetry.discovery import discover_gcnn  # pylint: disable=import-outside-toplevel
     self._check_pending()
     before = self._test_accuracy()
