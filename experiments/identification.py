@@ -134,8 +134,10 @@ BENEFIT_TUNING = Grid(
     "benefit_tuning", "Averaged or expanded backbone, chosen on a validation split",
     _benefit_tuning_rows(16), seeds=(0, 1),
     notes=("tuning seeds on the validation split; never reported as results",))
-GRIDS = (IDENTIFICATION_TUNING, IDENTIFICATION16, IDENTIFICATION32, INVARIANCE_TEST,
-         GROUP_BENEFIT, BENEFIT_TUNING)
+# The grids whose runs give answers (the others give accuracies: experiments.group_benefit).
+IDENTIFICATION_GRIDS = (IDENTIFICATION_TUNING, IDENTIFICATION16, IDENTIFICATION32,
+                        INVARIANCE_TEST)
+GRIDS = IDENTIFICATION_GRIDS + (GROUP_BENEFIT, BENEFIT_TUNING)
 
 
 def score(answer: Optional[str], expected: str) -> str:
@@ -197,11 +199,9 @@ def _invariance_record(data: str, seed: int, workdir: str, tolerance: float) -> 
 
 
 def collect(root: str, tolerance: float = 0.05) -> list[dict]:
-  """One record per run of the four grids found under ``root``."""
+  """One record per run of the answer grids (:data:`IDENTIFICATION_GRIDS`) under ``root``."""
   records = []
-  for grid in GRIDS:
-    if grid is GROUP_BENEFIT:  # accuracies, not answers: benefit_table
-      continue
+  for grid in IDENTIFICATION_GRIDS:
     for row in grid.rows:
       for seed in grid.seeds:
         workdir = run_path(root, grid.name, row.name, seed)

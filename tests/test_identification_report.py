@@ -72,3 +72,18 @@ def test_a_summary_stores_each_provenance_once_and_reads_back_the_same_records(t
   assert read_records(str(path)) == records
   path.write_text(json.dumps(records))          # an older summary: a plain list of records
   assert read_records(str(path)) == records
+
+
+def test_collect_reads_the_answer_grids_only(tmp_path):
+  """Runs of the accuracy grids (group_benefit, benefit_tuning) under the same root are not
+  identification runs: collect leaves them to experiments.group_benefit."""
+  import json
+  learned = tmp_path / "identification_tuning" / "mirrored_16" / "seed0"
+  learned.mkdir(parents=True)
+  (learned / "results.json").write_text(json.dumps({"status": "finished"}))
+  for grid, row in (("benefit_tuning", "mirrored_kept"), ("group_benefit", "mirrored_cnn")):
+    (tmp_path / grid / row / "seed0").mkdir(parents=True)
+  (record,) = identification.collect(str(tmp_path))
+  assert (record["grid"], record["data"], record["channels"]) == (
+      "identification_tuning", "mirrored", 16)
+  assert record["answer"] is None and record["score"] == "undecided"
