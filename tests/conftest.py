@@ -54,6 +54,10 @@ SLOW_TESTS = frozenset({
     "test_train_steps.py::test_bfloat16_model_trains_through_the_train_step_with_float32_parameters",
     "test_experiments.py::test_failed_run_is_reported_and_the_grid_continues",
     "test_sinkhorn.py::test_property_every_round_ends_column_stochastic",
+    # cheaper siblings: test_expansion.py's discover_gcnn and build_model tests
+    "test_trainer_discovery.py::test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_its_filters",
+    # spawns a process per candidate; its unit of work is the benchmark itself
+    "test_benchmark_smoke.py::test_xla_cpu_flags_benchmark_runs_each_candidate_in_its_own_process",
 })
 
 

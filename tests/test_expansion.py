@@ -116,3 +116,43 @@ def test_an_even_kernel_or_an_unknown_group_is_refused_in_one_line():
     gcnn_from_cnn(even, "C4")
   with pytest.raises(ValueError, match="group: 'C8' is not accepted; expected one of"):
     gcnn_from_cnn(_cnn(), "C8")
+
+
+def test_a_committed_selector_expands_its_backbone_into_the_answers_gcnn():
+  """discover_gcnn(selector, keep_backbone=True, expand_backbone=True): the backbone (a copy)
+  becomes the answer's G-CNN with its filters, named as such in the record."""
+  from ds_symmetry.discovery import discover_gcnn
+  from ds_symmetry.nn import SubgroupSelector
+  cnn, x = _cnn(7), _images(7)
+  selector = SubgroupSelector(cnn)
+  selector.logits[...] = jnp.zeros(10).at[ops.D4_SUBGROUPS.index("C4")].set(5.0)
+  found = discover_gcnn(selector, keep_backbone=True, expand_backbone=True)
+  record = found.record()
+  assert record["group"] == "C4" and record["kept_backbone"] and record["expanded_backbone"]
+  assert not found.rebuilt
+  assert {layer.group for _, layer in weight_sharing_layers(found.model)} == {"C4"}
+  expected = jointly_normalised_average(selector.backbone, x, ops.d4_elements("C4"))
+  assert _relative(found.model(x), expected) <= 1e-5
+  with pytest.raises(ValueError, match="expand_backbone: True is not accepted without"):
+    discover_gcnn(selector, keep_backbone=False, expand_backbone=True, build=lambda g: None)
+
+
+def test_a_run_record_of_an_expanded_backbone_rebuilds_the_answers_gcnn():
+  """restore.build_model: a discovery record with expanded_backbone gives the answer's exact
+  G-CNN without a disk mask (the layout its checkpoints hold); the learning rate it trains at
+  is the backbone's divided by |H|."""
+  from ds_symmetry.train import base_config
+  from ds_symmetry.train.restore import build_model
+  from ds_symmetry.train.trainer import learning_rate_scale
+  from ds_symmetry.train.variants import model_options
+  config = base_config()
+  config.model = "subgroup_cnn"
+  config.model_options = model_options("subgroup_cnn", 4)
+  record = {"group": "flip", "order": 2, "kept_backbone": True, "expanded_backbone": True}
+  model = build_model(config, 10, ({}, record))
+  layers = [layer for _, layer in weight_sharing_layers(model)]
+  assert {layer.group for layer in layers} == {"flip"}
+  assert {layer.kernel_mask for layer in layers} == {"none"}
+  assert learning_rate_scale(record) == 0.5 and learning_rate_scale(None) == 1.0
+  averaged = build_model(config, 10, ({}, dict(record, expanded_backbone=False)))
+  assert isinstance(averaged, GroupAveraged) and averaged.group == "flip"

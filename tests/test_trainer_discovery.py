@@ -250,12 +250,3 @@ def test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_i
   text = report.format_report(str(tmp_path))
   assert "rounded to its backbone expanded into the discovered group's G-CNN at step" in text
   assert f"its filters on the identity slices), learning rate {config.learning_rate / 8:g}" in text
-
-
-def test_the_learning_rate_after_an_expansion_is_divided_by_the_groups_order():
-  from ds_symmetry.train.trainer import learning_rate_scale
-  assert learning_rate_scale(None) == 1.0
-  assert learning_rate_scale({"kept_backbone": True, "expanded_backbone": False,
-                              "order": 8}) == 1.0
-  assert learning_rate_scale({"kept_backbone": True, "expanded_backbone": True,
-                              "order": 4}) == 0.25
