@@ -84,6 +84,27 @@ def _cell(runs: Sequence[dict], seeds: Sequence[int]) -> str:
   return cell
 
 
+def _runs_of(done: Sequence[dict], data: str, model: str) -> list[dict]:
+  """The finished runs of one row (``data``, ``model``), by seed."""
+  return sorted((r for r in done if r["data"] == data and r["model"] == model),
+                key=lambda r: r["seed"])
+
+
+def _found(runs: Sequence[dict]) -> str:
+  """`` (<group> @ <step>, …)``: what each run committed to and when; empty without runs."""
+  found = ", ".join(f"{r['group'] or 'none'} @ {r['discovered_at'] or '–'}" for r in runs)
+  return f" ({found})" if found else ""
+
+
+def _not_finished(records: Sequence[dict]) -> str:
+  """A line naming every run that did not finish, with its status; empty when all did."""
+  missing = [r for r in records if r["status"] != "done"]
+  if not missing:
+    return ""
+  return "\nNot finished: " + ", ".join(
+      f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing) + "\n"
+
+
 # The recipe's ways on after the commitment: a fresh G-CNN of the answer ("discovered"), the
 # selector's backbone averaged over the answer ("kept", discovery.keep_backbone) or expanded
 # into its G-CNN ("expanded", discovery.expand_backbone).
@@ -114,16 +135,12 @@ def table(records: Sequence[dict]) -> str:
             "above C4 (fresh / kept / expanded)")
   body = []
   for data in BENEFIT_DATA:
-    rows = {model: sorted((r for r in done if r["data"] == data and r["model"] == model),
-                          key=lambda r: r["seed"]) for model in (*BENEFIT_DATA[data],
-                                                                  *DISCOVERED)}
+    rows = {model: _runs_of(done, data, model) for model in (*BENEFIT_DATA[data], *DISCOVERED)}
     acc = {model: [r["accuracy"] for r in runs] for model, runs in rows.items()}
     true = TRUE_GROUP[data]
     cell = {model: _cell(runs, seeds) for model, runs in rows.items()}
     for model in DISCOVERED:
-      found = ", ".join(f"{r['group'] or 'none'} @ {r['discovered_at'] or '–'}"
-                        for r in rows[model])
-      cell[model] += f" ({found})" if found else ""
+      cell[model] += _found(rows[model])
     verdicts = [_verdicts(acc, model) for model in DISCOVERED]
     body.append([data, cell["cnn"], cell["C4"],
                  f"{cell[true]} ({true})" if true else "none exact", cell["discovered"],
@@ -131,11 +148,7 @@ def table(records: Sequence[dict]) -> str:
                  " / ".join(v[1] for v in verdicts)])
   text = (f"Test accuracy (%) after 750 steps, 16 channels, seeds {', '.join(map(str, seeds))} "
           f"(mean, then each seed).\n\n" + markdown_rows(header, body))
-  missing = [r for r in records if r["status"] != "done"]
-  if missing:
-    text += "\nNot finished: " + ", ".join(
-        f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing) + "\n"
-  return text
+  return text + _not_finished(records)
 
 
 CURVES_MARKER = "benefit-curves"  # the block of :func:`curves_table`
@@ -176,13 +189,8 @@ def tuning_table(records: Sequence[dict]) -> str:
   seeds = sorted({r["seed"] for r in done})
   body = []
   for data in dict.fromkeys(r["data"] for r in records):
-    runs = {model: sorted((r for r in done if r["data"] == data and r["model"] == model),
-                          key=lambda r: r["seed"]) for model in ("kept", "expanded")}
-    cells = []
-    for model in ("kept", "expanded"):
-      found = ", ".join(f"{r['group'] or 'none'} @ {r['discovered_at'] or '–'}"
-                        for r in runs[model])
-      cells.append(_cell(runs[model], seeds) + (f" ({found})" if found else ""))
+    runs = {model: _runs_of(done, data, model) for model in ("kept", "expanded")}
+    cells = [_cell(runs[model], seeds) + _found(runs[model]) for model in ("kept", "expanded")]
     gap = "–"
     if runs["kept"] and runs["expanded"]:
       means = [statistics.mean(r["accuracy"] for r in runs[m]) for m in ("expanded", "kept")]
@@ -192,11 +200,7 @@ def tuning_table(records: Sequence[dict]) -> str:
           f"16 channels, tuning seeds {', '.join(map(str, seeds))} (mean, then each seed).\n\n"
           + markdown_rows(("data", "backbone kept (found at step)",
                            "backbone expanded (found at step)", "expanded − kept"), body))
-  missing = [r for r in records if r["status"] != "done"]
-  if missing:
-    text += "\nNot finished: " + ", ".join(
-        f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing) + "\n"
-  return text
+  return text + _not_finished(records)
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
