@@ -35,13 +35,12 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from ds_symmetry.models.networks import ConvNet, _global_mean
 from ds_symmetry.nn.introspection import weight_sharing_layers
 from ds_symmetry.nn.subgroup_selection import transformed_copies
-from ds_symmetry.nn.weight_sharing import WSGroupConv, WSLiftConv
+from ds_symmetry.nn.weight_sharing import WSGroupConv
 from ds_symmetry.ops import groups as groups_ops
 from ds_symmetry.ops.normalization import standardize
 
@@ -69,16 +68,6 @@ def _canonical(kernel: jnp.ndarray) -> jnp.ndarray:
   return jnp.transpose(kernel, (3, 2, 0, 1)).reshape(c_out, c_in, k * k)
 
 
-def _identity_index(layer: WSLiftConv) -> int:
-  """The slot of the identity in an exact lifting layer's stack ``[G, k², k²]``."""
-  stack = np.asarray(layer.representation_stack())
-  gaps = np.abs(stack - np.eye(stack.shape[-1])[None]).sum(axis=(1, 2))
-  index = int(np.argmin(gaps))
-  if gaps[index] != 0.0:
-    raise ValueError(f"the lifting stack of group {layer.group!r} has no identity element")
-  return index
-
-
 def gcnn_from_cnn(cnn: ConvNet, group: str) -> ConvNet:
   """The exact G-CNN of ``group`` carrying ``cnn``'s weights (identity slices; module docstring).
 
@@ -103,7 +92,7 @@ def gcnn_from_cnn(cnn: ConvNet, group: str) -> ConvNet:
       kernel_size=first.kernel_size[0], padding=str(first.padding).upper(),
       compute_dtype=first.dtype, kernel_mask="none")
   layers = [layer for _, layer in weight_sharing_layers(gcnn)]
-  identity = _identity_index(layers[0])
+  identity = 0  # element 0 of every group of ops.groups is the identity
   for conv, layer in zip(convs, layers):
     weight = _canonical(conv.kernel[...])
     if isinstance(layer, WSGroupConv):

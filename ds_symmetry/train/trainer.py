@@ -384,7 +384,7 @@ class _Run:
                         else config.num_epochs * self.steps_per_epoch)
     self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
     self.parameters = count_parameters(model)
-    self._build(model, learning_rate_scale=learning_rate_scale(self.discovery))
+    self._build(model, rate_scale=learning_rate_scale(self.discovery))
     if (config.discovery.when_within and self.discovery is None
         and not isinstance(model, SubgroupSelector)):
       self._lifting_stack_name()  # a model without one fails here, not at the first check
@@ -421,15 +421,15 @@ class _Run:
                               config.log_every_steps)
 
   def _build(self, model, carried: steps_lib.TrainState | None = None,
-             learning_rate_scale: float = 1.0) -> None:
+             rate_scale: float = 1.0) -> None:
     """``steps`` and the initial ``state`` for ``model``. ``carried``: the train state before a
     discovery, whose step count and running metrics go on (its optimizer does not: the logits
-    are gone). ``learning_rate_scale``: the weights' learning rate is
-    ``config.learning_rate`` times it (:func:`learning_rate_scale`)."""
+    are gone). ``rate_scale``: the weights' learning rate is ``config.learning_rate``
+    times it (:func:`learning_rate_scale`)."""
     config = self.config
-    if learning_rate_scale != 1.0:
+    if rate_scale != 1.0:
       config = ml_collections.ConfigDict(config.to_dict())
-      config.learning_rate = config.learning_rate * learning_rate_scale
+      config.learning_rate = config.learning_rate * rate_scale
     tx = steps_lib.make_optimizer(config, parameter_groups(model), self.total_steps)
     train_state = steps_lib.TrainState(model, tx)
     if carried is not None:
@@ -668,7 +668,7 @@ class _Run:
     record["reinitialized"] = bool(settings.reinitialize or found.rebuilt)
     scale = learning_rate_scale(record)
     record["learning_rate"] = self.config.learning_rate * scale
-    self._build(model, carried=current, learning_rate_scale=scale)
+    self._build(model, carried=current, rate_scale=scale)
     record["test_accuracy_after"] = self._test_accuracy()
     self._save_checkpoint()
     if self.is_main:  # after the checkpoint: a run killed in between redoes the discovery
