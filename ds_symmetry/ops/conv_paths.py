@@ -21,20 +21,27 @@ C_out]``. Each piece can be computed by one of these *paths*:
   instead of ``kh·kw``×; kernel row ``a`` multiplies the rows ``a … a + Ho − 1`` of ``U``
   (``kh`` dots). Weight gradient: ``kh`` dots ``U[a]ᵀ g``; input gradient: ``kh`` dots ``g
   W[a]ᵀ`` overlap-added along the height, then along the width.
+* ``"winograd"`` — Winograd's minimal filtering ``F(m, r)`` on 8×8 input tiles
+  (``ops.winograd``): for a 5×5 kernel 64 products per 16 outputs instead of 400, as ``64``
+  batched matrix products over the channels. Its gradients are JAX's transposes of the same
+  algorithm (one joint pass when both are ``winograd``). Float32 error about 10× a direct
+  convolution's (``ops.winograd``; ``tests/test_conv_paths.py`` bounds it at 5e-5 of the
+  largest magnitude). Kernels outside 2…7 taps along an axis take ``xla`` instead.
 
 The three pieces are chosen independently (:class:`ConvPath`). Which path runs is decided when
 a function is traced, in this order: :func:`conv_path` (a context manager, for tests and
 benchmarks), the environment variable ``DS_SYMMETRY_CONV_PATH``, and for ``auto`` (the
 default) :func:`choose_conv_path` — the one place that picks a path from the CPU's features
-and the convolution's shape. Today it picks ``xla`` everywhere: ``rows`` beats it on some
-pieces timed alone on an AVX-512 CPU, but a whole training step with those pieces by rows was
-slower (the measurements are above :func:`choose_conv_path`).
+and the convolution's shape. Today it picks ``winograd`` on AVX-512 CPUs for the layers with
+at least 16 input channels and ``xla`` everywhere else (the measurements are above
+:func:`choose_conv_path`).
 
-``DS_SYMMETRY_CONV_PATH`` holds ``auto``, ``xla``, ``im2col`` or ``rows`` (one path for every
-piece), or pieces named one by one, e.g.
+``DS_SYMMETRY_CONV_PATH`` holds ``auto``, ``xla``, ``im2col``, ``rows`` or ``winograd`` (one path
+for every piece), or pieces named one by one, e.g.
 ``forward=im2col,input_grad=xla,weight_grad=rows`` (a piece left out, or ``auto``, follows
 :func:`choose_conv_path`). Every path gives ``lax.conv_general_dilated``'s values and gradients
-to float32 rounding (``tests/test_conv_paths.py``). The im2col and rows paths keep only the
+to float32 rounding (``winograd``: to its larger float32 error; ``tests/test_conv_paths.py``).
+The im2col and rows paths keep only the
 input and the kernel for the backward pass (the patches are built again there), and compute in
 the operands' dtype with float32 accumulation.
 """
@@ -51,12 +58,12 @@ from typing import NamedTuple, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from ds_symmetry.ops import gradients
+from ds_symmetry.ops import gradients, winograd
 
 ENV = "DS_SYMMETRY_CONV_PATH"
 """The environment variable that picks the convolution path (module docstring)."""
 
-PATHS = ("xla", "im2col", "rows")
+PATHS = ("xla", "im2col", "rows", "winograd")
 """The paths; each piece (forward, input gradient, weight gradient) accepts every one."""
 
 PIECES = ("forward", "input_grad", "weight_grad")
@@ -85,13 +92,13 @@ XLA = ConvPath("xla", "xla", "xla")
 
 
 def _expected(name: str) -> str:
-  return (f"{name}: expected auto, xla, im2col or rows, or pieces such as "
-          f"'forward=im2col,input_grad=xla,weight_grad=rows' (pieces: forward, input_grad, "
-          f"weight_grad; paths: auto, xla, im2col, rows)")
+  return (f"{name}: expected auto, {', '.join(PATHS[:-1])} or {PATHS[-1]}, or pieces such as "
+          f"'forward=im2col,input_grad=xla,weight_grad=rows' (pieces: {', '.join(PIECES)}; "
+          f"paths: auto, {', '.join(PATHS)})")
 
 
 def parse_conv_path(value: Optional[str], name: str = ENV) -> ConvPath:
-  """Reads a path spec: ``auto`` / ``xla`` / ``im2col`` / ``rows`` (every piece) or
+  """Reads a path spec: ``auto`` / ``xla`` / ``im2col`` / ``rows`` / ``winograd`` (every piece) or
   ``piece=path`` pairs separated by commas (pieces left out: ``auto``).
 
   Args:
@@ -147,15 +154,22 @@ def cpu_flags() -> frozenset:
 
 
 # What the choice rests on (``python -m benchmarks.run conv_paths``, batch 64, the MNIST models'
-# 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16). Timed piece by piece,
-# XLA's convolution is the fastest path on every layer with 64 or 128 input channels (im2col
-# and rows 1.1–4.6× slower), and rows wins the first layer's forward and weight gradient (one
-# input channel: 0.56–0.84× of XLA) and the input gradient of the last layer (8×8 outputs:
-# 0.71–0.89×). But a whole training step with exactly those pieces by rows is *slower* than
-# with XLA's convolution everywhere (cnn 1.12×, gcnn 1.06–1.07×; two runs, 7 and 15
-# alternating repeats): what the pieces gain alone is lost in the compiled step. So ``auto`` is
-# XLA's convolution everywhere; the other paths stay selectable (``DS_SYMMETRY_CONV_PATH``).
-# On an AVX2 CPU the paths were not measured. Issue 26.
+# 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16; docs/benchmarks.md).
+# Winograd's F(4, 5) makes every piece of the 64- and 128-channel layers faster than XLA's
+# convolution, and the whole cnn / gcnn training step with it too (the table's step rows).
+# Earlier, before the winograd path: rows won some pieces timed alone (the one-channel first
+# layer, 8×8 outputs) but a whole step with them was slower, so they are not chosen; im2col
+# never won. On an AVX2 CPU no path was measured (issue 26), so there auto stays XLA's
+# convolution; GPUs and TPUs keep XLA's (their convolution libraries choose their own
+# algorithms).
+WINOGRAD_MIN_CHANNELS = 16
+"""``auto`` takes ``winograd`` on an AVX-512 CPU for convolutions with at least this many
+input channels (and kernels it can tile); the one-channel first layer stays XLA's."""
+
+
+def _measured_cpu(flags: frozenset, backend: str) -> bool:
+  """The CPU kind the winograd choice was measured on: JAX's CPU backend with AVX-512."""
+  return backend == "cpu" and "avx512f" in flags
 
 
 def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] = None,
@@ -168,22 +182,32 @@ def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] =
   Args:
     flags: CPU feature flags (default: :func:`cpu_flags`).
     backend: JAX's backend (default: ``jax.default_backend()``).
-    x_shape: ``[B, H, W, C_in]`` of the convolution, or None.
-    kernel_shape: ``[kh, kw, C_in, C_out]``, or None.
-    padding: the resolved ``((top, bottom), (left, right))`` padding (None: ``VALID``).
+    x_shape: ``[B, H, W, C_in]`` of the convolution, or None (then: :data:`XLA`).
+    kernel_shape: ``[kh, kw, C_in, C_out]``, or None (then: :data:`XLA`).
+    padding: the resolved ``((top, bottom), (left, right))`` padding (None: ``VALID``); the
+      choice does not depend on it.
 
   Returns:
-    a :class:`ConvPath` naming a path for every piece: today :data:`XLA` for every CPU,
-    backend and shape (the measurements above); the arguments are what a per-shape choice
-    would read, and every convolution passes them.
+    a :class:`ConvPath` naming a path for every piece: ``winograd`` for every piece on an
+    AVX-512 CPU when the kernel has 2…7 taps along each axis and at least
+    :data:`WINOGRAD_MIN_CHANNELS` input channels; :data:`XLA` otherwise.
   """
-  del flags, backend, x_shape, kernel_shape, padding  # no measured case beats XLA in a step
+  del padding
+  flags = cpu_flags() if flags is None else flags
+  backend = jax.default_backend() if backend is None else backend
+  if (_measured_cpu(flags, backend) and x_shape is not None and kernel_shape is not None
+      and winograd.supports(kernel_shape) and kernel_shape[2] >= WINOGRAD_MIN_CHANNELS):
+    return ConvPath("winograd", "winograd", "winograd")
   return XLA
 
 
 def auto_description(flags: Optional[frozenset] = None, backend: Optional[str] = None) -> str:
   """What ``auto`` does on this machine, in words (recorded in a run's provenance)."""
-  del flags, backend  # the same everywhere today (choose_conv_path)
+  flags = cpu_flags() if flags is None else flags
+  backend = jax.default_backend() if backend is None else backend
+  if _measured_cpu(flags, backend):
+    return (f"winograd for 2-7-tap kernels with at least {WINOGRAD_MIN_CHANNELS} input "
+            f"channels, else xla")
   return "xla"
 
 
@@ -363,6 +387,8 @@ def input_grad_rows(g: jnp.ndarray, kernel: jnp.ndarray, padding, input_shape) -
 
 
 def _forward(x, kernel, padding, path):
+  if path == "winograd":
+    return winograd.conv_winograd(x, kernel, padding)
   if path == "im2col":
     return conv_im2col(x, kernel, padding)
   if path == "rows":
@@ -371,7 +397,11 @@ def _forward(x, kernel, padding, path):
 
 
 def _input_grad(g, kernel, padding, x_shape, x_dtype, path, cropped):
-  if path == "im2col":
+  if path == "winograd":
+    zeros = jnp.zeros(x_shape, x_dtype)
+    _, vjp = jax.vjp(lambda x: winograd.conv_winograd(x, kernel, padding), zeros)
+    (dx,) = vjp(g)
+  elif path == "im2col":
     dx = input_grad_im2col(g, kernel, padding, x_shape)
   elif path == "rows":
     dx = input_grad_rows(g, kernel, padding, x_shape)
@@ -385,7 +415,10 @@ def _input_grad(g, kernel, padding, x_shape, x_dtype, path, cropped):
 
 
 def _weight_grad(x, g, kernel, padding, path):
-  if path == "im2col":
+  if path == "winograd":
+    _, vjp = jax.vjp(lambda w: winograd.conv_winograd(x, w, padding), kernel)
+    (dw,) = vjp(g)
+  elif path == "im2col":
     dw = weight_grad_im2col(x, g, kernel.shape, padding)
   elif path == "rows":
     dw = weight_grad_rows(x, g, kernel.shape, padding)
@@ -408,6 +441,10 @@ def _conv_by_path_fwd(x, kernel, padding, path, cropped):
 
 def _conv_by_path_bwd(padding, path, cropped, residuals, g):
   x, kernel = residuals
+  if path.input_grad == path.weight_grad == "winograd":  # one pass: g's transform is shared
+    _, vjp = jax.vjp(lambda x, w: winograd.conv_winograd(x, w, padding), x, kernel)
+    dx, dw = vjp(g)
+    return dx.astype(x.dtype), dw.astype(kernel.dtype)
   return (_input_grad(g, kernel, padding, x.shape, x.dtype, path.input_grad, cropped),
           _weight_grad(x, g, kernel, padding, path.weight_grad))
 
@@ -437,6 +474,8 @@ def convolve(x: jnp.ndarray, kernel: jnp.ndarray, padding="VALID",
   auto = (choose_conv_path(x_shape=x.shape, kernel_shape=kernel.shape, padding=padding)
           if None in requested else XLA)
   chosen = ConvPath(*(a if r is None else r for r, a in zip(requested, auto)))
+  if not winograd.supports(kernel.shape):  # kernels the tiles cannot take: XLA's convolution
+    chosen = ConvPath(*("xla" if p == "winograd" else p for p in chosen))
   if chosen == XLA:
     return gradients.conv2d_stride1(x, kernel, padding)
   return _conv_by_path(x, kernel, padding, chosen, gradients.custom_gradients_enabled())
