@@ -183,9 +183,10 @@ def conv_part(inst: Instruction, layers: Sequence[ConvLayer],
 
 # (category, predicate on (file, function) of any frame, innermost first) — first match wins.
 _FRAME_RULES = (
-    # A convolution piece that ops.conv_paths computes by im2col or rows: matrix products,
-    # not XLA convolution ops, so not assigned to a layer.
-    ("conv (im2col / rows paths)", lambda f, fn: f.endswith("ops/conv_paths.py")),
+    # A convolution piece that ops.conv_paths computes by im2col, rows or winograd: matrix
+    # products and transforms, not XLA convolution ops, so not assigned to a layer.
+    ("conv (im2col / rows / winograd paths)",
+     lambda f, fn: f.endswith(("ops/conv_paths.py", "ops/winograd.py"))),
     ("Sinkhorn + regularisers", lambda f, fn: f.endswith(("ops/sinkhorn.py",
                                                           "ops/regularisers.py"))),
     ("kernel-stack build", lambda f, fn: f.endswith(("ops/kernels.py", "ops/structure.py",

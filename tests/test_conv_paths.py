@@ -182,6 +182,8 @@ WINOGRAD = ConvPath("winograd", "winograd", "winograd")
     ((64, 12, 12, 64), (5, 5, 64, 64), WINOGRAD),
     ((64, 12, 12, 64), (1, 1, 64, 64), conv_paths.XLA),      # a kernel the tiles cannot take
     ((64, 12, 12, 64), (9, 9, 64, 64), conv_paths.XLA),
+    ((128, 16, 16, 128), (3, 3, 128, 128), conv_paths.XLA),  # tiled, but it lost there
+    ((64, 16, 16, 32), (7, 7, 32, 32), conv_paths.XLA),
     ((64, 12, 12, 8), (3, 3, 8, 64), conv_paths.XLA),        # fewer than 16 input channels
 ])
 def test_auto_takes_winograd_only_where_it_was_measured(x_shape, kernel_shape, on_avx512):

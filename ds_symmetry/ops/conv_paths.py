@@ -32,8 +32,8 @@ The three pieces are chosen independently (:class:`ConvPath`). Which path runs i
 a function is traced, in this order: :func:`conv_path` (a context manager, for tests and
 benchmarks), the environment variable ``DS_SYMMETRY_CONV_PATH``, and for ``auto`` (the
 default) :func:`choose_conv_path` — the one place that picks a path from the CPU's features
-and the convolution's shape. Today it picks ``winograd`` on AVX-512 CPUs for the layers with
-at least 16 input channels and ``xla`` everywhere else (the measurements are above
+and the convolution's shape. Today it picks ``winograd`` on AVX-512 CPUs for the 5×5 layers
+with at least 16 input channels and ``xla`` everywhere else (the measurements are above
 :func:`choose_conv_path`).
 
 ``DS_SYMMETRY_CONV_PATH`` holds ``auto``, ``xla``, ``im2col``, ``rows`` or ``winograd`` (one path
@@ -155,8 +155,11 @@ def cpu_flags() -> frozenset:
 
 # What the choice rests on (``python -m benchmarks.run conv_paths``, batch 64, the MNIST models'
 # 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16; docs/benchmarks.md).
-# Winograd's F(4, 5) makes every piece of the 64- and 128-channel layers faster than XLA's
-# convolution, and the whole cnn / gcnn training step with it too (the table's step rows).
+# Winograd's F(4, 5) makes the 5×5 layers with 16–128 input channels faster than XLA's
+# convolution (forward and gradients), and the whole cnn / gcnn training step with it too (the
+# table's step rows); on the one-channel first layer it is several times slower. Other kernel
+# sizes lost in a probe on the same CPU (3×3 'SAME' at 32 and 128 channels: F(6, 3) 1.2–3.1×
+# XLA's forward; 7×7 at 32 channels: F(2, 7) 2.7–2.9×), so auto takes it for 5×5 kernels only.
 # Earlier, before the winograd path: rows won some pieces timed alone (the one-channel first
 # layer, 8×8 outputs) but a whole step with them was slower, so they are not chosen; im2col
 # never won. On an AVX2 CPU no path was measured (issue 26), so there auto stays XLA's
@@ -164,7 +167,10 @@ def cpu_flags() -> frozenset:
 # algorithms).
 WINOGRAD_MIN_CHANNELS = 16
 """``auto`` takes ``winograd`` on an AVX-512 CPU for convolutions with at least this many
-input channels (and kernels it can tile); the one-channel first layer stays XLA's."""
+input channels (and a kernel in :data:`WINOGRAD_KERNELS`); the one-channel first layer stays
+XLA's."""
+WINOGRAD_KERNELS = ((5, 5),)
+"""The kernel sizes ``(kh, kw)`` for which ``auto`` takes ``winograd`` (where it won)."""
 
 
 def _measured_cpu(flags: frozenset, backend: str) -> bool:
@@ -189,14 +195,15 @@ def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] =
 
   Returns:
     a :class:`ConvPath` naming a path for every piece: ``winograd`` for every piece on an
-    AVX-512 CPU when the kernel has 2…7 taps along each axis and at least
+    AVX-512 CPU when the kernel is 5×5 (:data:`WINOGRAD_KERNELS`) with at least
     :data:`WINOGRAD_MIN_CHANNELS` input channels; :data:`XLA` otherwise.
   """
   del padding
   flags = cpu_flags() if flags is None else flags
   backend = jax.default_backend() if backend is None else backend
   if (_measured_cpu(flags, backend) and x_shape is not None and kernel_shape is not None
-      and winograd.supports(kernel_shape) and kernel_shape[2] >= WINOGRAD_MIN_CHANNELS):
+      and tuple(kernel_shape[:2]) in WINOGRAD_KERNELS
+      and kernel_shape[2] >= WINOGRAD_MIN_CHANNELS):
     return ConvPath("winograd", "winograd", "winograd")
   return XLA
 
@@ -206,7 +213,8 @@ def auto_description(flags: Optional[frozenset] = None, backend: Optional[str] =
   flags = cpu_flags() if flags is None else flags
   backend = jax.default_backend() if backend is None else backend
   if _measured_cpu(flags, backend):
-    return (f"winograd for 2-7-tap kernels with at least {WINOGRAD_MIN_CHANNELS} input "
+    sizes = ", ".join(f"{kh}x{kw}" for kh, kw in WINOGRAD_KERNELS)
+    return (f"winograd for {sizes} kernels with at least {WINOGRAD_MIN_CHANNELS} input "
             f"channels, else xla")
   return "xla"
 
