@@ -129,7 +129,10 @@ def _benefit_tuning_rows(channels: int) -> tuple[Row, ...]:
 
 GROUP_BENEFIT = Grid(
     "group_benefit", "What the discovered group buys: 2 epochs of 24k images, 16 channels",
-    _benefit_rows(16), seeds=(100, 101))
+    _benefit_rows(16), seeds=(100, 101, 102, 103),
+    notes=("seeds 102-103 were added, before any of them ran, to the fixed rows and the kept "
+           "backbone (the recipe's way) only: --rows='*_cnn,*_C4,*_flip,*_D4,*_kept' "
+           "--seeds=102,103; the fresh and expanded rows ran seeds 100-101",))
 BENEFIT_TUNING = Grid(
     "benefit_tuning", "Averaged or expanded backbone, chosen on a validation split",
     _benefit_tuning_rows(16), seeds=(0, 1),

@@ -53,6 +53,22 @@ def test_collect_reads_finished_runs_and_marks_the_rest(tmp_path):
   assert done["curve"] == [[375, 80.0], [750, 96.12]]                  # the eval records only
 
 
+def test_the_verdicts_compare_on_the_seeds_each_row_ran():
+  """A row with fewer seeds is judged against the fixed rows' means over its own seeds."""
+  records = [_run("mirrored", "cnn", s, a) for s, a in ((100, 90.0), (101, 90.0), (102, 80.0))]
+  records += [_run("mirrored", "C4", s, 70.0) for s in (100, 101, 102)]
+  records += [_run("mirrored", "flip", s, a) for s, a in ((100, 92.0), (101, 92.0), (102, 80.0))]
+  records += [_run("mirrored", "kept", s, a, "flip", 300)
+              for s, a in ((100, 91.5), (101, 91.5), (102, 79.0))]
+  records += [_run("mirrored", "discovered", s, 90.5, "flip", 300) for s in (100, 101)]
+  row = next(line for line in group_benefit.table(records).splitlines()
+             if line.startswith("| mirrored |"))
+  # kept 87.33 vs flip 88.0 over 100-102: within; fresh 90.5 vs flip 92.0 over 100-101: not
+  # (against the 3-seed flip mean, 88.0, it would have been "yes").
+  assert row.endswith("| no / yes / – | yes / yes / – |")
+  assert "(seeds 100, 101 only)" in row
+
+
 def test_a_cell_names_its_seeds_when_some_did_not_run():
   records = [_run("mirrored", "cnn", 100, 90.0), _run("mirrored", "cnn", 101, 92.0),
              _run("mirrored", "flip", 100, 91.0)]
