@@ -28,7 +28,8 @@ import ds_symmetry  # noqa: F401  (fast CPU convolution flag, before jax starts)
 from benchmarks.common import alternating_medians
 from ds_symmetry.ops.kernels import conv2d
 
-TITLE = "Convolutions of one training step: ours (XLA) vs PyTorch/oneDNN, per piece"
+TITLE = ("Convolutions of one training step: ours (the auto path, ops.conv_paths) vs "
+         "PyTorch/oneDNN, per piece")
 COLUMNS = ["stack", "layer", "shape", "piece", "ours_ms", "torch_ms", "torch_layout",
            "ours/torch"]
 STACKS = {"cnn": (1, 64), "gcnn / wscnn": (1, 128)}  # (input channels, width)

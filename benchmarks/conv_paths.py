@@ -5,9 +5,10 @@
 
 Prints the CPU (``lscpu``'s model name, its AVX-512 and bf16 flags) and the path ``auto`` takes
 now, then one table. For the MNIST models' convolution stacks (batch 64, 28 px, five 5×5
-'VALID' layers; ``cnn``: 1 → 64 → … → 64 channels, ``gcnn / wscnn``: 1 → 128 → … → 128) each
-piece of each layer — forward, input gradient (not for the first layer), weight gradient — is
-timed under every path of ``ds_symmetry.ops.conv_paths`` (``xla``, ``im2col``, ``rows``;
+'VALID' layers; ``cnn``: 1 → 64 → … → 64 channels, ``gcnn / wscnn``: 1 → 128 → … → 128; and
+plain CNNs 32 and 16 channels wide, the identification recipe's selector) each piece of each
+layer — forward, input gradient (not for the first layer), weight gradient — is timed under
+every path of ``ds_symmetry.ops.conv_paths`` (``xla``, ``im2col``, ``rows``, ``winograd``;
 ``convolve(..., path=…)`` jitted, gradients from ``jax.vjp``), calls alternating between the
 paths and PyTorch/oneDNN (``benchmarks.conv_limit``'s pieces, 2 threads, the faster of NCHW and
 channels-last; when torch is importable), medians of the repeats. ``current`` is the path the
@@ -46,6 +47,10 @@ COLUMNS = (["stack", "layer", "shape", "piece", "current"] + [f"{p}_ms" for p in
 PIECES = ("forward", "input-grad", "weight-grad")
 _PIECE_FIELD = {"forward": "forward", "input-grad": "input_grad", "weight-grad": "weight_grad"}
 STEP_MODELS = ("cnn", "gcnn")
+STACKS = {**conv_limit.STACKS, "cnn 32": (1, 32), "cnn 16": (1, 16)}
+"""``{name: (input channels, width)}``: the MNIST models' stacks and the 32- and 16-channel
+plain CNNs (the widths of the identification recipe's selector), where ``auto``'s channel
+threshold is decided."""
 
 
 def cpu_summary() -> str:
@@ -210,8 +215,7 @@ def run(quick: bool = False, stacks=None, layers=None, models=None, repeats=None
 
   Args:
     quick: batch 8 and 3 repeats instead of batch 64 and 7.
-    stacks: ``{name: (input channels, width)}`` (default :data:`conv_limit.STACKS`; ``{}``:
-      none).
+    stacks: ``{name: (input channels, width)}`` (default :data:`STACKS`; ``{}``: none).
     layers: indices of the layers to time (default: all five).
     models: models whose training step is timed (default :data:`STEP_MODELS`; ``()``: none).
     repeats: overrides the number of repeats.
@@ -225,7 +229,7 @@ def run(quick: bool = False, stacks=None, layers=None, models=None, repeats=None
         f"{conv_paths.auto_description()}); backend {jax.default_backend()}")
   torch = _torch_setup()
   rows = []
-  for stack, (width_in, width) in (conv_limit.STACKS if stacks is None else stacks).items():
+  for stack, (width_in, width) in (STACKS if stacks is None else stacks).items():
     mine = _layer_rows(stack, width_in, width, batch, repeats, layers, torch, requested)
     rows.extend(mine + _totals(mine, stack))
   rows.extend(_step_rows(STEP_MODELS if models is None else models, batch, repeats,
