@@ -18,9 +18,10 @@ piece of that layer takes now (``DS_SYMMETRY_CONV_PATH``; its ``auto`` pieces as
 rows sum each piece over the layers (``<path>``: that path on every layer; ``current``: each
 layer's own) and ``all pieces`` sums everything.
 
-Then the trainer's whole step (augmentation, forward, backward, AdamW) of ``cnn`` and ``gcnn``
-(default widths) traced under each path forced for every piece (``conv_path(…)``) and under the
-current one, steps alternating; ``torch_ms`` there is the authors' PyTorch step at the same batch when
+Then the trainer's whole step (augmentation, forward, backward, AdamW) of ``cnn``, ``gcnn`` and
+``wscnn`` (default widths) and of the identification recipe's selector (``subgroup_cnn``, 16
+and 32 channels) traced under each path forced for every piece (``conv_path(…)``) and under
+the current one, steps alternating; ``torch_ms`` there is the authors' PyTorch step at the same batch when
 ``DS_SYMMETRY_REFERENCE_REPO`` points at a checkout of it (``benchmarks.reference``), else
 empty. Quick mode: batch 8, 3 repeats.
 """
@@ -46,7 +47,10 @@ COLUMNS = (["stack", "layer", "shape", "piece", "current"] + [f"{p}_ms" for p in
            + [f"{p}/torch" for p in PATHS] + ["best"])
 PIECES = ("forward", "input-grad", "weight-grad")
 _PIECE_FIELD = {"forward": "forward", "input-grad": "input_grad", "weight-grad": "weight_grad"}
-STEP_MODELS = ("cnn", "gcnn")
+STEP_MODELS = ("cnn", "gcnn", "wscnn", ("selector 16", "subgroup_cnn", {"channels": 16}),
+               ("selector 32", "subgroup_cnn", {"channels": 32}))
+"""The steps timed: a model name (default widths), or ``(label, name, options)``; the
+``subgroup_cnn`` rows are the identification recipe's selector at its two widths."""
 STACKS = {**conv_limit.STACKS, "cnn 32": (1, 32), "cnn 16": (1, 16)}
 """``{name: (input channels, width)}``: the MNIST models' stacks and the 32- and 16-channel
 plain CNNs (the widths of the identification recipe's selector), where ``auto``'s channel
@@ -188,18 +192,20 @@ def _step_rows(models, batch, repeats, model_options, requested):
   from benchmarks import reference, training  # pylint: disable=import-outside-toplevel
   protocol = training.synthetic_protocol(False)
   rows = []
-  for name in models:
+  for entry in models:
+    label, name, options = entry if isinstance(entry, tuple) else (entry, entry, {})
+    options = dict(options, **(model_options or {}))
     functions = {}
     for path in PATHS + ("__current__",):  # the current path: auto pieces chosen per layer
-      setup = training.StepSetup(name, protocol, batch, dict(model_options or {}))
+      setup = training.StepSetup(name, protocol, batch, options)
       with conv_paths.conv_path(requested if path == "__current__" else path):
         block(setup.one())  # traced and compiled now, under the path
       functions[path] = setup.one
-    if reference.available() and name in reference.RECORDED_MS:
+    if reference.available() and name in reference.RECORDED_MS and not options:
       functions["reference"] = reference.make_step(name, batch)
     seconds = dict(zip(functions, alternating_medians(list(functions.values()),
                                                       repeats=repeats)))
-    row = {"stack": name, "layer": "step", "piece": "train step (path on every piece)",
+    row = {"stack": label, "layer": "step", "piece": "train step (path on every piece)",
            "shape": f"batch {batch}", "current": requested.describe(), "torch_ms": "",
            "torch_layout": ""}
     torch_seconds = seconds.get("reference")

@@ -11,7 +11,7 @@ convolution forward / input gradient / weight gradient per layer, bias + norm + 
 kernel-stack build, Sinkhorn + regularisers, relayouts (copies / transposes XLA inserts,
 e.g. around the weight-gradient convolutions), optimizer, head + loss, augmentation.
 A piece that ``auto`` computes by matrix products (``ops.conv_paths``: winograd on an AVX-512
-CPU for the 5×5 layers with at least 16 input channels) is one part, ``conv (im2col / rows /
+CPU for the 5×5 layers with at least 64 input channels) is one part, ``conv (im2col / rows /
 winograd paths)``; to see every piece per layer, run with ``DS_SYMMETRY_CONV_PATH=xla``.
 
 Each model is measured in two fresh processes: on both cores and pinned to one

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ds_symmetry import provenance
 from ds_symmetry.models import create_model
-from ds_symmetry.ops import conv_paths, gradients
+from ds_symmetry.ops import conv_paths, gradients, winograd
 from ds_symmetry.ops.conv_paths import ConvPath
 from ds_symmetry.ops.kernels import conv2d
 
@@ -131,6 +131,8 @@ def test_the_formulations_on_random_shapes(batch, height, width, c_in, c_out, kh
   y1, y2, dx1, dx2, dw1, dw2 = formulations(x, w, g)
   _assert_close([y1, y2, dx1, dx2, dw1, dw2], [expected[0]] * 2 + [expected[1]] * 2
                 + [expected[2]] * 2)
+  if winograd.supports(w.shape):
+    _assert_close(jax.jit(_by_path("winograd", padding))(x, w, g), expected, RTOL["winograd"])
 
 
 def test_the_patches_are_laid_out_as_documented():
@@ -184,7 +186,7 @@ WINOGRAD = ConvPath("winograd", "winograd", "winograd")
     ((64, 12, 12, 64), (9, 9, 64, 64), conv_paths.XLA),
     ((128, 16, 16, 128), (3, 3, 128, 128), conv_paths.XLA),  # tiled, but it lost there
     ((64, 16, 16, 32), (7, 7, 32, 32), conv_paths.XLA),
-    ((64, 12, 12, 8), (3, 3, 8, 64), conv_paths.XLA),        # fewer than 16 input channels
+    ((64, 12, 12, 32), (5, 5, 32, 32), conv_paths.XLA),      # fewer than 64 input channels
 ])
 def test_auto_takes_winograd_only_where_it_was_measured(x_shape, kernel_shape, on_avx512):
   """Winograd on AVX-512 CPUs for the layers it won (ops.conv_paths); XLA on CPUs where the

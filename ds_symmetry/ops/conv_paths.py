@@ -33,7 +33,7 @@ a function is traced, in this order: :func:`conv_path` (a context manager, for t
 benchmarks), the environment variable ``DS_SYMMETRY_CONV_PATH``, and for ``auto`` (the
 default) :func:`choose_conv_path` — the one place that picks a path from the CPU's features
 and the convolution's shape. Today it picks ``winograd`` on AVX-512 CPUs for the 5×5 layers
-with at least 16 input channels and ``xla`` everywhere else (the measurements are above
+with at least 64 input channels and ``xla`` everywhere else (the measurements are above
 :func:`choose_conv_path`).
 
 ``DS_SYMMETRY_CONV_PATH`` holds ``auto``, ``xla``, ``im2col``, ``rows`` or ``winograd`` (one path
@@ -155,20 +155,24 @@ def cpu_flags() -> frozenset:
 
 # What the choice rests on (``python -m benchmarks.run conv_paths``, batch 64, the MNIST models'
 # 5×5 VALID layers, an idle 2-core AMD EPYC with avx512f/bw/vl/vnni/bf16; docs/benchmarks.md).
-# Winograd's F(4, 5) makes the 5×5 layers with 16–128 input channels faster than XLA's
-# convolution (forward and gradients), and the whole cnn / gcnn training step with it too (the
-# table's step rows); on the one-channel first layer it is several times slower. Other kernel
-# sizes lost in a probe on the same CPU (3×3 'SAME' at 32 and 128 channels: F(6, 3) 1.2–3.1×
-# XLA's forward; 7×7 at 32 channels: F(2, 7) 2.7–2.9×), so auto takes it for 5×5 kernels only.
+# Timed alone, Winograd's F(4, 5) beats XLA's convolution on some pieces and loses on others
+# (0.6–1.6× per piece on the 64/128-channel layers, 3–9× slower on the one-channel first
+# layer). What decides is the whole training step, where the forward and the backward share
+# the transforms: with winograd on the 5×5 layers of 64 or more input channels the cnn step
+# took 0.80×, the gcnn 0.68×, the wscnn 0.64× the time of XLA's convolution everywhere, while
+# the identification recipe's selector (plain CNN backbone, 16 and 32 channels) took 1.37× and
+# 1.18×: at those widths the transforms cost more than the products save. Other kernel sizes
+# lost in a probe on the same CPU (3×3 'SAME' at 32 and 128 channels: F(6, 3) 1.2–3.1× XLA's
+# forward; 7×7 at 32 channels: F(2, 7) 2.7–2.9×), so auto takes winograd for 5×5 kernels only.
 # Earlier, before the winograd path: rows won some pieces timed alone (the one-channel first
 # layer, 8×8 outputs) but a whole step with them was slower, so they are not chosen; im2col
 # never won. On an AVX2 CPU no path was measured (issue 26), so there auto stays XLA's
 # convolution; GPUs and TPUs keep XLA's (their convolution libraries choose their own
 # algorithms).
-WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_CHANNELS = 64
 """``auto`` takes ``winograd`` on an AVX-512 CPU for convolutions with at least this many
-input channels (and a kernel in :data:`WINOGRAD_KERNELS`); the one-channel first layer stays
-XLA's."""
+input channels (and a kernel in :data:`WINOGRAD_KERNELS`): the measured wins (64 and 128
+channels; 16 and 32 lost in a whole step)."""
 WINOGRAD_KERNELS = ((5, 5),)
 """The kernel sizes ``(kh, kw)`` for which ``auto`` takes ``winograd`` (where it won)."""
 
