@@ -159,11 +159,13 @@ def cpu_flags() -> frozenset:
 # (0.6–1.6× per piece on the 64/128-channel layers, 3–9× slower on the one-channel first
 # layer). What decides is the whole training step, where the forward and the backward share
 # the transforms: with winograd on the 5×5 layers of 64 or more input channels the cnn step
-# took 0.80×, the gcnn 0.68×, the wscnn 0.64× the time of XLA's convolution everywhere, while
-# the identification recipe's selector (plain CNN backbone, 16 and 32 channels) took 1.37× and
-# 1.18×: at those widths the transforms cost more than the products save. Other kernel sizes
-# lost in a probe on the same CPU (3×3 'SAME' at 32 and 128 channels: F(6, 3) 1.2–3.1× XLA's
-# forward; 7×7 at 32 channels: F(2, 7) 2.7–2.9×), so auto takes winograd for 5×5 kernels only.
+# took 0.95×, the gcnn 0.69×, the wscnn 0.68× the time of XLA's convolution everywhere (and
+# winograd on the first layer too was slower again), while the identification recipe's
+# selector (plain CNN backbone, 16 and 32 channels) with winograd took 1.71× and 1.48× XLA's
+# time: at those widths the transforms cost more than the products save. Other kernel sizes
+# lost in a probe on the same CPU while another job shared its cores (3×3 'SAME' at 32 and 128
+# channels: F(6, 3) 1.2–3.1× XLA's forward; 7×7 at 32 channels: F(2, 7) 2.7–2.9×), and no
+# benchmark measured them alone, so auto takes winograd for 5×5 kernels only.
 # Earlier, before the winograd path: rows won some pieces timed alone (the one-channel first
 # layer, 8×8 outputs) but a whole step with them was slower, so they are not chosen; im2col
 # never won. On an AVX2 CPU no path was measured (issue 26), so there auto stays XLA's
