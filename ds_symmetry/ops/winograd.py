@@ -25,7 +25,12 @@ gives ``m = 9 − r`` outputs per tile along it (``2 ≤ r ≤ 7``: :func:`suppo
 error: about 1e-5 of the output's largest magnitude for ``F(4, 5)`` on random data, against
 about 1e-6 for XLA's convolution (both measured against float64 in the tests); the tests
 bound it. Gradients are JAX's transposes of the same algorithm (``ops.conv_paths`` uses them
-as its ``"winograd"`` input and weight gradients).
+as its ``"winograd"`` input and weight gradients). Memory: the transformed input tiles are
+``(8 / m)²`` times the input (4× for ``F(4, 5)``) and the products as large; a training step of
+the MNIST models peaks at about 1.5× its memory with XLA's convolution
+(``docs/benchmarks.md``). Compiled on XLA:CPU, the small transform products are laid out with
+the contracted axis last, so relayout copies of the tiles sit between them: the lead for
+making this path faster.
 """
 
 from __future__ import annotations
