@@ -16,9 +16,10 @@ small constants) and a larger float32 error than a direct convolution (below).
 The matrices come from the Toom–Cook construction (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", CVPR 2016): evaluate the product of two polynomials at the
 points ``0, 1, −1, 2, −2, 1/2, −1/2`` and at infinity, and interpolate; the correlation is the
-transposed bilinear algorithm of that polynomial product. :func:`transforms` builds them in
+transposed bilinear algorithm of that polynomial product. :func:`transforms_exact` builds them in
 exact rational arithmetic (``fractions``), so ``Aᵀ [(G g) ⊙ (Bᵀ d)]`` is the correlation
-exactly before rounding to float32 (``tests/test_winograd.py`` checks the identity in float64).
+exactly before rounding to float32 (``tests/test_winograd.py`` checks the identity in rational
+arithmetic).
 
 Every tile here has ``n = 8`` inputs (:data:`TILE`), so a kernel of ``r`` taps along an axis
 gives ``m = 9 − r`` outputs per tile along it (``2 ≤ r ≤ 7``: :func:`supports`). Float32
