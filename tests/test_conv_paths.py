@@ -175,7 +175,7 @@ def test_a_forced_path_is_the_one_compiled(path, uses_conv):
 AVX512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16"})
 
 
-WINOGRAD = ConvPath("winograd", "winograd", "winograd")
+WINOGRAD = conv_paths.WINOGRAD
 
 
 @pytest.mark.parametrize("x_shape, kernel_shape, on_avx512", [

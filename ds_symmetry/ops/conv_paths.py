@@ -90,6 +90,9 @@ AUTO = ConvPath()
 XLA = ConvPath("xla", "xla", "xla")
 """XLA's convolutions for every piece: the path that ran before this module existed."""
 
+WINOGRAD = ConvPath("winograd", "winograd", "winograd")
+"""Winograd's minimal filtering for every piece (``ops.winograd``)."""
+
 
 def _expected(name: str) -> str:
   return (f"{name}: expected auto, {', '.join(PATHS[:-1])} or {PATHS[-1]}, or pieces such as "
@@ -210,7 +213,7 @@ def choose_conv_path(flags: Optional[frozenset] = None, backend: Optional[str] =
   if (_measured_cpu(flags, backend) and x_shape is not None and kernel_shape is not None
       and tuple(kernel_shape[:2]) in WINOGRAD_KERNELS
       and kernel_shape[2] >= WINOGRAD_MIN_CHANNELS):
-    return ConvPath("winograd", "winograd", "winograd")
+    return WINOGRAD
   return XLA
 
 
