@@ -68,6 +68,8 @@ def collect(root: str, grid: Grid = GROUP_BENEFIT) -> list[dict]:
       record.update(status="done", accuracy=round(100 * results["final_test_accuracy"], 2),
                     step=results["step"], wall_s=round(results["wall_time_s"], 1),
                     group=discovery.get("group"), discovered_at=discovery.get("step"),
+                    discovered_wall_s=(round(discovery["wall_s"], 1)
+                                       if discovery.get("wall_s") is not None else None),
                     curve=curve, provenance=results.get("provenance"))
       records.append(record)
   return records
@@ -107,10 +109,57 @@ def _not_finished(records: Sequence[dict]) -> str:
       f"{r['data']}/{r['model']}/seed{r['seed']} ({r['status']})" for r in missing) + "\n"
 
 
-# The recipe's ways on after the commitment: a fresh G-CNN of the answer ("discovered"), the
-# selector's backbone averaged over the answer ("kept", discovery.keep_backbone) or expanded
-# into its G-CNN ("expanded", discovery.expand_backbone).
-DISCOVERED = ("discovered", "kept", "expanded")
+# "Identify, then train": the identification names a group, and the named group's exact G-CNN
+# (the CNN for the trivial group) is then trained from fresh weights for the whole budget.
+THEN_TRAINED = "then_trained"
+# The recipe's ways on after the commitment: a fresh G-CNN of the answer for the steps left
+# ("discovered"), the selector's backbone averaged over the answer ("kept",
+# discovery.keep_backbone) or expanded into its G-CNN ("expanded", discovery.expand_backbone);
+# or identify, then train (THEN_TRAINED).
+DISCOVERED = ("discovered", "kept", "expanded", THEN_TRAINED)
+
+
+def _trained_row(group: str) -> str:
+  """The grid row that trains ``group``'s model: ``cnn`` for the trivial group, else the
+  subgroup's name (``configs/fixed_group.py``'s model argument)."""
+  return "cnn" if group == "trivial" else group
+
+
+def identify_then_train(records: Sequence[dict]) -> list[dict]:
+  """One record per kept-backbone run: identify, then train.
+
+  The first stage is the kept run up to its commitment, which is the identification itself
+  (the selector trains the same way whatever comes after; ``configs/discover.py`` with
+  ``discovery.stop_after`` ends there). The second stage trains the named group's exact G-CNN
+  (``configs/fixed_group.py:<data>,<group>``, the CNN for the trivial group) from fresh weights
+  for the whole budget at the same seed: that is the grid's fixed row of that group and seed,
+  whose run is taken, not repeated. A group without a fixed run in the grid gives a record
+  with ``status`` naming the run it needs. ``wall_s``: the identification's wall time up to the
+  commitment plus the second stage's; ``steps``: both stages' steps.
+  """
+  done = [r for r in records if r["status"] == "done"]
+  composed = []
+  for ident in (r for r in done if r["model"] == "kept"):
+    data, seed, group = ident["data"], ident["seed"], ident.get("group")
+    record = {"data": data, "model": THEN_TRAINED, "seed": seed, "group": group,
+              "discovered_at": ident.get("discovered_at")}
+    if group is None:
+      composed.append(dict(record, status="no group named"))
+      continue
+    row = _trained_row(group)
+    trained = next((r for r in done if (r["data"], r["model"], r["seed"]) == (data, row, seed)),
+                   None)
+    if trained is None:
+      composed.append(dict(record, status=f"needs the fixed row {data}_{row}"))
+      continue
+    identification_s = ident.get("discovered_wall_s")
+    composed.append(dict(
+        record, status="done", accuracy=trained["accuracy"], trained=row,
+        steps=(None if trained.get("step") is None
+               else (ident.get("discovered_at") or 0) + trained["step"]),
+        wall_s=(None if identification_s is None
+                else round(identification_s + trained["wall_s"], 1))))
+  return composed
 
 
 def _verdicts(rows: dict, model: str) -> tuple[str, str]:
@@ -132,13 +181,15 @@ def table(records: Sequence[dict]) -> str:
   """Markdown: per variant, each model's test accuracy (mean, then each seed), the groups the
   recipe found and where, and whether the targets hold (for the fresh G-CNN / the kept
   backbone / the expanded backbone; each against the fixed rows' means over its own seeds)."""
+  records = [*records, *identify_then_train(records)]
   done = [r for r in records if r["status"] == "done"]
   seeds = sorted({r["seed"] for r in done})
   header = ("data", "CNN", "C4 G-CNN", "G-CNN of the data's group",
             "discovered, fresh G-CNN (found at step)", "discovered, backbone kept (found at step)",
             "discovered, backbone expanded (found at step)",
-            "within 1 pt of the best fixed (fresh / kept / expanded)",
-            "above C4 (fresh / kept / expanded)")
+            "identified, then its G-CNN trained (found at step)",
+            "within 1 pt of the best fixed (fresh / kept / expanded / then trained)",
+            "above C4 (fresh / kept / expanded / then trained)")
   body = []
   for data in BENEFIT_DATA:
     rows = {model: _runs_of(done, data, model) for model in (*BENEFIT_DATA[data], *DISCOVERED)}
@@ -149,7 +200,8 @@ def table(records: Sequence[dict]) -> str:
     verdicts = [_verdicts(rows, model) for model in DISCOVERED]
     body.append([data, cell["cnn"], cell["C4"],
                  f"{cell[true]} ({true})" if true else "none exact", cell["discovered"],
-                 cell["kept"], cell["expanded"], " / ".join(v[0] for v in verdicts),
+                 cell["kept"], cell["expanded"], cell[THEN_TRAINED],
+                 " / ".join(v[0] for v in verdicts),
                  " / ".join(v[1] for v in verdicts)])
   text = (f"Test accuracy (%) after 750 steps, 16 channels, seeds {', '.join(map(str, seeds))} "
           f"(mean, then each seed).\n\n" + markdown_rows(header, body))
@@ -189,23 +241,49 @@ TUNING_MARKER = "benefit-tuning"  # the block of :func:`tuning_table`
 
 def tuning_table(records: Sequence[dict]) -> str:
   """Markdown: the ``benefit_tuning`` grid, validation accuracy of the kept and the expanded
-  backbone per variant (mean, then each seed), the groups found, and the difference."""
+  backbone and of identify-then-train (:func:`identify_then_train`) per variant (mean, then
+  each seed), the groups found, the differences from the kept backbone, and the rule that
+  chooses between the kept backbone and identify-then-train (the grid's notes): the latter is
+  adopted if its mean over every variant and seed is at least the kept backbone's over the
+  same runs."""
+  records = [*records, *identify_then_train(records)]
   done = [r for r in records if r["status"] == "done"]
   seeds = sorted({r["seed"] for r in done})
+  ways = ("kept", "expanded", THEN_TRAINED)
   body = []
   for data in dict.fromkeys(r["data"] for r in records):
-    runs = {model: _runs_of(done, data, model) for model in ("kept", "expanded")}
-    cells = [_cell(runs[model], seeds) + _found(runs[model]) for model in ("kept", "expanded")]
-    gap = "–"
-    if runs["kept"] and runs["expanded"]:
-      means = [statistics.mean(r["accuracy"] for r in runs[m]) for m in ("expanded", "kept")]
-      gap = f"{means[0] - means[1]:+.1f}"
-    body.append([data, *cells, gap])
+    runs = {model: _runs_of(done, data, model) for model in ways}
+    cells = [_cell(runs[model], seeds) + _found(runs[model]) for model in ways]
+    gaps = []
+    for model in ways[1:]:
+      gap = "–"
+      if runs["kept"] and runs[model]:
+        means = [statistics.mean(r["accuracy"] for r in runs[m]) for m in (model, "kept")]
+        gap = f"{means[0] - means[1]:+.1f}"
+      gaps.append(gap)
+    body.append([data, *cells, *gaps])
   text = (f"Validation accuracy (%) after 750 steps (2,000 of 5,000 training images held out), "
           f"16 channels, tuning seeds {', '.join(map(str, seeds))} (mean, then each seed).\n\n"
           + markdown_rows(("data", "backbone kept (found at step)",
-                           "backbone expanded (found at step)", "expanded − kept"), body))
-  return text + _not_finished(records)
+                           "backbone expanded (found at step)",
+                           "identified, then its G-CNN trained (found at step)",
+                           "expanded − kept", "then trained − kept"), body))
+  return text + _then_trained_rule(done) + _not_finished(records)
+
+
+def _then_trained_rule(done: Sequence[dict]) -> str:
+  """The line that applies the rule to the runs both ways have (same variant and seed)."""
+  by_key = {(r["data"], r["seed"], r["model"]): r["accuracy"] for r in done}
+  pairs = [(by_key[(d, s, "kept")], by_key[(d, s, THEN_TRAINED)])
+           for (d, s, m) in by_key if m == "kept" and (d, s, THEN_TRAINED) in by_key]
+  if not pairs:
+    return ""
+  kept = statistics.mean(p[0] for p in pairs)
+  then = statistics.mean(p[1] for p in pairs)
+  verdict = "adopted" if then >= kept else "not adopted"
+  return (f"\nOver the {len(pairs)} runs both ways have: kept backbone {kept:.1f}, identified "
+          f"then trained {then:.1f}; by the rule fixed before the runs (at least the kept "
+          f"backbone's mean), identify-then-train is **{verdict}**.\n")
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:

@@ -27,9 +27,13 @@ def test_the_table_compares_the_discovered_model_with_every_fixed_prior():
   assert "| **95.8** (96.5 / 95.0) (flip @ 280, D2 @ 300) |" in row
   assert "| **96.7** (96.8 / 96.6) (flip @ 280, flip @ 290) |" in row
   assert "| **97.2** (97.4 / 97.0) (flip @ 280, flip @ 290) |" in row
-  # fresh: 95.75 < 97.1 - 1; kept: 96.7 >= 96.1; expanded 97.2; all above C4's 90.5
-  assert row.endswith("| no / yes / yes | yes / yes / yes |")
-  assert "| partial180 | – | – | none exact | – | – | – | – / – / – | – / – / – |" in text
+  # identified (by the kept runs: flip both times), then the flip G-CNN trained: its runs
+  assert row.count("| **97.1** (97.0 / 97.2) (flip @ 280, flip @ 290) |") == 1
+  # fresh: 95.75 < 97.1 - 1; kept: 96.7 >= 96.1; expanded 97.2; then trained 97.1; all above
+  # C4's 90.5
+  assert row.endswith("| no / yes / yes / yes | yes / yes / yes / yes |")
+  assert ("| partial180 | – | – | none exact | – | – | – | – | – / – / – / – | – / – / – / – |"
+          in text)
   assert "Not finished: partial180/C4/seed100 (diverged)" in text
 
 
@@ -65,7 +69,7 @@ def test_the_verdicts_compare_on_the_seeds_each_row_ran():
              if line.startswith("| mirrored |"))
   # kept 87.33 vs flip 88.0 over 100-102: within; fresh 90.5 vs flip 92.0 over 100-101: not
   # (against the 3-seed flip mean, 88.0, it would have been "yes").
-  assert row.endswith("| no / yes / – | yes / yes / – |")
+  assert row.endswith("| no / yes / – / yes | yes / yes / – / yes |")
   assert "(seeds 100, 101 only)" in row
 
 
@@ -100,8 +104,11 @@ def test_the_tuning_table_compares_kept_and_expanded_on_the_validation_split():
   assert "tuning seeds 0, 1" in text
   row = next(line for line in text.splitlines() if line.startswith("| rotated_mirrored |"))
   assert row == ("| rotated_mirrored | **71.0** (70.0 / 72.0) (D4 @ 320, D4 @ 330) | "
-                 "**74.0** (73.5 / 74.5) (D4 @ 320, D4 @ 330) | +3.0 |")
-  assert "| mirrored | 90.0 (seed 0 only) (flip @ 390) | – | – |" in text
+                 "**74.0** (73.5 / 74.5) (D4 @ 320, D4 @ 330) | – | +3.0 | – |")
+  assert "| mirrored | 90.0 (seed 0 only) (flip @ 390) | – | – | – | – |" in text
+  # no fixed runs: identify-then-train has nothing to take, and says which runs it needs
+  assert "rotated_mirrored/then_trained/seed0 (needs the fixed row rotated_mirrored_D4)" in text
+  assert "adopted" not in text
   assert "Not finished: mirrored/expanded/seed0 (running)" in text
 
 
@@ -122,3 +129,38 @@ def test_main_with_tuning_writes_the_tuning_summary_table_and_block(tmp_path):
   assert table in page.read_text() and page.read_text().endswith("after\n")
   assert [r["model"] for r in json.loads((out / "summary.json").read_text())["records"]] == [
       "expanded"]
+
+
+def test_identify_then_train_takes_the_fixed_run_of_the_group_each_identification_named():
+  records = [_run("mirrored", "kept", 0, 90.0, "flip", 390),
+             _run("mirrored", "kept", 1, 91.0, "C4", 380),        # a wrong answer
+             _run("partial180", "kept", 0, 88.0, "trivial", 320),
+             _run("partial180", "kept", 1, 88.0, None, None),     # never committed
+             _run("mirrored", "flip", 0, 92.5), _run("mirrored", "flip", 1, 93.0),
+             _run("mirrored", "C4", 1, 70.0), _run("partial180", "cnn", 0, 89.0)]
+  records[0]["discovered_wall_s"] = 40.0
+  composed = {(r["data"], r["seed"]): r for r in group_benefit.identify_then_train(records)}
+  assert (composed["mirrored", 0]["accuracy"], composed["mirrored", 0]["trained"]) == (92.5,
+                                                                                       "flip")
+  assert composed["mirrored", 0]["wall_s"] == 100.0           # 40 s to identify + 60 s to train
+  assert (composed["mirrored", 1]["accuracy"], composed["mirrored", 1]["trained"]) == (70.0, "C4")
+  assert composed["mirrored", 1]["wall_s"] is None             # the identification's not known
+  assert composed["partial180", 0]["trained"] == "cnn"         # trivial: the CNN
+  assert composed["partial180", 1]["status"] == "no group named"
+
+
+def test_the_tuning_table_applies_the_rule_to_the_runs_both_ways_have():
+  records = [_run("rotated_mirrored", "kept", 0, 70.0, "D4", 320),
+             _run("rotated_mirrored", "kept", 1, 72.0, "D4", 330),
+             _run("rotated_mirrored", "D4", 0, 75.0), _run("rotated_mirrored", "D4", 1, 76.0),
+             _run("mirrored", "kept", 0, 92.0, "flip", 390),
+             _run("mirrored", "kept", 1, 90.0, "flip", 380),
+             _run("mirrored", "flip", 0, 88.0)]                     # seed 1's flip run missing
+  text = group_benefit.tuning_table(records)
+  row = next(line for line in text.splitlines() if line.startswith("| rotated_mirrored |"))
+  assert row.endswith("| **75.5** (75.0 / 76.0) (D4 @ 320, D4 @ 330) | – | +4.5 |")
+  # the 3 paired runs: kept (70 + 72 + 92) / 3 = 78.0, then trained (75 + 76 + 88) / 3 = 79.7
+  assert "Over the 3 runs both ways have: kept backbone 78.0, identified then trained 79.7" in text
+  assert "**adopted**" in text
+  records[-1] = _run("mirrored", "flip", 0, 80.0)
+  assert "**not adopted**" in group_benefit.tuning_table(records)
