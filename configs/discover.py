@@ -11,20 +11,26 @@ training loss rises on images transformed by the subgroup's elements, against a 
 Phase 1 (identification): a ``subgroup_cnn``, the plain MNIST CNN (5 blocks, kernel 5),
 trains on the untransformed images while the distribution ``q`` over the ten subgroups learns
 from its losses on the 8 isometries of each batch (after a 300-step warm-up). When one
-subgroup holds ``q ≥ 1 − discovery.when_within`` (checked every 10 steps) the run is rounded.
+subgroup holds ``q ≥ 1 − discovery.when_within`` (checked every 10 steps), that is the answer.
 
-Phase 2 (the discovered model): the selector's trained backbone ``f``, averaged over the
-answer ``H``, ``y_H(x) = mean_{h∈H} f(h·x)`` (``nn.GroupAveraged``: exactly ``H``-invariant;
-``discovery.keep_backbone``), trained for the rest of the budget. With
-``--config.discovery.expand_backbone=True`` the backbone is instead expanded into that
-subgroup's exact G-CNN carrying its filters (``models.gcnn_from_cnn``; not the default: on
-the tuning seeds it was not better on every variant, ``docs/study/identification.md``). With
-``--config.discovery.keep_backbone=False`` it is instead the exact G-CNN of that subgroup
-(``gcnn`` with ``group=<answer>``, same width and depth, the reference G-CNN's disk mask and
-init) from fresh weights; in a 750-step budget that trails the best fixed prior by 7–21 points,
-the kept backbone does not (``docs/study/identification.md``). ``discovery.stop_after=True``
-(with ``keep_backbone=False``) ends the run at the commitment instead (the identification
-benchmark).
+Phase 2 (the discovered model; ``discovery.then_train``, the default): identify, then train.
+Phase 1's run ends at the commitment (in ``<workdir>/identify``), and the exact G-CNN of the
+answer ``H`` (``gcnn`` with ``group=<answer>``: same width and depth, the reference G-CNN's
+disk mask and init; the plain CNN for the trivial group) trains from fresh weights for the
+whole budget at the same seed (in ``<workdir>/trained``): the same run as that subgroup's
+fixed prior, ``configs/fixed_group.py``. It costs phase 1's steps on top of the budget. Chosen
+over the single-run alternatives on the tuning seeds' validation split
+(``docs/study/identification.md``):
+
+* ``--config.discovery.then_train=False --config.discovery.keep_backbone=True``: one run; the
+  selector's trained backbone ``f``, averaged over ``H``, ``y_H(x) = mean_{h∈H} f(h·x)``
+  (``nn.GroupAveraged``: exactly ``H``-invariant), trains for the steps left (add
+  ``--config.discovery.expand_backbone=True`` to expand it into ``H``'s G-CNN carrying its
+  filters, ``models.gcnn_from_cnn``);
+* ``--config.discovery.then_train=False``: one run; ``H``'s exact G-CNN from fresh weights for
+  the steps left (in a 750-step budget it trails the best fixed prior by 7–21 points);
+* ``--config.discovery.then_train=False --config.discovery.stop_after=True``: the run ends at
+  the commitment (the identification benchmark).
 
 Variants (``:<data>[,<channels>]``), the data and the subgroup each should yield:
 
@@ -101,7 +107,7 @@ def get_config(arg=None):
   config.learning_rate = 1e-3
   config.logits_learning_rate = SELECTION_LEARNING_RATE
   config.discovery.when_within = WITHIN
-  config.discovery.keep_backbone = True
+  config.discovery.then_train = True
   config.discovery.check_every_steps = 10
   config.eval_batch_size = 1000
   config.evals_per_epoch = 2

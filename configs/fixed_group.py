@@ -14,9 +14,8 @@ subgroup.
 """
 
 from configs import discover
-from ds_symmetry.models.factory import exact_model_options
 from ds_symmetry.ops import D4_SUBGROUPS
-from ds_symmetry.train.variants import model_options
+from ds_symmetry.train.variants import answer_config
 
 
 def parse(arg):
@@ -35,20 +34,6 @@ def parse(arg):
 
 def get_config(arg=None):
   data, model, channels = parse(arg)
-  config = discover.get_config(f"{data},{channels}")
-  # The discovery recipe's protocol and optimisation; only the model changes.
-  config.logits_learning_rate = 1e-2  # base_config's; these models have no logits
-  config.discovery.when_within = 0.0
-  config.discovery.keep_backbone = False
-  if model == "cnn":
-    config.model = "cnn"
-    config.model_options = model_options("cnn", channels)
-  else:
-    name, options = exact_model_options(
-        "subgroup_cnn", discover.get_config(f"{data},{channels}").model_options.to_dict(), model)
-    config.model = name
-    defaults = model_options(name, channels)
-    for key, value in options.items():
-      defaults[key] = value
-    config.model_options = defaults
-  return config
+  # The discovery recipe's protocol and optimisation; only the model changes (the same config
+  # as discovery.then_train's second stage for that answer; "cnn" for the trivial group).
+  return answer_config(discover.get_config(f"{data},{channels}"), model)

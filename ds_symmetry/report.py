@@ -57,6 +57,8 @@ def format_report(workdir: str) -> str:
   """The learned-symmetry report of the run in ``workdir`` as text (one line per layer and
   finding); raises ``FileNotFoundError`` or ``ReportError`` naming a missing or damaged file."""
   results = load_results(workdir)
+  if results is not None and results.get("stages"):  # discovery.then_train: two runs
+    return _two_stage_report(workdir, results)
   diverged = results is not None and results.get("status") == "diverged"
   has_stacks = os.path.exists(run_files.path(workdir, run_files.STACKS))
   if has_stacks or results is None:
@@ -86,7 +88,9 @@ def format_report(workdir: str) -> str:
   learned = {name: stacks[name] for name in stacks if meta["layers"][name]["learned"]}
   discovered = run_files.load_discovered(workdir)
   if discovered is not None:
-    lines += _discovery_lines(workdir, discovered, meta["layers"])
+    stopped = (results is not None and results.get("step") == discovered[1]["step"]
+               and bool((results.get("config") or {}).get("discovery", {}).get("stop_after")))
+    lines += _discovery_lines(workdir, discovered, meta["layers"], stopped)
   elif not learned and not (diverged and not stacks):
     lines.append("no learned weight-sharing layers (exact or plain model)")
   if learned:
@@ -133,9 +137,26 @@ def _stack_table(stacks: dict[str, np.ndarray], layers: dict) -> list[str]:
   return lines
 
 
-def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) -> list[str]:
+def _two_stage_report(workdir: str, results: dict) -> str:
+  """``discovery.then_train``: what the identification named, then each stage's report."""
+  found, stages = results["discovery"], results["stages"]
+  trained = stages["trained"]
+  what = "CNN" if trained["model"] == "cnn" else f"{found['group']} G-CNN"
+  lines = [f"Identify, then train: {os.path.abspath(workdir)}",
+           f"identified {found['group']} at step {found['step']}, then its {what} trained "
+           f"{trained['step']} steps from fresh weights: final test accuracy "
+           f"{_pct(trained.get('final_test_accuracy'))}", ""]
+  for name, title in (("identify", "stage 1, identification"),
+                      ("trained", f"stage 2, the {what}")):
+    lines += [f"{title}:", format_report(stages[name]["workdir"]), ""]
+  return "\n".join(lines).rstrip("\n")
+
+
+def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict,
+                     stopped: bool = False) -> list[str]:
   """What a run rounded to its discovered G-CNN found: the record, the learned stacks just
-  before the rounding and the exact stacks it has trained with since, each judged afresh."""
+  before the rounding and the exact stacks it has trained with since, each judged afresh
+  (``stopped``: the run ended at the rounding, ``discovery.stop_after``)."""
   frozen, record = discovered
   missing = sorted(set(frozen) - set(layers))
   if missing:
@@ -164,8 +185,11 @@ def _discovery_lines(workdir: str, discovered: tuple[dict, dict], layers: dict) 
     lines.append(f"the learned stacks just before the rounding (step {record['step']}):")
     lines += _stack_table({k: v for k, v in learned.items() if k in layers}, layers)
   if frozen:
-    lines.append("the exact stacks it has trained with since:")
+    lines.append("the exact stacks it rounded to (the run ended there, discovery.stop_after):"
+                 if stopped else "the exact stacks it has trained with since:")
     lines += _stack_table(frozen, layers)
+  elif stopped:
+    lines.append("the run ended at the commitment (discovery.stop_after)")
   elif record.get("expanded_backbone"):  # discovery.expand_backbone
     rate = record.get("learning_rate")
     lines.append(f"trained since as the exact {record['group']} G-CNN started from the "

@@ -482,7 +482,7 @@ LEGACY_DISCOVERY = {"discover_at_step": "at_step", "discover_when_within": "when
 
 # Discovery fields added since, with the value that gives the behaviour of runs recorded
 # before them.
-ADDED_DISCOVERY = {"keep_backbone": False, "expand_backbone": False}
+ADDED_DISCOVERY = {"keep_backbone": False, "expand_backbone": False, "then_train": False}
 
 
 def upgrade_config(config: dict) -> dict:

@@ -129,6 +129,16 @@ def test_unknown_override_is_an_error():
     ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
       "discovery.expand_backbone": True},
      r"discovery.expand_backbone: True needs discovery.keep_backbone=True"),
+    ({"discovery.then_train": True}, "discovery.then_train: True would be ignored"),
+    ({"model": "wscnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.then_train": True},
+     "discovery.then_train: True is not accepted for model 'wscnn'"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.then_train": True, "discovery.keep_backbone": True},
+     r"then_train: True contradicts discovery.keep_backbone=True"),
+    ({"model": "subgroup_cnn", "model_options": None, "discovery.when_within": 0.05,
+      "discovery.then_train": True, "discovery.stop_after": True},
+     r"then_train: True contradicts discovery.stop_after=True"),
 ])
 def test_cross_field_rules_are_checked_before_anything_runs(fields, message):
   from ds_symmetry.train import base_config, validate_config
@@ -252,3 +262,20 @@ def test_a_bad_fixed_prior_variant_is_one_line(variant, message):
   fixed = importlib.import_module("configs.fixed_group")
   with pytest.raises(ValueError, match=message):
     fixed.get_config(variant)
+
+
+def test_answer_config_refuses_a_model_without_subgroups_or_an_unknown_answer():
+  import importlib
+  from ds_symmetry.train.variants import answer_config
+  discover = importlib.import_module("configs.discover")
+  recipe = discover.get_config("mirrored,16")
+  with pytest.raises(ValueError, match="model: 'C8' is not accepted; expected 'cnn' or one of"):
+    answer_config(recipe, "C8")
+  fixed = importlib.import_module("configs.fixed_group").get_config("mirrored,cnn")
+  with pytest.raises(ValueError, match="config.model: 'cnn' is not accepted"):
+    answer_config(fixed, "D4")
+  recipe.discovery.then_train, recipe.discovery.keep_backbone = True, False
+  answer = answer_config(recipe, "flip")                   # discovery.then_train's stage 2
+  validate_config(answer)
+  assert not answer.discovery.then_train and answer.discovery.when_within == 0.0
+  assert recipe.discovery.then_train                        # the input unchanged

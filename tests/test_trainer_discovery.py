@@ -144,12 +144,13 @@ def test_discover_when_the_lifting_stack_has_committed(tmp_path, mnist_dir, monk
   assert "just before the rounding (step 2)" in text
 
 
-def _selector_config(mnist_dir, stop_after=False, keep_backbone=False, expand_backbone=False):
+def _selector_config(mnist_dir, stop_after=False, keep_backbone=False, expand_backbone=False,
+                     then_train=False):
   from ds_symmetry.train.variants import model_options
   config = tiny_config(mnist_dir, num_epochs=2, limit_train=256, save_figures=False,
                        discovery={"when_within": 0.5, "check_every_steps": 2,
                                   "stop_after": stop_after, "keep_backbone": keep_backbone,
-                                  "expand_backbone": expand_backbone},
+                                  "expand_backbone": expand_backbone, "then_train": then_train},
                        logits_learning_rate=1.0)
   config.unlock()
   config.model = "subgroup_cnn"
@@ -250,3 +251,38 @@ def test_a_selector_run_that_expands_its_backbone_trains_the_answers_gcnn_from_i
   text = report.format_report(str(tmp_path))
   assert "rounded to its backbone expanded into the discovered group's G-CNN at step" in text
   assert f"its filters on the identity slices), learning rate {config.learning_rate / 8:g}" in text
+
+
+def test_identify_then_train_trains_the_named_gcnn_for_the_whole_budget_and_resumes(
+    tmp_path, mnist_dir):
+  """discovery.then_train: the selector's run ends at its commitment in <workdir>/identify;
+  the named group's exact G-CNN (the fixed prior's config, variants.answer_config) then trains
+  the whole budget in <workdir>/trained; results.json joins them; a rerun trains nothing."""
+  from ds_symmetry.models.networks import ConvNet
+  from ds_symmetry.nn import weight_sharing_layers
+  from ds_symmetry.train import restore
+  from ds_symmetry.train.variants import answer_config
+  config = _selector_config(mnist_dir, then_train=True)
+  summary = train_and_evaluate(config, str(tmp_path))
+  found, stages = summary["discovery"], summary["stages"]
+  assert found["group"] == "D4"
+  assert stages["identify"]["step"] == found["step"] < 8          # ended at the commitment
+  assert stages["trained"]["step"] == 8                          # then the whole budget
+  assert summary["step"] == found["step"] + 8
+  assert summary["final_test_accuracy"] == stages["trained"]["final_test_accuracy"]
+  assert run_files.read_results(tmp_path)["config"]["discovery"]["then_train"] is True
+  assert run_files.read_config(tmp_path / "trained") == run_files.config_as_dict(
+      answer_config(config, "D4"))
+  model, _, _ = restore.load_model(str(tmp_path / "trained"))
+  assert isinstance(model, ConvNet)
+  assert {layer.group for _, layer in weight_sharing_layers(model)} == {"D4"}
+  text = report.format_report(str(tmp_path))
+  assert f"identified D4 at step {found['step']}, then its D4 G-CNN trained 8 steps" in text
+  assert "the run ended at the commitment (discovery.stop_after)" in text
+  again = train_and_evaluate(config, str(tmp_path))             # both stages finished
+  assert again["stages"]["trained"]["step"] == 8 and again["resumed_from_step"] == 8
+  assert again["discovery"]["step"] == found["step"]
+  other = _selector_config(mnist_dir, then_train=True)
+  other.seed = 5
+  with pytest.raises(ValueError, match="seed"):                  # another config: refused
+    train_and_evaluate(other, str(tmp_path))

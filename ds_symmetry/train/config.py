@@ -53,6 +53,12 @@ Fields (defaults are the paper's MNIST settings, ``docs/paper_reference.md`` §5
                                  zero; no disk mask), so it starts as f averaged over H (up to
                                  the layer norm's joint statistics) with a G-CNN's capacity;
                                  its weights then train at learning_rate / |H|
+    then_train                   (subgroup_cnn) identify, then train: the selector's run ends at
+                                 the commitment (in <workdir>/identify), then the named
+                                 subgroup's exact G-CNN (the plain CNN for the trivial group;
+                                 ``variants.answer_config``) trains from fresh weights for the
+                                 whole budget, same seed (in <workdir>/trained);
+                                 <workdir>/results.json joins the two (``train.two_stage``)
   checkpoint_every_steps, keep_checkpoints
   seed
   log_every_steps, progress_bar  progress_bar: "auto" (a TTY), "on", "off"
@@ -134,6 +140,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.discovery.stop_after = False
   config.discovery.keep_backbone = False
   config.discovery.expand_backbone = False
+  config.discovery.then_train = False
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.seed = 0
@@ -235,7 +242,7 @@ def _check_discovery_fields(discovery) -> None:
   if not isinstance(discovery.check_every_steps, int) or discovery.check_every_steps < 1:
     _fail("discovery.check_every_steps", discovery.check_every_steps, "a positive int")
   for name in ("require_group", "reinitialize", "stop_after", "keep_backbone",
-               "expand_backbone"):
+               "expand_backbone", "then_train"):
     if not isinstance(discovery[name], bool):
       _fail(f"discovery.{name}", discovery[name], "True or False")
   if not isinstance(discovery.at_step, int) or discovery.at_step < 0:
@@ -288,13 +295,24 @@ def _check_cross_field_rules(config: ml_collections.ConfigDict) -> None:
         f"which has nothing to discover; expected a model with a learned stack or the "
         f"selector, one of {list(_DISCOVERABLE)} (or set both to 0)")
   if not discovering:
-    for name in ("stop_after", "reinitialize", "keep_backbone", "expand_backbone"):
+    for name in ("stop_after", "reinitialize", "keep_backbone", "expand_backbone",
+                 "then_train"):
       if discovery[name]:
         raise ValueError(f"config.discovery.{name}: True would be ignored: no discovery is "
                          f"set (discovery.at_step and discovery.when_within are 0)")
   if discovery.expand_backbone and not discovery.keep_backbone:
     raise ValueError("config.discovery.expand_backbone: True needs discovery.keep_backbone=True "
                      "(it says what the kept backbone becomes); set both, or neither")
+  if discovery.then_train:
+    if config.model != "subgroup_cnn":
+      raise ValueError(f"config.discovery.then_train: True is not accepted for model "
+                       f"{config.model!r}; expected 'subgroup_cnn' (the selector names the "
+                       f"subgroup whose G-CNN then trains)")
+    for name in ("keep_backbone", "expand_backbone", "reinitialize", "stop_after"):
+      if discovery[name]:
+        raise ValueError(f"config.discovery.then_train: True contradicts discovery.{name}=True"
+                         f" (the first stage ends at the commitment and a fresh G-CNN trains "
+                         f"after it); set one of them to False")
   if discovery.keep_backbone:
     if config.model != "subgroup_cnn":
       raise ValueError(f"config.discovery.keep_backbone: True is not accepted for model "

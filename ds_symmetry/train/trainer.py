@@ -271,13 +271,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   (``ds_symmetry.workdir_lock``) from before it reads anything until it returns: a second
   writer is refused with ``workdir_lock.WorkdirLocked``.
 
-  Returns the summary also written to ``workdir/results.json``. Raises ``ValueError`` for a bad
-  config or workdir (including a workdir holding a run of another config, checked before
-  anything is read or written), and :class:`TrainingDivergedError` when the loss or the
-  parameters stop being finite (after writing ``results.json`` with ``"status": "diverged"``;
-  checkpoints stay at the last finite step).
+  With ``config.discovery.then_train``, identify, then train: two runs under ``workdir``
+  (``train.two_stage``). Returns the summary also written to ``workdir/results.json``.
+  Raises ``ValueError`` for a bad config or workdir (including a workdir holding a run of
+  another config, checked before anything is read or written), and
+  :class:`TrainingDivergedError` when the loss or the parameters stop being finite (after
+  writing ``results.json`` with ``"status": "diverged"``; checkpoints stay at the last finite
+  step).
   """
   config_lib.validate_config(config)
+  if config.discovery.then_train:  # two runs under workdir: train.two_stage
+    from ds_symmetry.train import two_stage  # pylint: disable=import-outside-toplevel
+    return two_stage.identify_then_train(config, workdir, adopt_workdir=adopt_workdir)
   _check_writable(workdir)
   claim = workdir_lock.claim_workdir(workdir, adopt=adopt_workdir,
                                      lock=_first_process(config),

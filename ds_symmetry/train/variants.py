@@ -76,3 +76,47 @@ def mnist_variant(arg: str | None):
 
 def cifar_variant(arg: str | None):
   return _parse(arg, CIFAR_MODELS, "wsresnet")
+
+
+def answer_config(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
+  """The config that trains a fixed prior in place of a ``subgroup_cnn`` ``config``: ``model``
+  ``"cnn"``, the plain CNN of the selector's width, or a subgroup of D4, its exact G-CNN
+  (``models.exact_model_options``: the selector's width, depth and kernel size, the reference
+  G-CNN's disk mask and init), from fresh weights; everything else (protocol, images, steps,
+  optimisation, seed) as ``config``, with the discovery off and the base logits learning rate
+  (these models have no logits). ``configs/fixed_group.py`` builds its fixed priors with it,
+  and ``discovery.then_train`` its second stage (``"cnn"`` for the trivial group). A copy;
+  ``config`` is unchanged.
+
+  Raises:
+    ValueError: ``config`` is not a ``subgroup_cnn``'s, or ``model`` is neither ``"cnn"`` nor
+      a subgroup of D4.
+  """
+  # pylint: disable=import-outside-toplevel
+  from ds_symmetry.models.factory import exact_model_options
+  from ds_symmetry.ops import D4_SUBGROUPS
+  from ds_symmetry.train.config import base_config
+  if config.model != "subgroup_cnn":
+    raise ValueError(f"config.model: {config.model!r} is not accepted; expected 'subgroup_cnn' "
+                     f"(the model whose answer is a subgroup of D4)")
+  if model != "cnn" and model not in D4_SUBGROUPS:
+    raise ValueError(f"model: {model!r} is not accepted; expected 'cnn' or one of "
+                     f"{list(D4_SUBGROUPS)}")
+  answer = ml_collections.ConfigDict(config.to_dict())
+  answer.logits_learning_rate = base_config().logits_learning_rate
+  for name in ("at_step", "when_within"):  # no discovery (the other fields are then idle)
+    answer.discovery[name] = 0 if name == "at_step" else 0.0
+  for name in ("stop_after", "reinitialize", "keep_backbone", "expand_backbone", "then_train"):
+    answer.discovery[name] = False
+  channels = config.model_options.channels
+  if model == "cnn":
+    answer.model = "cnn"
+    answer.model_options = model_options("cnn", channels)
+  else:
+    name, options = exact_model_options("subgroup_cnn", config.model_options.to_dict(), model)
+    answer.model = name
+    defaults = model_options(name, channels)
+    for key, value in options.items():
+      defaults[key] = value
+    answer.model_options = defaults
+  return answer
