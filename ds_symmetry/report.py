@@ -77,19 +77,22 @@ def format_report(workdir: str) -> str:
   else:  # a finished run of a model without weight-sharing layers writes no stacks
     stacks, meta = {}, {"layers": {}}
     lines = [f"Learned-symmetry report: {os.path.abspath(workdir)}"]
+  discovered = run_files.load_discovered(workdir)
+  stopped = (results is not None and discovered is not None
+             and results.get("step") == discovered[1]["step"]
+             and bool((results.get("config") or {}).get("discovery", {}).get("stop_after")))
   if results is not None:
+    untrained = " (the rounded model, untrained: the run ended there)" if stopped else ""
     lines.append(
         f"model {results['model']} on {results['protocol']}: final test accuracy "
-        f"{_pct(results.get('final_test_accuracy'))}, best {_pct(results.get('best_test_accuracy'))}"
-        f" (epoch {results.get('best_epoch')}); parameters {results['parameters']['free']:,} free"
+        f"{_pct(results.get('final_test_accuracy'))}{untrained}, best "
+        f"{_pct(results.get('best_test_accuracy'))} (epoch {results.get('best_epoch')}); "
+        f"parameters {results['parameters']['free']:,} free"
         f" + {results['parameters']['representation']:,} representation")
   if diverged:
     lines.append(divergence_line(results))
   learned = {name: stacks[name] for name in stacks if meta["layers"][name]["learned"]}
-  discovered = run_files.load_discovered(workdir)
   if discovered is not None:
-    stopped = (results is not None and results.get("step") == discovered[1]["step"]
-               and bool((results.get("config") or {}).get("discovery", {}).get("stop_after")))
     lines += _discovery_lines(workdir, discovered, meta["layers"], stopped)
   elif not learned and not (diverged and not stacks):
     lines.append("no learned weight-sharing layers (exact or plain model)")

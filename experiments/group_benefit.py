@@ -11,7 +11,12 @@ trains, on the same 24k images for 750 steps (2 epochs, batch 64, learning rate 
   ``q ≥ 0.95``, then, for the steps left, the exact G-CNN of that subgroup from fresh
   weights (row ``discovered``), the selector's trained backbone averaged over that subgroup
   (row ``kept``, ``discovery.keep_backbone``), or that backbone expanded into the subgroup's
-  exact G-CNN (row ``expanded``, ``discovery.expand_backbone``: ``models.gcnn_from_cnn``).
+  exact G-CNN (row ``expanded``, ``discovery.expand_backbone``: ``models.gcnn_from_cnn``);
+* identify, then train (``discovery.then_train``, the recipe's way): the identification, then
+  the named subgroup's G-CNN for the whole 750 steps. Its column is composed
+  (:func:`identify_then_train`: the kept run's identification and the fixed run of the group
+  it named, the same computation); rows ``twostage`` are the recipe's own runs of it, run for
+  seed 100 as a check, set beside the composed cells under the table.
 
   python -m experiments.grid run --grid=group_benefit --root=runs --seeds=100,101
   python -m experiments.grid run --grid=group_benefit --root=runs --seeds=102,103 \
@@ -19,13 +24,14 @@ trains, on the same 24k images for 750 steps (2 epochs, batch 64, learning rate 
   python -m experiments.group_benefit --root=runs --out=results/group_benefit \\
       --write_into docs/study/identification.md
 
-Which of ``kept`` and ``expanded`` the recipe uses is chosen on the grid ``benefit_tuning``
-(seeds 0 and 1, accuracy on a validation split of the training images; ``--tuning`` prints
-and writes its table, block ``benefit-tuning``).
+The recipe's way was chosen on the grid ``benefit_tuning`` (seeds 0 and 1, accuracy on a
+validation split of the training images; ``--tuning`` prints and writes its table, block
+``benefit-tuning``, and applies the rule).
 
-Test accuracy on the full frozen test set (10k) at the last step. The discovered rows spend
-their first few hundred steps on the selector, so a fresh G-CNN trains for fewer steps than
-the fixed rows: the same total budget. The kept backbone has trained since step 0.
+Test accuracy on the full frozen test set (10k) at the last step. The single-run discovered
+rows spend their first few hundred steps on the selector, so a fresh G-CNN trains for fewer
+steps than the fixed rows: the same total budget. The kept backbone has trained since step 0.
+Identify-then-train spends the selector's steps on top of the budget.
 """
 
 from __future__ import annotations
@@ -205,7 +211,30 @@ def table(records: Sequence[dict]) -> str:
                  " / ".join(v[1] for v in verdicts)])
   text = (f"Test accuracy (%) after 750 steps, 16 channels, seeds {', '.join(map(str, seeds))} "
           f"(mean, then each seed).\n\n" + markdown_rows(header, body))
-  return text + _not_finished(records)
+  return text + _two_stage_check(done) + _not_finished(records)
+
+
+TWO_STAGE = "twostage"  # the grid's rows of the recipe's own identify-then-train runs
+
+
+def _two_stage_check(done: Sequence[dict]) -> str:
+  """A line comparing each of the recipe's own identify-then-train runs (one command,
+  ``discovery.then_train``; rows ``*_twostage``) with the table's composed cell of its variant
+  and seed: the same computation, so they agree up to the float rounding of the convolution
+  path each ran with (``provenance``)."""
+  composed = {(r["data"], r["seed"]): r for r in done if r["model"] == THEN_TRAINED}
+  checks = []
+  for run in sorted((r for r in done if r["model"] == TWO_STAGE),
+                    key=lambda r: (r["data"], r["seed"])):
+    other = composed.get((run["data"], run["seed"]))
+    found = f"{run['group']} @ {run['discovered_at']}"
+    checks.append(f"{run['data']} seed {run['seed']}: {run['accuracy']:.2f} ({found}), composed "
+                  + (f"{other['accuracy']:.2f} ({other['group']} @ {other['discovered_at']})"
+                     if other else "–"))
+  if not checks:
+    return ""
+  return ("\nThe recipe's own identify-then-train runs (`discovery.then_train`, one command), "
+          "against the composed cells: " + "; ".join(checks) + ".\n")
 
 
 CURVES_MARKER = "benefit-curves"  # the block of :func:`curves_table`

@@ -164,3 +164,13 @@ def test_the_tuning_table_applies_the_rule_to_the_runs_both_ways_have():
   assert "**adopted**" in text
   records[-1] = _run("mirrored", "flip", 0, 80.0)
   assert "**not adopted**" in group_benefit.tuning_table(records)
+
+
+def test_the_recipes_own_two_stage_runs_are_set_beside_the_composed_cells():
+  records = [_run("mirrored", "kept", 100, 91.0, "flip", 390),
+             _run("mirrored", "flip", 100, 90.87), _run("mirrored", "cnn", 100, 90.6),
+             _run("mirrored", "twostage", 100, 90.87, "flip", 390)]
+  text = group_benefit.table(records)
+  assert ("against the composed cells: mirrored seed 100: 90.87 (flip @ 390), composed 90.87 "
+          "(flip @ 390).") in text
+  assert "against the composed" not in group_benefit.table(records[:-1])

@@ -279,6 +279,7 @@ def test_identify_then_train_trains_the_named_gcnn_for_the_whole_budget_and_resu
   text = report.format_report(str(tmp_path))
   assert f"identified D4 at step {found['step']}, then its D4 G-CNN trained 8 steps" in text
   assert "the run ended at the commitment (discovery.stop_after)" in text
+  assert "(the rounded model, untrained: the run ended there)" in text
   again = train_and_evaluate(config, str(tmp_path))             # both stages finished
   assert again["stages"]["trained"]["step"] == 8 and again["resumed_from_step"] == 8
   assert again["discovery"]["step"] == found["step"]
