@@ -16,6 +16,7 @@ never taken for a finished one.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -33,7 +34,7 @@ IDENTIFY, TRAINED = "identify", "trained"
 
 def identify_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The first stage's config: ``config`` ending at the commitment (``discovery.stop_after``)."""
-  first = ml_collections.ConfigDict(config.to_dict())
+  first = copy.deepcopy(config)
   first.discovery.then_train = False
   first.discovery.stop_after = True
   return first

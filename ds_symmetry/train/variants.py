@@ -7,6 +7,7 @@ variant raises ``ValueError`` listing the valid ones.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 
@@ -102,7 +103,7 @@ def answer_config(config: ml_collections.ConfigDict, model: str) -> ml_collectio
   if model != "cnn" and model not in D4_SUBGROUPS:
     raise ValueError(f"model: {model!r} is not accepted; expected 'cnn' or one of "
                      f"{list(D4_SUBGROUPS)}")
-  answer = ml_collections.ConfigDict(config.to_dict())
+  answer = copy.deepcopy(config)  # keeps typed placeholders (a command line may set them)
   answer.logits_learning_rate = base_config().logits_learning_rate
   for name in ("at_step", "when_within"):  # no discovery (the other fields are then idle)
     answer.discovery[name] = 0 if name == "at_step" else 0.0
