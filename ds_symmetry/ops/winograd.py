@@ -30,9 +30,11 @@ as its ``"winograd"`` input and weight gradients). Memory: the transformed input
 ``(8 / m)²`` times the input (4× for ``F(4, 5)``) and the products as large; a training step of
 the MNIST models peaks at about 1.5× its memory with XLA's convolution
 (``docs/benchmarks.md``). Compiled on XLA:CPU, the small transform products are laid out with
-the contracted axis last, so relayout copies of the tiles sit between them. Writing the
-transforms as fused sums of strided slices instead removes those products and copies but made
-training steps 3–13% slower (``docs/benchmarks.md``).
+the contracted axis last, so relayout copies of the tiles sit between them (in a profile of
+the 64-channel CNN's step, as much time as the path's products). Writing the transforms as
+fused sums of strided slices instead removes those products and copies but made training
+steps 3–13% slower; one Kronecker-matrix product per 2-D transform made them up to 4.4×
+slower (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
