@@ -148,9 +148,10 @@ GROUP_BENEFIT = Grid(
            "backbone (then the recipe's way) only: --rows='*_cnn,*_C4,*_flip,*_D4,*_kept' "
            "--seeds=102,103; the fresh and expanded rows ran seeds 100-101",
            "the *_twostage rows (the recipe's discovery.then_train, one command) were added "
-           "later and ran seed 100 only, as a check: the table's identify-then-train cells are "
-           "composed from the kept run's identification and the fixed run of the group it "
-           "named (experiments.group_benefit.identify_then_train), the same computation",))
+           "later: seed 100 first, as a check of the composed identify-then-train cells (the "
+           "kept run's identification and the fixed run of the group it named, "
+           "experiments.group_benefit.identify_then_train), then seeds 101-103, decided "
+           "before any of them ran, so that the column is the recipe's own runs",))
 BENEFIT_TUNING = Grid(
     "benefit_tuning", "Averaged or expanded backbone, chosen on a validation split",
     _benefit_tuning_rows(16), seeds=(0, 1),

@@ -28,7 +28,7 @@ def test_the_table_compares_the_discovered_model_with_every_fixed_prior():
   assert "| **96.7** (96.8 / 96.6) (flip @ 280, flip @ 290) |" in row
   assert "| **97.2** (97.4 / 97.0) (flip @ 280, flip @ 290) |" in row
   # identified (by the kept runs: flip both times), then the flip G-CNN trained: its runs
-  assert row.count("| **97.1** (97.0 / 97.2) (flip @ 280, flip @ 290) |") == 1
+  assert row.count("| **97.1** (97.0 / 97.2) (flip @ 280, flip @ 290) [composed] |") == 1
   # fresh: 95.75 < 97.1 - 1; kept: 96.7 >= 96.1; expanded 97.2; then trained 97.1; all above
   # C4's 90.5
   assert row.endswith("| no / yes / yes / yes | yes / yes / yes / yes |")
@@ -166,11 +166,21 @@ def test_the_tuning_table_applies_the_rule_to_the_runs_both_ways_have():
   assert "**not adopted**" in group_benefit.tuning_table(records)
 
 
-def test_the_recipes_own_two_stage_runs_are_set_beside_the_composed_cells():
-  records = [_run("mirrored", "kept", 100, 91.0, "flip", 390),
-             _run("mirrored", "flip", 100, 90.87), _run("mirrored", "cnn", 100, 90.6),
-             _run("mirrored", "twostage", 100, 90.87, "flip", 390)]
+def test_the_recipes_own_two_stage_runs_replace_the_composed_cells_once_every_seed_has_one():
+  records = [_run("mirrored", "kept", s, 91.0, "flip", 390) for s in (100, 101)]
+  records += [_run("mirrored", "flip", 100, 90.87), _run("mirrored", "flip", 101, 92.0),
+              _run("mirrored", "cnn", 100, 90.6), _run("mirrored", "cnn", 101, 90.0),
+              _run("mirrored", "twostage", 100, 90.92, "flip", 380)]
   text = group_benefit.table(records)
-  assert ("against the composed cells: mirrored seed 100: 90.87 (flip @ 390), composed 90.87 "
+  row = next(line for line in text.splitlines() if line.startswith("| mirrored |"))
+  # seed 101 has no run of its own yet: the cell stays composed, the run is set beside it
+  assert "| **91.4** (90.9 / 92.0) (flip @ 390, flip @ 390) [composed] |" in row
+  assert ("beside the composed values: mirrored seed 100: 90.92 (flip @ 380), composed 90.87 "
           "(flip @ 390).") in text
-  assert "against the composed" not in group_benefit.table(records[:-1])
+  records.append(_run("mirrored", "twostage", 101, 89.0, "flip", 390))
+  row = next(line for line in group_benefit.table(records).splitlines()
+             if line.startswith("| mirrored |"))
+  assert "| **90.0** (90.9 / 89.0) (flip @ 380, flip @ 390) [runs] |" in row
+  # the runs' 89.96 against the best fixed mean, flip's 91.435: not within 1 point
+  assert row.endswith("| – / yes / – / no | – / – / – / – |")  # no C4 runs here
+  assert "beside the composed" not in group_benefit.table(records[:6])
