@@ -13,14 +13,15 @@ trains, on the same 24k images for 750 steps (2 epochs, batch 64, learning rate 
   (row ``kept``, ``discovery.keep_backbone``), or that backbone expanded into the subgroup's
   exact G-CNN (row ``expanded``, ``discovery.expand_backbone``: ``models.gcnn_from_cnn``);
 * identify, then train (``discovery.then_train``, the recipe's way): the identification, then
-  the named subgroup's G-CNN for the whole 750 steps. Its column is composed
-  (:func:`identify_then_train`: the kept run's identification and the fixed run of the group
-  it named, the same computation); rows ``twostage`` are the recipe's own runs of it, run for
-  seed 100 as a check, set beside the composed cells under the table.
+  the named subgroup's G-CNN for the whole 750 steps (rows ``twostage``, the recipe's own
+  runs; where a variant lacks one for some seed, its column is composed instead,
+  :func:`identify_then_train`: the kept run's identification and the fixed run of the group
+  it named, the same computation). The line under the table sets runs and composed values
+  side by side.
 
   python -m experiments.grid run --grid=group_benefit --root=runs --seeds=100,101
   python -m experiments.grid run --grid=group_benefit --root=runs --seeds=102,103 \
-      --rows='*_cnn,*_C4,*_flip,*_D4,*_kept'
+      --rows='*_cnn,*_C4,*_flip,*_D4,*_kept,*_twostage'
   python -m experiments.group_benefit --root=runs --out=results/group_benefit \\
       --write_into docs/study/identification.md
 
