@@ -151,7 +151,7 @@ def _two_stage_report(workdir: str, results: dict) -> str:
            f"{_pct(trained.get('final_test_accuracy'))}", ""]
   for name, title in (("identify", "stage 1, identification"),
                       ("trained", f"stage 2, the {what}")):
-    lines += [f"{title}:", format_report(stages[name]["workdir"]), ""]
+    lines += [f"{title}:", format_report(os.path.join(workdir, name)), ""]
   return "\n".join(lines).rstrip("\n")
 
 

@@ -126,12 +126,6 @@ THEN_TRAINED = "then_trained"
 DISCOVERED = ("discovered", "kept", "expanded", THEN_TRAINED)
 
 
-def _trained_row(group: str) -> str:
-  """The grid row that trains ``group``'s model: ``cnn`` for the trivial group, else the
-  subgroup's name (``configs/fixed_group.py``'s model argument)."""
-  return "cnn" if group == "trivial" else group
-
-
 def identify_then_train(records: Sequence[dict]) -> list[dict]:
   """One record per kept-backbone run: identify, then train.
 
@@ -144,6 +138,7 @@ def identify_then_train(records: Sequence[dict]) -> list[dict]:
   with ``status`` naming the run it needs. ``wall_s``: the identification's wall time up to the
   commitment plus the second stage's; ``steps``: both stages' steps.
   """
+  from ds_symmetry.train.variants import answer_model  # pylint: disable=import-outside-toplevel
   done = [r for r in records if r["status"] == "done"]
   composed = []
   for ident in (r for r in done if r["model"] == "kept"):
@@ -153,7 +148,7 @@ def identify_then_train(records: Sequence[dict]) -> list[dict]:
     if group is None:
       composed.append(dict(record, status="no group named"))
       continue
-    row = _trained_row(group)
+    row = answer_model(group)
     trained = next((r for r in done if (r["data"], r["model"], r["seed"]) == (data, row, seed)),
                    None)
     if trained is None:

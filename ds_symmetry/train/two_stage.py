@@ -26,7 +26,7 @@ import ml_collections
 from ds_symmetry import run_files, workdir_lock
 from ds_symmetry.train import config as config_lib
 from ds_symmetry.train import trainer
-from ds_symmetry.train.variants import answer_config
+from ds_symmetry.train.variants import answer_config, answer_model
 
 IDENTIFY, TRAINED = "identify", "trained"
 """The stages' run directories under the workdir."""
@@ -40,18 +40,13 @@ def identify_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return first
 
 
-def trained_model(group: str) -> str:
-  """The model the second stage trains for the answer ``group``: its exact G-CNN's group, or
-  ``"cnn"`` for the trivial group (``variants.answer_config``'s ``model``)."""
-  return "cnn" if group == "trivial" else group
-
-
 def identify_then_train(config: ml_collections.ConfigDict, workdir: str, *,
                         adopt_workdir: bool = False) -> dict[str, Any]:
   """Runs both stages (``trainer.train_and_evaluate`` each) and returns the joined summary
   also written to ``workdir/results.json``: the second stage's, with the first stage's
-  ``discovery`` record, the given ``config``, both stages' steps and wall times under
-  ``"stages"`` and their sums as ``"step"`` and ``"wall_time_s"``.
+  ``discovery`` record, the given ``config``, both stages' models, steps, wall times and test
+  accuracies under ``"stages"`` (keyed by :data:`IDENTIFY` and :data:`TRAINED`, also their run
+  directories' names) and the sums as ``"step"`` and ``"wall_time_s"``.
 
   Raises:
     ValueError: a bad config or workdir (as ``train_and_evaluate``), or a first stage that
@@ -78,17 +73,16 @@ def identify_then_train(config: ml_collections.ConfigDict, workdir: str, *,
           f"{os.path.join(workdir, IDENTIFY)}: the selector ended at step {first.get('step')} "
           f"without committing to a subgroup (discovery.when_within="
           f"{config.discovery.when_within}); nothing to train. Its run is kept")
-    model = trained_model(found["group"])
-    second = trainer.train_and_evaluate(answer_config(config, model),
+    second = trainer.train_and_evaluate(answer_config(config, answer_model(found["group"])),
                                         os.path.join(workdir, TRAINED))
-    stages = {stage: {"workdir": os.path.join(workdir, stage), "model": summary["model"],
+    stages = {stage: {"model": summary["model"],  # each stage's run is <workdir>/<stage>
                       "step": summary["step"], "wall_time_s": summary["wall_time_s"],
                       "final_test_accuracy": summary.get("final_test_accuracy")}
               for stage, summary in ((IDENTIFY, first), (TRAINED, second))}
     results = dict(second, discovery=found, config=run_files.config_as_dict(config),
                    stages=stages, step=first["step"] + second["step"],
                    wall_time_s=first["wall_time_s"] + second["wall_time_s"])
-    if first_process and jax.process_index() == 0:
+    if jax.process_index() == 0:
       run_files.write_results(workdir, results)
     return results
   finally:

@@ -79,6 +79,12 @@ def cifar_variant(arg: str | None):
   return _parse(arg, CIFAR_MODELS, "wsresnet")
 
 
+def answer_model(group: str) -> str:
+  """The fixed prior that trains the answer ``group``: its exact G-CNN's group name, or
+  ``"cnn"`` for the trivial group (:func:`answer_config`'s ``model``)."""
+  return "cnn" if group == "trivial" else group
+
+
 def answer_config(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
   """The config that trains a fixed prior in place of a ``subgroup_cnn`` ``config``: ``model``
   ``"cnn"``, the plain CNN of the selector's width, or a subgroup of D4, its exact G-CNN
